@@ -1,0 +1,69 @@
+"""What a consumer is told about one subscription: a status or a failure.
+
+These two structs are the payload of the QSA status ring (see
+``docs/qsa-protocol.md``) and the output of the shard engine. ``id`` is the
+consumer's subscription id on the wire; inside a shard it is the dialog id,
+and the shard rewrites it for each consumer it fans out to.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from .document import Presentity
+
+
+class SubscriptionState(StrEnum):
+    """RFC 6665 Subscription-State values as a consumer sees them."""
+
+    ACTIVE = "active"
+    PENDING = "pending"
+    TERMINATED = "terminated"
+
+
+class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
+    """One NOTIFY's worth of presence, or a state change the service itself decided.
+
+    ``reason`` is the Subscription-State reason from the notifier (``timeout``,
+    ``rejected``...), or one of the service's own: ``unsubscribed`` (the consumer
+    asked), ``reestablishing`` (a shard restarted and the dialog is being set up
+    again), ``shutdown``. ``presentity`` is None when the body is empty or not
+    PIDF; then ``error`` says why when there was a body. The raw ``body`` and its
+    ``content_type`` always travel so nothing is lost. ``merged`` counts older
+    statuses of this subscription that were dropped in favour of this one while
+    the consumer's ring was full (status is state, not events).
+    """
+
+    id: int
+    state: SubscriptionState
+    reason: str = ""
+    presentity: Presentity | None = None
+    content_type: str = ""
+    body: bytes = b""
+    error: str = ""
+    merged: int = 0
+
+
+class FailureKind(StrEnum):
+    """Why a subscription is not (or no longer) delivering statuses."""
+
+    SIP_ERROR = "sip-error"  # a final error response to SUBSCRIBE
+    TIMEOUT = "timeout"  # no response to SUBSCRIBE (transaction timeout)
+    NO_NOTIFY = "no-notify"  # a 2xx but no NOTIFY within 64*T1
+    TERMINATED = "terminated"  # the notifier ended it (Subscription-State: terminated)
+    TRANSPORT = "transport"  # the request could not be sent
+    REFUSED = "refused"  # the service will not handle it (config, limits, bad request)
+
+
+class Failure(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
+    """A failure of one subscription. ``retry_in`` is the seconds until the service
+    tries again on its own; None means final: the subscription is over and the
+    consumer will get nothing more for this id."""
+
+    id: int
+    kind: FailureKind
+    code: int = 0
+    detail: str = ""
+    retry_in: float | None = None

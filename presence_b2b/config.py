@@ -1,0 +1,335 @@
+"""Service configuration: one TOML file, validated completely before anything starts.
+
+The ``[presence_b2b]`` table keeps the ten parameters of the SER module under
+their original names and with their original defaults, so an operator's old
+``modparam`` lines translate one to one. Every other table is new. Unknown
+keys and bad values are refused with the dotted key named, because a typo that
+silently falls back to a default is the worst kind of configuration error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the dotted key."""
+
+
+Check = Callable[[Any], str | None]
+
+
+def _int_at_least(low: int) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"must be an integer, got {v!r}"
+        if v < low:
+            return f"must be an integer >= {low}, got {v}"
+        return None
+
+    return check
+
+
+def _number_at_least(low: float, *, strict: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return f"must be a number, got {v!r}"
+        if v < low or (strict and v == low):
+            return f"must be a number {'>' if strict else '>='} {low}, got {v}"
+        return None
+
+    return check
+
+
+def _flag(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int) and v in (0, 1):
+        return None
+    return f"must be 0 or 1 (or true/false), got {v!r}"
+
+
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) else f"must be a string, got {v!r}"
+
+
+def _sip_uri_or_empty(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a string, got {v!r}"
+    if v and not v.lower().startswith(("sip:", "sips:")):
+        return f"must be a bare SIP URI such as 'sip:proxy.example.com:5060', got {v!r}"
+    return None
+
+
+def _route_or_empty(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a string, got {v!r}"
+    if v and "<" not in v:
+        return f"must be Route header text such as '<sip:p.example.com;lr>', got {v!r}"
+    return None
+
+
+def _headers(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a string, got {v!r}"
+    for line in v.replace("\r\n", "\n").split("\n"):
+        if line and (":" not in line or line[0] in " \t"):
+            return f"must be 'Name: value' header lines, got {line!r}"
+    return None
+
+
+def _host(v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return f"must be a host name or IP address, got {v!r}"
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        if not all(part and part.replace("-", "").isalnum() for part in v.split(".")):
+            return f"must be a host name or IP address, got {v!r}"
+    return None
+
+
+def _port(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+        return f"must be a port number 1..65535, got {v!r}"
+    return None
+
+
+def _host_port(v: Any) -> str | None:
+    if not isinstance(v, str) or ":" not in v:
+        return f"must be 'host:port', got {v!r}"
+    host, _, port = v.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit():
+        return f"must be 'host:port', got {v!r}"
+    return _host(host) or _port(int(port))
+
+
+def _id_list(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v
+    ):
+        return f"must be a list of numeric ids, got {v!r}"
+    return None
+
+
+def _path(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.startswith("/"):
+        return f"must be an absolute path, got {v!r}"
+    return None
+
+
+def _power_of_two(low: int) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or v & (v - 1):
+            return f"must be a power of two >= {low}, got {v!r}"
+        return None
+
+    return check
+
+
+def _log_level(v: Any) -> str | None:
+    if v not in ("debug", "info", "warning", "error"):
+        return f"must be one of debug, info, warning, error, got {v!r}"
+    return None
+
+
+def _opt(check: Check, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class B2BParams:
+    """The SER module's parameters: same names, meanings and defaults."""
+
+    default_expiration: int = _opt(
+        _int_at_least(1), 3600, "Expires asked for in every SUBSCRIBE that is not an unsubscribe"
+    )
+    on_error_retry_time: int = _opt(
+        _int_at_least(1), 120, "seconds before a new attempt after an error"
+    )
+    presence_route: str = _opt(
+        _route_or_empty, "", "Route set preset on every new dialog, e.g. '<sip:p.example.com;lr>'"
+    )
+    additional_presence_headers: str = _opt(
+        _headers, "", "raw header lines appended to every SUBSCRIBE"
+    )
+    wait_for_term_notify: int = _opt(
+        _int_at_least(0), 30, "seconds to wait for the terminating NOTIFY after Expires: 0"
+    )
+    resubscribe_delta: int = _opt(
+        _int_at_least(0), 30, "refresh this many seconds before the granted expiry"
+    )
+    min_resubscribe_time: int = _opt(
+        _int_at_least(1), 30, "lower bound of the refresh timer in seconds"
+    )
+    handle_presence_subscriptions: int = _opt(
+        _flag, 1, "0 refuses QSA presence subscriptions with an error status"
+    )
+    presence_outbound_proxy: str = _opt(
+        _sip_uri_or_empty, "", "bare SIP URI every out-of-dialog SUBSCRIBE is sent to"
+    )
+    max_subscribe_delay: int = _opt(
+        _int_at_least(0), 0, ">0: send the first SUBSCRIBE after a random 1..max seconds"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    """Where the shards' SIP sockets live and the RFC 3261 timer base values."""
+
+    listen: str = _opt(_host, "127.0.0.1", "address the shard sockets bind to")
+    port: int = _opt(_port, 5070, "UDP port of shard 0; shard i binds port + i")
+    advertise: str = _opt(
+        lambda v: None if v == "" else _host(v),
+        "",
+        "host written in Via and Contact when it differs from listen",
+    )
+    t1: float = _opt(_number_at_least(0.0, strict=True), 0.5, "RFC 3261 T1 in seconds")
+    t2: float = _opt(_number_at_least(0.0, strict=True), 4.0, "RFC 3261 T2 in seconds")
+    t4: float = _opt(_number_at_least(0.0, strict=True), 5.0, "RFC 3261 T4 in seconds")
+    max_message_size: int = _opt(
+        _int_at_least(1024), 65535, "largest SIP datagram accepted, in bytes"
+    )
+    subscribe_rate: float = _opt(
+        _number_at_least(0.0),
+        0.0,
+        "service-wide limit of out-of-dialog SUBSCRIBEs per second (0: no limit)",
+    )
+    user_agent: str = _opt(_string, "presence-b2b", "User-Agent header value ('' for none)")
+
+
+def _default_runtime_dir() -> str:
+    return os.environ.get("RUNTIME_DIRECTORY", "/run/presence-b2b").split(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The supervisor: shard count, the control socket and who may use it."""
+
+    shards: int = _opt(_int_at_least(0), 0, "number of shard processes (0: one per CPU core)")
+    control_socket: str = _opt(_path, "", "QSA control socket path ('' : <runtime dir>/qsa.sock)")
+    allowed_uids: tuple[int, ...] = _opt(
+        _id_list, (), "uids allowed on the control socket besides root and the service's own"
+    )
+    allowed_gids: tuple[int, ...] = _opt(_id_list, (), "gids whose members may use the control socket")
+    shard_memory_limit_bytes: int = _opt(
+        _int_at_least(0), 0, "restart a shard whose RSS exceeds this (0: no limit)"
+    )
+    request_ring_bytes: int = _opt(
+        _power_of_two(4096), 1 << 20, "size of each client's request ring"
+    )
+    status_ring_bytes: int = _opt(
+        _power_of_two(4096), 4 << 20, "size of each client's status ring per shard"
+    )
+    log_level: str = _opt(_log_level, "info", "debug, info, warning or error")
+
+    def control_socket_path(self) -> str:
+        return self.control_socket or os.path.join(_default_runtime_dir(), "qsa.sock")
+
+    def shard_count(self) -> int:
+        return self.shards or (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The Prometheus scrape endpoint of the supervisor."""
+
+    listen: str = _opt(
+        lambda v: None if v == "" else _host_port(v),
+        "127.0.0.1:9478",
+        "host:port of the scrape endpoint ('' disables it)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    presence_b2b: B2BParams = field(default_factory=B2BParams)
+    sip: SipSettings = field(default_factory=SipSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
+    for f in dataclasses.fields(Config)
+}
+
+
+def _build_section(name: str, cls: type[Any], table: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{name}: must be a table, got {table!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = known.get(key)
+        if f is None:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        problem = f.metadata["check"](value)
+        if problem:
+            raise ConfigError(f"{name}.{key}: {problem}")
+        if f.type in ("float", float) and isinstance(value, int):
+            value = float(value)
+        if f.type in ("int", int) and isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    section = cls(**values)
+    _check_section(name, section)
+    return section
+
+
+def _check_section(name: str, section: Any) -> None:
+    """Rules that tie two keys of one table together."""
+    if isinstance(section, SipSettings):
+        if section.t2 < section.t1:
+            raise ConfigError(f"{name}.t2: must be >= t1 ({section.t1}), got {section.t2}")
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a Config from parsed TOML; raises ConfigError naming the bad key."""
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            raise ConfigError(f"{name}: unknown table (known: {', '.join(sorted(_SECTIONS))})")
+        sections[name] = _build_section(name, cls, table)
+    config = Config(**sections)
+    last_port = config.sip.port + config.server.shard_count() - 1
+    if last_port > 65535:
+        raise ConfigError(
+            f"sip.port: shard {config.server.shard_count() - 1} would bind port {last_port}"
+        )
+    return config
+
+
+def load(path: str | Path | None) -> Config:
+    """Read and validate the TOML file at ``path``; None gives the built-in defaults."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return from_mapping(data)
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """Every key with its default and meaning, for docs and ``check-config --defaults``."""
+    rows: list[tuple[str, Any, str]] = []
+    for name, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+    return rows
