@@ -219,7 +219,9 @@ class ServerSettings:
     allowed_uids: tuple[int, ...] = _opt(
         _id_list, (), "uids allowed on the control socket besides root and the service's own"
     )
-    allowed_gids: tuple[int, ...] = _opt(_id_list, (), "gids whose members may use the control socket")
+    allowed_gids: tuple[int, ...] = _opt(
+        _id_list, (), "gids whose members may use the control socket"
+    )
     shard_memory_limit_bytes: int = _opt(
         _int_at_least(0), 0, "restart a shard whose RSS exceeds this (0: no limit)"
     )
@@ -275,22 +277,26 @@ def _build_section(name: str, cls: type[Any], table: Any) -> Any:
         problem = f.metadata["check"](value)
         if problem:
             raise ConfigError(f"{name}.{key}: {problem}")
-        if f.type in ("float", float) and isinstance(value, int):
-            value = float(value)
-        if f.type in ("int", int) and isinstance(value, bool):
-            value = int(value)
-        if isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
+        values[key] = _coerce(f.type, value)
     section = cls(**values)
     _check_section(name, section)
     return section
 
 
+def _coerce(declared: Any, value: Any) -> Any:
+    """TOML gives ints for floats, bools for 0/1 flags and lists for tuples."""
+    if declared in ("float", float) and isinstance(value, int):
+        return float(value)
+    if declared in ("int", int) and isinstance(value, bool):
+        return int(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
 def _check_section(name: str, section: Any) -> None:
     """Rules that tie two keys of one table together."""
-    if isinstance(section, SipSettings):
-        if section.t2 < section.t1:
+    if isinstance(section, SipSettings) and section.t2 < section.t1:
             raise ConfigError(f"{name}.t2: must be >= t1 ({section.t1}), got {section.t2}")
 
 
@@ -330,6 +336,8 @@ def describe() -> list[tuple[str, Any, str]]:
     rows: list[tuple[str, Any, str]] = []
     for name, cls in _SECTIONS.items():
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default
+            if default is dataclasses.MISSING:
+                default = f.default_factory()  # type: ignore[misc]
             rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
     return rows
