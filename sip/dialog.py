@@ -1,0 +1,366 @@
+"""UAC-side dialog state of a SUBSCRIBE usage (RFC 3261 §12, RFC 6665 §4.1.2.4).
+
+The dialog knows who the peer is and how to reach it: tags, CSeqs, remote target and
+route set. It builds in-dialog requests and computes the next hop without DNS: a
+host name is returned as is for the I/O layer to resolve (A/AAAA); RFC 3263 SRV and
+NAPTR lookups are out of scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .headers import parse_cseq, parse_name_addr, parse_uri
+from .message import Message, Request, Response, SipParseError, split_list
+
+__all__ = [
+    "Dialog",
+    "build_initial_request",
+    "next_hop",
+    "parse_route_set",
+    "resolve_uri",
+]
+
+
+def _uri_of(value: str) -> str:
+    return parse_name_addr(value).uri
+
+
+def parse_route_set(route: str | Sequence[str]) -> list[str]:
+    """URIs of a route given as one header value (`<sip:a;lr>, <sip:b;lr>`) or a
+    list of entries, in the order given."""
+    entries = split_list(route) if isinstance(route, str) else list(route)
+    return [_uri_of(e) for e in entries if e.strip()]
+
+
+def _tag(msg: Message, name: str) -> str | None:
+    value = msg.get(name)
+    if value is None:
+        raise SipParseError("missing-header", f"no {name} header")
+    return parse_name_addr(value).tag
+
+
+def _contact_uri(msg: Message) -> str | None:
+    contacts = msg.get_all("Contact")
+    return _uri_of(contacts[0]) if contacts else None
+
+
+def _strip_uri_headers(uri: str) -> str:
+    # A URI used as Request-URI may not carry ?headers (RFC 3261 §19.1.5).
+    q = uri.find("?")
+    return uri if q < 0 else uri[:q]
+
+
+def _routing(target: str, route_set: Sequence[str]) -> tuple[str, list[str]]:
+    """Request-URI and Route values for `target` via `route_set` (RFC 3261 §12.2.1.1)."""
+    if not route_set:
+        return target, []
+    if parse_uri(route_set[0]).loose_route:
+        return target, [f"<{r}>" for r in route_set]
+    # Strict router: it gets the Request-URI, the target travels as the last Route.
+    return _strip_uri_headers(route_set[0]), [f"<{r}>" for r in route_set[1:]] + [f"<{target}>"]
+
+
+def _build(
+    method: str,
+    request_uri: str,
+    *,
+    routes: Sequence[str],
+    from_value: str,
+    to_value: str,
+    call_id: str,
+    cseq: int,
+    via_sent_by: str,
+    branch: str,
+    transport: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    max_forwards: int,
+) -> Request:
+    req = Request(method, request_uri)
+    h = req.headers
+    h.append(("Via", f"SIP/2.0/{transport} {via_sent_by};branch={branch}"))
+    h.append(("Max-Forwards", str(max_forwards)))
+    h.extend(("Route", r) for r in routes)
+    h.append(("From", from_value))
+    h.append(("To", to_value))
+    h.append(("Call-ID", call_id))
+    h.append(("CSeq", f"{cseq} {method}"))
+    for name, value in headers:
+        req.add(name, value)
+    req.body = body
+    return req
+
+
+def build_initial_request(
+    method: str,
+    request_uri: str,
+    *,
+    from_uri: str,
+    from_tag: str,
+    call_id: str,
+    via_sent_by: str,
+    branch: str,
+    to_uri: str | None = None,
+    cseq: int = 1,
+    route: str | Sequence[str] = (),
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    transport: str = "UDP",
+    max_forwards: int = 70,
+) -> Request:
+    """An out-of-dialog request with a preset route set (e.g. `presence_route`).
+
+    The preset route is used in the order given, never reversed. The outbound proxy,
+    if any, is not part of the message: pass it to `next_hop`.
+    """
+    target = request_uri
+    ruri, routes = _routing(target, parse_route_set(route))
+    return _build(
+        method,
+        ruri,
+        routes=routes,
+        from_value=f"<{from_uri}>;tag={from_tag}",
+        to_value=f"<{to_uri or request_uri}>",
+        call_id=call_id,
+        cseq=cseq,
+        via_sent_by=via_sent_by,
+        branch=branch,
+        transport=transport,
+        headers=headers,
+        body=body,
+        max_forwards=max_forwards,
+    )
+
+
+class Dialog:
+    """Dialog state for one subscription, seen from the subscriber (UAC) side."""
+
+    __slots__ = (
+        "call_id",
+        "confirmed",
+        "keep_preset_route",
+        "local_cseq",
+        "local_tag",
+        "local_uri",
+        "remote_cseq",
+        "remote_tag",
+        "remote_target",
+        "remote_uri",
+        "route_set",
+    )
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        local_tag: str,
+        local_uri: str,
+        remote_uri: str,
+        remote_target: str,
+        route_set: Sequence[str] = (),
+        local_cseq: int = 1,
+        remote_tag: str | None = None,
+        remote_cseq: int | None = None,
+        keep_preset_route: bool = False,
+    ) -> None:
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.local_uri = local_uri
+        self.remote_uri = remote_uri
+        self.remote_tag = remote_tag
+        self.remote_target = remote_target
+        #: Route URIs in the order requests visit them.
+        self.route_set = list(route_set)
+        self.local_cseq = local_cseq
+        self.remote_cseq = remote_cseq
+        self.confirmed = False
+        #: The original kept `presence_route` for in-dialog requests when the peer sent
+        #: no Record-Route; RFC 3261 empties the route set then. False = RFC.
+        self.keep_preset_route = keep_preset_route
+
+    @classmethod
+    def from_request(
+        cls,
+        request: Request,
+        *,
+        route_set: Sequence[str] | None = None,
+        remote_target: str | None = None,
+        keep_preset_route: bool = False,
+    ) -> Dialog:
+        """An unconfirmed dialog for the initial SUBSCRIBE we sent.
+
+        The route set is read from the request's Route headers and the target is its
+        Request-URI, which holds for a loose preset route; with a strict first hop
+        pass `route_set` and `remote_target` as given to build_initial_request.
+        """
+        from_value = request.get("From")
+        to_value = request.get("To")
+        call_id = request.get("Call-ID")
+        cseq_value = request.get("CSeq")
+        if from_value is None or to_value is None or call_id is None or cseq_value is None:
+            raise SipParseError("missing-header", "request lacks From, To, Call-ID or CSeq")
+        from_addr = parse_name_addr(from_value)
+        if not from_addr.tag:
+            raise SipParseError("header", "From without tag")
+        routes = parse_route_set(request.get_all("Route")) if route_set is None else list(route_set)
+        return cls(
+            call_id=call_id,
+            local_tag=from_addr.tag,
+            local_uri=from_addr.uri,
+            remote_uri=parse_name_addr(to_value).uri,
+            remote_target=request.uri if remote_target is None else remote_target,
+            route_set=routes,
+            local_cseq=parse_cseq(cseq_value).number,
+            keep_preset_route=keep_preset_route,
+        )
+
+    @property
+    def id(self) -> tuple[str, str, str | None]:
+        """(Call-ID, local tag, remote tag), as RFC 3261 §12 identifies a dialog."""
+        return self.call_id, self.local_tag, self.remote_tag
+
+    def _set_route_set(self, record_route: list[str], *, reverse: bool) -> None:
+        if record_route:
+            routes = parse_route_set(record_route)
+            self.route_set = routes[::-1] if reverse else routes
+        elif not self.keep_preset_route:
+            self.route_set = []
+
+    def _refresh_target(self, msg: Message) -> None:
+        target = _contact_uri(msg)
+        if target is not None:
+            self.remote_target = target
+
+    def confirm(self, response: Response) -> bool:
+        """Apply a 2xx to the SUBSCRIBE. The first one (or a NOTIFY before it)
+        establishes the dialog; later ones only refresh the target. Returns False for
+        a 2xx from another fork (different To tag), which is ignored."""
+        if not 200 <= response.status < 300:
+            raise ValueError("only a 2xx confirms a dialog")
+        tag = _tag(response, "To")
+        if not tag:
+            raise SipParseError("header", "2xx without To tag")
+        if self.confirmed:
+            if tag != self.remote_tag:
+                return False
+            self._refresh_target(response)
+            return True
+        self.remote_tag = tag
+        self._set_route_set(response.get_all("Record-Route"), reverse=True)
+        self._refresh_target(response)
+        self.confirmed = True
+        return True
+
+    def confirm_from_notify(self, notify: Request) -> None:
+        """A NOTIFY that arrives before the 2xx creates the dialog (RFC 6665 §4.1.2.4):
+        remote tag from its From, route set from its Record-Route in order, target
+        from its Contact."""
+        tag = _tag(notify, "From")
+        if not tag:
+            raise SipParseError("header", "NOTIFY without From tag")
+        cseq = notify.get("CSeq")
+        if cseq is None:
+            raise SipParseError("missing-header", "no CSeq header")
+        self.remote_tag = tag
+        self.remote_cseq = parse_cseq(cseq).number
+        self._set_route_set(notify.get_all("Record-Route"), reverse=False)
+        self._refresh_target(notify)
+        self.confirmed = True
+
+    def matches(self, request: Request) -> bool:
+        """Does this in-dialog request (NOTIFY) belong here? Before confirmation the
+        remote tag is unknown, so Call-ID and our tag decide (RFC 6665 §4.1.2.4)."""
+        if request.get("Call-ID") != self.call_id:
+            return False
+        try:
+            if _tag(request, "To") != self.local_tag:
+                return False
+            return self.remote_tag is None or _tag(request, "From") == self.remote_tag
+        except SipParseError:
+            return False
+
+    def update_from_request(self, request: Request) -> bool:
+        """Target refresh by an in-dialog request. Returns False for an out-of-order
+        or repeated CSeq: the dialog is left alone, but the request is still valid."""
+        value = request.get("CSeq")
+        if value is None:
+            raise SipParseError("missing-header", "no CSeq header")
+        number = parse_cseq(value).number
+        if self.remote_cseq is not None and number <= self.remote_cseq:
+            return False
+        self.remote_cseq = number
+        self._refresh_target(request)
+        return True
+
+    def update_from_response(self, response: Response) -> None:
+        """Target refresh by the 2xx to a refresh SUBSCRIBE."""
+        if 200 <= response.status < 300:
+            self._refresh_target(response)
+
+    def build_request(
+        self,
+        method: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        via_sent_by: str,
+        branch: str,
+        transport: str = "UDP",
+        max_forwards: int = 70,
+    ) -> Request:
+        """An in-dialog request with the next local CSeq (RFC 3261 §12.2.1.1)."""
+        self.local_cseq += 1
+        ruri, routes = _routing(self.remote_target, self.route_set)
+        to_value = f"<{self.remote_uri}>"
+        if self.remote_tag:
+            to_value += f";tag={self.remote_tag}"
+        return _build(
+            method,
+            ruri,
+            routes=routes,
+            from_value=f"<{self.local_uri}>;tag={self.local_tag}",
+            to_value=to_value,
+            call_id=self.call_id,
+            cseq=self.local_cseq,
+            via_sent_by=via_sent_by,
+            branch=branch,
+            transport=transport,
+            headers=headers,
+            body=body,
+            max_forwards=max_forwards,
+        )
+
+    def __repr__(self) -> str:
+        state = "confirmed" if self.confirmed else "early"
+        return f"<Dialog {self.call_id} {self.local_tag}/{self.remote_tag} {state}>"
+
+
+def resolve_uri(uri: str) -> tuple[str, int]:
+    """Host and port to send to for a SIP URI, without DNS: `maddr` wins over the
+    host, IPv6 brackets are dropped, the port defaults to 5060 (5061 for sips)."""
+    parsed = parse_uri(uri)
+    host = parsed.params.get("maddr") or parsed.host
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = parsed.port if parsed.port is not None else (5061 if parsed.scheme == "sips" else 5060)
+    return host, port
+
+
+def next_hop(target: Request | Dialog, *, outbound_proxy: str | None = None) -> tuple[str, int]:
+    """Where to send a request (RFC 3261 §8.1.2): the outbound proxy if set, else
+    the first route, else the Request-URI (or remote target).
+
+    For a Request, a first Route without `;lr` means a strict router already sits in
+    the Request-URI, so the Request-URI is the next hop.
+    """
+    if outbound_proxy:
+        return resolve_uri(_uri_of(outbound_proxy))
+    if isinstance(target, Dialog):
+        return resolve_uri(target.route_set[0] if target.route_set else target.remote_target)
+    routes = target.get_all("Route")
+    if routes:
+        first = _uri_of(routes[0])
+        if parse_uri(first).loose_route:
+            return resolve_uri(first)
+    return resolve_uri(target.uri)

@@ -1,0 +1,590 @@
+"""Non-INVITE client and server transactions (RFC 3261 §17.1.2, §17.2.2), sans-I/O.
+
+Transactions never touch a socket or a clock: the caller passes `now` and gets back
+a list of events to act on (send these bytes, hand this message to the TU, the
+transaction timed out or ended). The table keeps every live transaction and one heap
+of deadlines with lazy deletion, so the I/O layer needs a single timer for all of them.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .headers import parse_cseq, parse_name_addr, parse_via
+from .ids import BRANCH_COOKIE
+from .message import Request, Response, SipParseError, split_list
+
+__all__ = [
+    "ClientTransaction",
+    "Deliver",
+    "DeliverRequest",
+    "Event",
+    "Retransmit",
+    "Send",
+    "ServerTransaction",
+    "Terminated",
+    "TimedOut",
+    "TimerSettings",
+    "Transaction",
+    "TransactionState",
+    "TransactionTable",
+    "TransportError",
+    "client_key",
+    "make_response",
+    "reason_phrase",
+    "response_key",
+    "server_key",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    """RFC 3261 §17.1.1.1 timer values in seconds; shorter T1 speeds up tests and LANs."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.t1 <= self.t2:
+            raise ValueError("timers need 0 < T1 <= T2")
+        if self.t4 < 0:
+            raise ValueError("T4 must not be negative")
+
+    @property
+    def timeout(self) -> float:
+        """Timers F and J: 64*T1."""
+        return 64 * self.t1
+
+
+DEFAULT_TIMERS = TimerSettings()
+
+
+class TransactionState(enum.Enum):
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    TERMINATED = "terminated"
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write `data` to the transaction's peer."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Retransmit(Send):
+    """A Send caused by a timer or a retransmitted request; counted apart in metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand this response to the transaction user (each final response once)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRequest:
+    """Hand this new request to the transaction user (never for retransmissions)."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """Timer F fired: the TU should act as on a 408 (RFC 3261 §8.1.3.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    """The transport reported a failure; the TU should act as on a 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """The transaction is over; always the last event it reports."""
+
+
+Event = Send | Deliver | DeliverRequest | TimedOut | TransportError | Terminated
+
+_TERMINATED_EVENTS: list[Event] = [Terminated()]
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def _top_via(msg: Request | Response) -> str:
+    value = msg.get("Via")
+    if value is None:
+        raise SipParseError("missing-header", "no Via header")
+    entries = split_list(value)
+    if not entries:
+        raise SipParseError("header", "empty Via header")
+    return entries[0]
+
+
+def _cseq(msg: Request | Response) -> tuple[int, str]:
+    value = msg.get("CSeq")
+    if value is None:
+        raise SipParseError("missing-header", "no CSeq header")
+    cseq = parse_cseq(value)
+    return cseq.number, cseq.method
+
+
+def client_key(request: Request) -> tuple[str, str]:
+    """(branch, method) of a request we send (RFC 3261 §17.1.3)."""
+    branch = parse_via(_top_via(request)).branch
+    if not branch:
+        raise ValueError("a client transaction needs a Via branch")
+    return branch, request.method
+
+
+def response_key(response: Response) -> tuple[str, str]:
+    """(branch, CSeq method) of a response, to find its client transaction."""
+    return parse_via(_top_via(response)).branch or "", _cseq(response)[1]
+
+
+def server_key(request: Request) -> tuple[str | int, ...]:
+    """Identity of a received request's transaction (RFC 3261 §17.2.3).
+
+    Magic-cookie branches: branch + sent-by + method. Otherwise the RFC 2543 way:
+    Call-ID, From tag, CSeq and sent-by.
+    """
+    via = parse_via(_top_via(request))
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch
+    if branch and branch.startswith(BRANCH_COOKIE):
+        return ("3261", branch, via.sent_by, method)
+    number, _ = _cseq(request)
+    from_value = request.get("From")
+    from_tag = parse_name_addr(from_value).tag if from_value is not None else None
+    return ("2543", request.get("Call-ID") or "", from_tag or "", number, method, via.sent_by)
+
+
+# --- transactions -------------------------------------------------------------------
+
+
+class ClientTransaction:
+    """Non-INVITE client transaction (RFC 3261 §17.1.2)."""
+
+    __slots__ = (
+        "_e",
+        "_entry",
+        "_entry_at",
+        "_f",
+        "_interval",
+        "_k",
+        "context",
+        "data",
+        "key",
+        "last_response",
+        "reliable",
+        "request",
+        "state",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        timers: TimerSettings = DEFAULT_TIMERS,
+        reliable: bool = False,
+        context: Any = None,
+    ) -> None:
+        self.request = request
+        self.key = client_key(request)
+        self.data = request.to_bytes()
+        self.timers = timers
+        self.reliable = reliable
+        #: Opaque owner data for the TU (for example the subscription this serves).
+        self.context = context
+        self.state = TransactionState.TRYING
+        self.last_response: Response | None = None
+        self._interval = timers.t1
+        self._e: float | None = None
+        self._f: float | None = None
+        self._k: float | None = None
+        #: Sequence number and deadline of this transaction's live heap entry.
+        self._entry = -1
+        self._entry_at = 0.0
+
+    def start(self, now: float) -> list[Event]:
+        """Send the request and arm timers E (unreliable only) and F."""
+        if self._f is not None:
+            raise RuntimeError("transaction already started")
+        self._f = now + self.timers.timeout
+        if not self.reliable:
+            self._e = now + self._interval
+        return [Send(self.data)]
+
+    def receive(self, response: Response, now: float) -> list[Event]:
+        """A response matched to this transaction; retransmitted finals are absorbed."""
+        if self.state is TransactionState.TRYING or self.state is TransactionState.PROCEEDING:
+            if response.status < 200:
+                self.state = TransactionState.PROCEEDING
+                return [Deliver(response)]
+            self.last_response = response
+            self._e = self._f = None
+            if self.reliable:
+                self.state = TransactionState.TERMINATED
+                return [Deliver(response), Terminated()]
+            self.state = TransactionState.COMPLETED
+            self._k = now + self.timers.t4
+            return [Deliver(response)]
+        return []
+
+    def on_timer(self, now: float) -> list[Event]:
+        """Fire whatever timer is due at `now`: F before E, then K."""
+        state = self.state
+        if state is TransactionState.TRYING or state is TransactionState.PROCEEDING:
+            if self._f is not None and now >= self._f:
+                self._terminate()
+                return [TimedOut(), Terminated()]
+            if self._e is not None and now >= self._e:
+                if state is TransactionState.TRYING:
+                    self._interval = min(2 * self._interval, self.timers.t2)
+                else:
+                    self._interval = self.timers.t2
+                self._e = now + self._interval
+                return [Retransmit(self.data)]
+        elif state is TransactionState.COMPLETED and self._k is not None and now >= self._k:
+            self._terminate()
+            return list(_TERMINATED_EVENTS)
+        return []
+
+    def on_transport_error(self, now: float) -> list[Event]:
+        if self.state is TransactionState.TERMINATED:
+            return []
+        self._terminate()
+        return [TransportError(), Terminated()]
+
+    def next_deadline(self) -> float | None:
+        state = self.state
+        if state is TransactionState.TRYING or state is TransactionState.PROCEEDING:
+            if self._e is None:
+                return self._f
+            if self._f is None:
+                return self._e
+            return min(self._e, self._f)
+        if state is TransactionState.COMPLETED:
+            return self._k
+        return None
+
+    def _terminate(self) -> None:
+        self.state = TransactionState.TERMINATED
+        self._e = self._f = self._k = None
+
+    def __repr__(self) -> str:
+        return f"<ClientTransaction {self.key} {self.state.value}>"
+
+
+class ServerTransaction:
+    """Non-INVITE server transaction (RFC 3261 §17.2.2), used for NOTIFY.
+
+    It keeps the last response sent, so a retransmitted request is answered with the
+    same bytes and never reaches the TU again.
+    """
+
+    __slots__ = (
+        "_entry",
+        "_entry_at",
+        "_j",
+        "context",
+        "key",
+        "reliable",
+        "request",
+        "response",
+        "response_data",
+        "state",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        timers: TimerSettings = DEFAULT_TIMERS,
+        reliable: bool = False,
+        context: Any = None,
+        key: tuple[str | int, ...] | None = None,
+    ) -> None:
+        self.request = request
+        self.key = server_key(request) if key is None else key
+        self.timers = timers
+        self.reliable = reliable
+        self.context = context
+        self.state = TransactionState.TRYING
+        self.response: Response | None = None
+        self.response_data: bytes | None = None
+        self._j: float | None = None
+        #: Sequence number and deadline of this transaction's live heap entry.
+        self._entry = -1
+        self._entry_at = 0.0
+
+    def receive(self, request: Request, now: float) -> list[Event]:
+        """A retransmission of the request: resend the last response, if any."""
+        if (
+            self.state is TransactionState.PROCEEDING or self.state is TransactionState.COMPLETED
+        ) and self.response_data is not None:
+            return [Retransmit(self.response_data)]
+        return []
+
+    def respond(self, response: Response, now: float) -> list[Event]:
+        """Send a response from the TU; a final one starts timer J."""
+        if self.state is TransactionState.COMPLETED or self.state is TransactionState.TERMINATED:
+            raise RuntimeError("the transaction already sent its final response")
+        data = response.to_bytes()
+        self.response = response
+        self.response_data = data
+        if response.status < 200:
+            self.state = TransactionState.PROCEEDING
+            return [Send(data)]
+        if self.reliable:
+            self.state = TransactionState.TERMINATED
+            return [Send(data), Terminated()]
+        self.state = TransactionState.COMPLETED
+        self._j = now + self.timers.timeout
+        return [Send(data)]
+
+    def on_timer(self, now: float) -> list[Event]:
+        if self.state is TransactionState.COMPLETED and self._j is not None and now >= self._j:
+            self.state = TransactionState.TERMINATED
+            self._j = None
+            return list(_TERMINATED_EVENTS)
+        return []
+
+    def on_transport_error(self, now: float) -> list[Event]:
+        if self.state is TransactionState.TERMINATED:
+            return []
+        self.state = TransactionState.TERMINATED
+        self._j = None
+        return [TransportError(), Terminated()]
+
+    def next_deadline(self) -> float | None:
+        return self._j if self.state is TransactionState.COMPLETED else None
+
+    def __repr__(self) -> str:
+        return f"<ServerTransaction {self.key} {self.state.value}>"
+
+
+Transaction = ClientTransaction | ServerTransaction
+
+
+class TransactionTable:
+    """Every live transaction of one transport, and their deadlines.
+
+    Lookups are dict hits; deadlines live in one heap whose entries go stale instead
+    of being removed (each transaction remembers which entry is current). The heap
+    is rebuilt when stale entries outnumber live ones, so memory stays O(live).
+    """
+
+    def __init__(self, timers: TimerSettings = DEFAULT_TIMERS, *, reliable: bool = False):
+        self.timers = timers
+        self.reliable = reliable
+        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self._servers: dict[tuple[str | int, ...], ServerTransaction] = {}
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._seq = itertools.count()
+        self._scheduled = 0
+
+    def __len__(self) -> int:
+        return len(self._clients) + len(self._servers)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    @property
+    def server_count(self) -> int:
+        return len(self._servers)
+
+    def clients(self) -> Iterable[ClientTransaction]:
+        return self._clients.values()
+
+    def servers(self) -> Iterable[ServerTransaction]:
+        return self._servers.values()
+
+    def start_client(
+        self, request: Request, now: float, *, context: Any = None
+    ) -> tuple[ClientTransaction, list[Event]]:
+        """Create and start a client transaction for `request` (already complete)."""
+        txn = ClientTransaction(
+            request, timers=self.timers, reliable=self.reliable, context=context
+        )
+        if txn.key in self._clients:
+            raise ValueError(f"branch {txn.key[0]!r} already in use")
+        events = txn.start(now)
+        self._clients[txn.key] = txn
+        self._after(txn)
+        return txn, events
+
+    def receive_response(
+        self, response: Response, now: float
+    ) -> tuple[ClientTransaction | None, list[Event]]:
+        """Match a response; (None, []) means a stray one the caller may count and drop."""
+        txn = self._clients.get(response_key(response))
+        if txn is None:
+            return None, []
+        events = txn.receive(response, now)
+        self._after(txn)
+        return txn, events
+
+    def receive_request(
+        self, request: Request, now: float, *, context: Any = None
+    ) -> tuple[ServerTransaction, list[Event]]:
+        """A new request yields DeliverRequest; a retransmission yields at most a
+        Retransmit of the response already sent."""
+        key = server_key(request)
+        txn = self._servers.get(key)
+        if txn is None:
+            txn = ServerTransaction(
+                request, timers=self.timers, reliable=self.reliable, context=context, key=key
+            )
+            self._servers[key] = txn
+            return txn, [DeliverRequest(request)]
+        return txn, txn.receive(request, now)
+
+    def respond(self, txn: ServerTransaction, response: Response, now: float) -> list[Event]:
+        events = txn.respond(response, now)
+        self._after(txn)
+        return events
+
+    def transport_error(self, txn: Transaction, now: float) -> list[Event]:
+        events = txn.on_transport_error(now)
+        self._after(txn)
+        return events
+
+    def next_deadline(self) -> float | None:
+        """When on_timer should next be called, or None if no timer is armed."""
+        heap = self._heap
+        while heap and heap[0][1] != heap[0][2]._entry:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def on_timer(self, now: float) -> list[tuple[Transaction, Event]]:
+        """Fire every timer due at `now`; events come paired with their transaction."""
+        out: list[tuple[Transaction, Event]] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, seq, txn = heapq.heappop(heap)
+            if seq != txn._entry:
+                continue
+            txn._entry = -1
+            self._scheduled -= 1
+            events = txn.on_timer(now)
+            self._after(txn)
+            out.extend((txn, ev) for ev in events)
+        return out
+
+    def _after(self, txn: Transaction) -> None:
+        """Drop a terminated transaction, or re-arm its current deadline."""
+        if txn.state is TransactionState.TERMINATED:
+            if txn._entry >= 0:
+                txn._entry = -1
+                self._scheduled -= 1
+            if isinstance(txn, ClientTransaction):
+                if self._clients.get(txn.key) is txn:
+                    del self._clients[txn.key]
+            elif self._servers.get(txn.key) is txn:
+                del self._servers[txn.key]
+            return
+        deadline = txn.next_deadline()
+        if txn._entry >= 0:
+            # The current entry stays valid if the deadline did not move.
+            if txn._entry_at == deadline:
+                return
+            txn._entry = -1
+            self._scheduled -= 1
+        if deadline is not None:
+            seq = next(self._seq)
+            txn._entry = seq
+            txn._entry_at = deadline
+            self._scheduled += 1
+            heapq.heappush(self._heap, (deadline, seq, txn))
+            if len(self._heap) > 1024 and len(self._heap) > 2 * self._scheduled:
+                self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [e for e in self._heap if e[1] == e[2]._entry]
+        heapq.heapify(self._heap)
+
+
+# --- responses ----------------------------------------------------------------------
+
+_REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    489: "Bad Event",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    513: "Message Too Large",
+}
+_CLASS_REASONS = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status) or _CLASS_REASONS.get(status // 100, "Global Failure")
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    copy_record_route: bool = False,
+) -> Response:
+    """A response to `request` as RFC 3261 §8.2.6 builds it.
+
+    Via (all, in order), From, To, Call-ID and CSeq are copied; `to_tag` is added to
+    To unless To already has a tag or this is a 100. `copy_record_route` is for a
+    2xx to a dialog-creating request (§12.1.1).
+    """
+    resp = Response(status, reason if reason is not None else reason_phrase(status))
+    out = resp.headers
+    for name, value in request.headers:
+        if name in ("Via", "From", "Call-ID", "CSeq"):
+            out.append((name, value))
+        elif name == "To":
+            tagged = value
+            if to_tag is not None and status != 100 and parse_name_addr(value).tag is None:
+                tagged = f"{value};tag={to_tag}"
+            out.append((name, tagged))
+        elif (name == "Timestamp" and status == 100) or (
+            name == "Record-Route" and copy_record_route
+        ):
+            out.append((name, value))
+    for name, value in headers:
+        resp.add(name, value)
+    resp.body = body
+    return resp
