@@ -15,7 +15,9 @@ document on any of these):
   rather than the original's "closed": "unknown" must not read as "offline";
 * a tuple without ``id`` gets ``id=""``;
 * a ``priority`` that is not a number in 0..1 gives ``priority=None``;
-* a root ``presence`` in the CPIM-PIDF namespace or in no namespace is accepted.
+* a root ``presence`` in the CPIM-PIDF namespace or in no namespace is accepted;
+* a repeated ``<contact>``, ``<timestamp>`` or ``<basic>``: the first one wins;
+* markup inside a note, contact, basic or timestamp contributes its text only.
 
 Everything the parser does not model (RPID ``<person>``, ``<device>``, tuple and
 status extensions) is kept as standalone XML text, in document order.
@@ -23,9 +25,13 @@ status extensions) is kept as standalone XML text, in document order.
 
 from __future__ import annotations
 
-from pyexpat import XML_PARAM_ENTITY_PARSING_NEVER, ExpatError, ParserCreate
 from typing import Final
-from xml.parsers.expat import XMLParserType
+from xml.parsers.expat import (
+    XML_PARAM_ENTITY_PARSING_NEVER,
+    ExpatError,
+    ParserCreate,
+    XMLParserType,
+)
 
 from .document import Basic, Note, PresenceTuple, Presentity
 
@@ -65,11 +71,21 @@ for _ns in _PIDF_NAMESPACES:
         _NAMES[f"{_ns}{_SEP}{_local}" if _ns else _local] = _local
 
 
+def _pidf_local(name: str) -> str | None:
+    """The PIDF local name of an expat name, whatever prefix the document chose."""
+    local = _NAMES.get(name)
+    if local is None and name.count(_SEP) == 2:  # "uri local prefix"
+        local = _NAMES.get(name[: name.rindex(_SEP)])
+    return local
+
+
 class PidfError(ValueError):
     """A body that is not a PIDF document this service accepts.
 
-    ``kind`` is short and stable (for metrics and tests); the message says what
-    was wrong in words a log reader understands.
+    ``kind`` is short and stable (for metrics and tests): ``not-xml``,
+    ``not-pidf``, ``too-large``, ``too-deep``, ``too-many-elements``,
+    ``forbidden-dtd``, ``forbidden-entity``. The message says what was wrong in
+    words a log reader understands.
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -104,7 +120,7 @@ def parse_pidf(
         raise
     except ExpatError as e:
         raise PidfError("not-xml", f"not well-formed XML: {e}") from None
-    except (TypeError, ValueError) as e:  # not bytes, or text that cannot be encoded
+    except (TypeError, ValueError, LookupError) as e:  # e.g. an encoding Python lacks
         raise PidfError("not-xml", f"cannot parse the body: {e}") from None
     finally:  # leave no parser <-> builder cycle for the GC on this hot path
         parser.StartElementHandler = parser.EndElementHandler = None
@@ -318,7 +334,7 @@ class _Builder:
         if parent >= _TEXT:  # markup inside a text element: only its text counts
             modes.append(_IGNORED)
             return
-        local = _NAMES.get(name)
+        local = _pidf_local(name)
         if parent == _ROOT:
             if local == "tuple":
                 self.tuple = _TupleBuilder(attrs.get("id", ""))
@@ -365,7 +381,7 @@ class _Builder:
         self.parser.CharacterDataHandler = ext.text
 
     def _start_root(self, name: str, attrs: dict[str, str]) -> None:
-        if _NAMES.get(name) != "presence":
+        if _pidf_local(name) != "presence":
             shown = name.split(_SEP)
             what = f"{{{shown[0]}}}{shown[1]}" if len(shown) > 1 else shown[0]
             raise PidfError("not-pidf", f"the root element is {what}, not a PIDF presence")
