@@ -611,6 +611,13 @@ def test_predestroyed_481_ends_it() -> None:
     assert sub.finished
 
 
+def test_predestroyed_3xx_ends_it_without_following_the_redirect() -> None:
+    sub = predestroyed()
+    actions = sub.on_response(resp(302, contact="sip:elsewhere@example.com"), 11.0)
+    assert actions == ENDED_UNSUBSCRIBED
+    assert sub.finished
+
+
 def test_predestroyed_timeout_never_revives() -> None:
     sub = predestroyed()
     assert sub.on_timeout(42.0) == ENDED_UNSUBSCRIBED

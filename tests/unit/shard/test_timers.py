@@ -1,0 +1,207 @@
+"""TimerQueue: one heap, lazy deletion, lag accounting."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+from presence_b2b.shard.subscription import SendInDialog, Subscription, TimerKind
+from presence_b2b.shard.timers import LAG_BUCKETS, TimerQueue
+
+from presence_b2b.config import B2BParams
+
+
+class Owner:
+    __slots__ = ("name", "timer_seq")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.timer_seq = 0
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_due_owners_come_out_earliest_first() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a, b, c = Owner("a"), Owner("b"), Owner("c")
+    q.schedule(b, 20.0)
+    q.schedule(a, 10.0)
+    q.schedule(c, 30.0)
+    assert q.pop_due(25.0) == [a, b]
+    assert q.pop_due(100.0) == [c]
+
+
+def test_nothing_is_due_before_its_deadline() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    q.schedule(a, 10.0)
+    assert q.pop_due(9.999) == []
+    assert q.pop_due(10.0) == [a]
+
+
+def test_equal_deadlines_fire_in_scheduling_order() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    owners = [Owner(str(i)) for i in range(5)]
+    for o in owners:
+        q.schedule(o, 1.0)
+    assert q.pop_due(1.0) == owners
+
+
+def test_rescheduling_moves_the_deadline_and_leaves_a_stale_entry_behind() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    q.schedule(a, 10.0)
+    q.schedule(a, 50.0)
+    assert len(q) == 1
+    assert q.heap_size() == 2
+    assert q.pop_due(20.0) == []
+    assert q.stale_skipped == 1
+    assert q.pop_due(50.0) == [a]
+
+
+def test_rescheduling_earlier_fires_once() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    q.schedule(a, 50.0)
+    q.schedule(a, 10.0)
+    assert q.pop_due(100.0) == [a]
+
+
+def test_rescheduling_to_the_same_deadline_fires_once() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    q.schedule(a, 10.0)
+    q.schedule(a, 10.0)
+    assert q.pop_due(10.0) == [a]
+    assert len(q) == 0
+
+
+def test_cancel_and_schedule_none_disarm() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a, b = Owner("a"), Owner("b")
+    q.schedule(a, 10.0)
+    q.schedule(b, 10.0)
+    q.cancel(a)
+    q.schedule(b, None)
+    assert len(q) == 0
+    assert q.pop_due(100.0) == []
+    q.cancel(a)  # twice is harmless
+    assert len(q) == 0
+
+
+def test_len_counts_live_entries_only() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    owners = [Owner(str(i)) for i in range(10)]
+    for i, o in enumerate(owners):
+        q.schedule(o, float(i))
+        q.schedule(o, float(i + 100))
+    assert len(q) == 10
+    q.pop_due(104.0)
+    assert len(q) == 5
+
+
+def test_next_deadline_skips_stale_entries() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a, b = Owner("a"), Owner("b")
+    assert q.next_deadline() is None
+    q.schedule(a, 10.0)
+    q.schedule(b, 20.0)
+    q.schedule(a, 30.0)
+    assert q.next_deadline() == 20.0
+    q.cancel(b)
+    assert q.next_deadline() == 30.0
+
+
+def test_pop_due_limit_leaves_the_rest_for_the_next_call() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    owners = [Owner(str(i)) for i in range(5)]
+    for i, o in enumerate(owners):
+        q.schedule(o, float(i))
+    assert q.pop_due(10.0, limit=2) == owners[:2]
+    assert q.pop_due(10.0, limit=2) == owners[2:4]
+    assert q.pop_due(10.0) == owners[4:]
+
+
+def test_lag_records_how_late_each_timer_fired() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a, b = Owner("a"), Owner("b")
+    q.schedule(a, 10.0)
+    q.schedule(b, 10.5)
+    q.pop_due(11.0)
+    assert q.lag.count == 2
+    assert q.lag.sum == 1.5
+    assert q.lag.max == 1.0
+    cumulative = dict(q.lag.cumulative())
+    assert cumulative[0.5] == 1
+    assert cumulative[1.0] == 2
+    assert cumulative[float("inf")] == 2
+    assert len(q.lag.buckets) == len(LAG_BUCKETS) + 1
+
+
+def test_stale_entries_do_not_count_as_lag() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    q.schedule(a, 1.0)
+    q.schedule(a, 100.0)
+    q.pop_due(50.0)
+    assert q.lag.count == 0
+
+
+def test_heap_is_compacted_when_stale_entries_pile_up() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a = Owner("a")
+    for i in range(10_000):
+        q.schedule(a, float(i))
+    assert q.heap_size() < 3000
+    assert q.pop_due(1e9) == [a]
+
+
+def test_subscriptions_are_timer_owners() -> None:
+    q: TimerQueue[Subscription] = TimerQueue()
+    sub = Subscription(1, "sip:r@x", "sip:s@x", B2BParams(max_subscribe_delay=3))
+    sub.start(0.0)
+    q.schedule(sub, sub.deadline)
+    (due,) = q.pop_due(10.0)
+    assert due is sub
+    assert sub.timer_kind is TimerKind.START_DELAY
+    actions = due.on_timer(10.0)
+    assert actions and not isinstance(actions[0], SendInDialog)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 9), st.one_of(st.none(), st.floats(0, 1000))),
+        max_size=200,
+    ),
+    st.floats(0, 1000),
+)
+def test_pop_due_returns_exactly_the_owners_whose_last_deadline_passed(
+    ops: list[tuple[int, float | None]], now: float
+) -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    owners = [Owner(str(i)) for i in range(10)]
+    expected: dict[int, float | None] = {}
+    for i, deadline in ops:
+        q.schedule(owners[i], deadline)
+        expected[i] = deadline
+    assert len(q) == sum(d is not None for d in expected.values())
+    due = q.pop_due(now)
+    want = {i for i, d in expected.items() if d is not None and d <= now}
+    assert sorted(int(o.name) for o in due) == sorted(want)
+    fired_at = [expected[int(o.name)] or 0.0 for o in due]
+    assert fired_at == sorted(fired_at)
+    assert len(q) == sum(d is not None for d in expected.values()) - len(want)
+
+
+def test_many_entries_all_fire_once() -> None:
+    # correctness at scale, not speed (speed is in the benchmark, never in a test)
+    rng = random.Random(7)
+    q: TimerQueue[Owner] = TimerQueue()
+    owners = [Owner("") for _ in range(100_000)]
+    for o in owners:
+        q.schedule(o, rng.uniform(0, 3600))
+    fired = q.pop_due(3600.0)
+    assert len(fired) == len(owners)
+    assert len(q) == 0
