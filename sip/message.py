@@ -300,7 +300,7 @@ def _parse_start_line(line: str) -> Request | Response:
         status = int(code)
         if not 100 <= status <= 699:
             raise SipParseError("start-line", f"status code {status} out of range")
-        return Response(status, reason.strip())
+        return Response(status, reason.strip(" \t"))
     parts = line.split(" ")
     if len(parts) != 3:
         raise SipParseError("start-line", f"malformed request line {line[:60]!r}")
