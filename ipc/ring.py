@@ -627,7 +627,7 @@ class RingReader:
 
     Counters exposed as plain attributes: ``records_read``, ``bad_records``
     (malformed records skipped), ``high_water_bytes`` (the deepest the ring
-    was seen at a read).
+    was seen at a read), ``wakeups`` (data-ready doorbells answered).
     """
 
     __slots__ = (
@@ -651,6 +651,7 @@ class RingReader:
         "broken",
         "high_water_bytes",
         "records_read",
+        "wakeups",
     )
 
     def __init__(self, ring: Ring) -> None:
@@ -682,6 +683,7 @@ class RingReader:
         self.records_read = 0
         self.bad_records = 0
         self.high_water_bytes = 0
+        self.wakeups = 0
         self.broken: str | None = None
 
     @property
@@ -783,7 +785,8 @@ class RingReader:
             if remaining is not None and remaining <= 0:
                 return []
             if self.prepare_sleep():
-                self._data_bell.wait(remaining)
+                if self._data_bell.wait(remaining):
+                    self.wakeups += 1
                 self._w[_W_SLEEPING] = 0
 
     def attach_reader(
@@ -815,7 +818,7 @@ class RingReader:
     def detach(self) -> None:
         """Stop draining from the event loop (idempotent)."""
         loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed() and not self._ring._closed:
+        if loop is not None and not loop.is_closed():
             loop.remove_reader(self._data_bell.fd)
         self._callback = None
         self._on_broken = None
@@ -826,6 +829,7 @@ class RingReader:
             self._loop.call_soon(self._drain)
 
     def _on_doorbell(self) -> None:
+        self.wakeups += 1
         self._data_bell.drain()
         self._w[_W_SLEEPING] = 0
         self._drain()
