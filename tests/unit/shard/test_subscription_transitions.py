@@ -430,6 +430,20 @@ def test_resubscription_423_resends_at_once_in_the_dialog_with_min_expires() -> 
     assert sub.state is State.RESUBSCRIPTION
 
 
+def test_resubscription_3xx_without_contact_is_an_error() -> None:
+    sub = resubscribing()
+    actions = sub.on_response(resp(302), 3571.0)
+    assert actions == [DropDialog(), failure(FailureKind.SIP_ERROR, 302, "302", 120.0)]
+    assert sub.state is State.WAITING
+
+
+def test_resubscription_423_without_a_larger_min_expires_is_an_error() -> None:
+    sub = resubscribing()
+    actions = sub.on_response(resp(423, min_expires=1800), 3571.0)
+    assert actions == [DropDialog(), failure(FailureKind.SIP_ERROR, 423, "423", 120.0)]
+    assert sub.state is State.WAITING
+
+
 def test_resubscription_481_starts_a_new_dialog_at_once_without_a_failure() -> None:
     sub = resubscribing()
     assert sub.on_response(resp(481), 3571.0) == [DropDialog(), SendInitial(None, 3600, 3)]
@@ -482,6 +496,12 @@ def test_resubscription_unsubscribe_waits_for_the_outstanding_response() -> None
     assert sub.state is State.RESUBSCRIPTION_DESTROY
 
 
+def test_resubscription_admin_refresh_is_a_no_op() -> None:
+    sub = resubscribing()
+    assert sub.refresh(3571.0) == []
+    assert sub.state is State.RESUBSCRIPTION
+
+
 def test_resubscription_still_waiting_for_the_first_notify_fails_at_the_window_end() -> None:
     sub = unconfirmed(min_resubscribe_time=1)
     sub.on_response(resp(200, expires=10), 0.0)  # refresh due at 1 s, window ends at 32 s
@@ -520,6 +540,14 @@ def test_resubscription_destroy_error_reply_ends_with_one_terminated_status() ->
     sub = resubscribing()
     sub.unsubscribe(3571.0)
     actions = sub.on_response(resp(481), 3572.0)
+    assert actions == ENDED_UNSUBSCRIBED
+    assert sub.finished
+
+
+def test_resubscription_destroy_3xx_ends_without_following_the_redirect() -> None:
+    sub = resubscribing()
+    sub.unsubscribe(3571.0)
+    actions = sub.on_response(resp(302, contact="sip:elsewhere@example.com"), 3572.0)
     assert actions == ENDED_UNSUBSCRIBED
     assert sub.finished
 
@@ -618,6 +646,12 @@ def test_predestroyed_3xx_ends_it_without_following_the_redirect() -> None:
     assert sub.finished
 
 
+def test_predestroyed_423_ends_it() -> None:
+    sub = predestroyed()
+    assert sub.on_response(resp(423, min_expires=7200), 11.0) == ENDED_UNSUBSCRIBED
+    assert sub.finished
+
+
 def test_predestroyed_timeout_never_revives() -> None:
     sub = predestroyed()
     assert sub.on_timeout(42.0) == ENDED_UNSUBSCRIBED
@@ -679,3 +713,16 @@ def test_unsubscribe_during_the_start_delay_ends_at_once() -> None:
     sub.start(0.0)
     assert sub.unsubscribe(1.0) == [EmitStatus(TERMINATED, "unsubscribed")]
     assert sub.finished
+
+
+def test_out_of_order_terminating_notify_does_not_end_a_teardown() -> None:
+    sub = waiting_for_termination()
+    assert sub.on_notify(notify("terminated", in_order=False), 12.0) == (200, [])
+    assert sub.state is State.WAITING_FOR_TERMINATION
+
+
+def test_unconfirmed_destroy_unsubscribe_again_is_a_no_op() -> None:
+    sub = unconfirmed()
+    sub.unsubscribe(1.0)
+    assert sub.unsubscribe(2.0) == []
+    assert sub.state is State.UNCONFIRMED_DESTROY
