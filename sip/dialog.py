@@ -352,7 +352,9 @@ def next_hop(target: Request | Dialog, *, outbound_proxy: str | None = None) -> 
     the first route, else the Request-URI (or remote target).
 
     For a Request, a first Route without `;lr` means a strict router already sits in
-    the Request-URI, so the Request-URI is the next hop.
+    the Request-URI, so the Request-URI is the next hop. A strict first hop followed
+    by loose ones cannot be told from loose routing by looking at the message; a
+    Dialog knows its route set, so pass the Dialog for such routes.
     """
     if outbound_proxy:
         return resolve_uri(_uri_of(outbound_proxy))

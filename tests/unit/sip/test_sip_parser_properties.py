@@ -28,7 +28,7 @@ header_names = st.one_of(
 )
 # Values as stored after parsing: no line breaks, no surrounding blanks.
 header_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"),
     max_size=40,
 ).map(lambda v: v.strip(" \t"))
 header_lists = st.lists(st.tuples(header_names, header_values), max_size=12)

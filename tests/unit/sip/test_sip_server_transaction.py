@@ -18,8 +18,8 @@ from presence_b2b.sip.transaction import (
 from sip_samples import notify_bytes
 
 
-def notify(**kwargs: object) -> Request:
-    msg = parse_message(notify_bytes(**kwargs))  # type: ignore[arg-type]
+def notify(branch: str = "z9hG4bK776asdhds", cseq: int = 2) -> Request:
+    msg = parse_message(notify_bytes(branch=branch, cseq=cseq))
     assert isinstance(msg, Request)
     return msg
 
@@ -54,6 +54,7 @@ def test_a_retransmission_after_a_provisional_response_repeats_it() -> None:
     table = TransactionTable()
     txn, _ = table.receive_request(notify(), 0.0)
     [sent] = table.respond(txn, make_response(txn.request, 100), 0.0)
+    assert isinstance(sent, Send)
     assert txn.state is TransactionState.PROCEEDING
     assert table.receive_request(notify(), 0.5)[1] == [Retransmit(sent.data)]
 
@@ -100,6 +101,7 @@ def test_rfc2543_requests_without_magic_cookie_match_by_call_id_from_tag_and_cse
     table = TransactionTable()
     txn, _ = table.receive_request(notify(branch="old1"), 0.0)
     [sent] = table.respond(txn, make_response(txn.request, 200), 0.0)
+    assert isinstance(sent, Send)
     # A retransmission from an RFC 2543 peer need not repeat its branch.
     retrans = notify(branch="old2")
     assert table.receive_request(retrans, 0.2) == (txn, [Retransmit(sent.data)])
