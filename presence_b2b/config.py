@@ -338,6 +338,6 @@ def describe() -> list[tuple[str, Any, str]]:
         for f in dataclasses.fields(cls):
             default = f.default
             if default is dataclasses.MISSING:
-                default = f.default_factory()  # type: ignore[misc]
+                default = f.default_factory()  # type: ignore[operator]
             rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
     return rows

@@ -1,0 +1,703 @@
+"""One shard's subscriptions, SIP transactions and dialogs, without any I/O.
+
+The engine is the glue between the layers: it turns datagrams into transaction
+events, NOTIFYs and SUBSCRIBE outcomes into :class:`Subscription` events, and
+the state machine's actions into SIP requests and consumer messages. It never
+touches a socket or a clock of its own: the driver (``shard/transport.py`` in
+the service, plain calls in the tests) gives it a clock, a ``send`` callable
+and a ``deliver`` callable, and wakes it at ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import B2BParams, SipSettings
+from ..metrics.shard import Counter, ShardMetrics
+from ..presence.body import decode_body
+from ..presence.status import Failure, FailureKind, Status, SubscriptionState
+from ..sip import ids
+from ..sip.dialog import Dialog, build_initial_request, next_hop, resolve_uri
+from ..sip.headers import (
+    parse_delta_seconds,
+    parse_event,
+    parse_name_addr,
+    parse_retry_after,
+    parse_subscription_state,
+    parse_uri,
+)
+from ..sip.message import Request, Response, SipParseError, parse_message
+from ..sip.transaction import (
+    ClientTransaction,
+    Deliver,
+    DeliverRequest,
+    Event,
+    Send,
+    ServerTransaction,
+    TimedOut,
+    TimerSettings,
+    TransactionTable,
+    TransportError,
+    make_response,
+)
+from .subscription import (
+    Action,
+    DropDialog,
+    EmitFailure,
+    EmitStatus,
+    NotifyInfo,
+    ResponseInfo,
+    SendInDialog,
+    SendInitial,
+    State,
+    Subscription,
+)
+from .timers import TimerQueue
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+Message = Status | Failure
+PACKAGE = "presence"
+ACCEPT = "application/pidf+xml"
+ALLOW = "NOTIFY, OPTIONS"
+_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEndpoint:
+    """The shard socket as written into Via and Contact (always an explicit host:port)."""
+
+    host: str
+    port: int
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class _Usage:
+    """The SIP side of one subscription: its dialog and where its requests go.
+
+    Kept apart from :class:`Subscription` so the state machine stays free of SIP
+    objects; one per subscription, slotted, because there may be a million.
+    """
+
+    __slots__ = ("armed_at", "counted", "dialog", "sub")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.dialog: Dialog | None = None
+        self.armed_at: float | None = None
+        self.counted: State | None = None  # the state the subscriptions gauge counts it in
+
+
+class _Pending:
+    """What a client transaction was sent for, so its outcome reaches the right place."""
+
+    __slots__ = ("dest", "kind", "txn_no", "usage")
+
+    def __init__(self, usage: _Usage, txn_no: int, dest: Address, kind: str) -> None:
+        self.usage = usage
+        self.txn_no = txn_no
+        self.dest = dest
+        self.kind = kind
+
+
+def _header_lines(raw: str) -> tuple[tuple[str, str], ...]:
+    """``additional_presence_headers`` as (name, value) pairs; the config checked the form."""
+    out: list[tuple[str, str]] = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        if line.strip():
+            name, _, value = line.partition(":")
+            out.append((name.strip(), value.strip()))
+    return tuple(out)
+
+
+def _int_header(msg: Response, name: str) -> int | None:
+    value = msg.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_delta_seconds(value)
+    except SipParseError:
+        return None  # an invalid value counts as a missing one (the original read garbage)
+
+
+def _retry_after(msg: Response) -> int | None:
+    value = msg.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return parse_retry_after(value).seconds
+    except SipParseError:
+        return None
+
+
+def _first_contact(msg: Response) -> str | None:
+    for value in msg.get_all("Contact"):
+        try:
+            return parse_name_addr(value).uri
+        except SipParseError:
+            continue
+    return None
+
+
+class Engine:
+    """All subscriptions of one shard.
+
+    ``deliver`` receives one :class:`Status` or :class:`Failure` per event a consumer
+    should see, with ``id`` = the engine's subscription id.
+    """
+
+    def __init__(
+        self,
+        params: B2BParams,
+        sip: SipSettings,
+        local: LocalEndpoint,
+        *,
+        clock: Callable[[], float],
+        send: Callable[[bytes, Address], None],
+        deliver: Callable[[Message], None],
+        metrics: ShardMetrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.params = params
+        self.sip = sip
+        self.local = local
+        self.clock = clock
+        self._send = send
+        self._deliver = deliver
+        self.m = metrics
+        self.rng = rng or random.Random()
+        self.timers = TimerSettings(sip.t1, sip.t2, sip.t4)
+        self.table = TransactionTable(self.timers)
+        self.queue: TimerQueue[Subscription] = TimerQueue()
+        self.usages: dict[int, _Usage] = {}
+        self._by_dialog: dict[tuple[str, str], _Usage] = {}
+        self._headers = _header_lines(params.additional_presence_headers)
+        self._contact = f"<sip:{local.hostport}>"
+        self._proxy = params.presence_outbound_proxy or None
+        self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
+        self._states: dict[State, int] = dict.fromkeys(State, 0)
+        self._bind_metrics()
+
+    # ------------------------------------------------------------------ metrics
+
+    def _bind_metrics(self) -> None:
+        m = self.m
+        sent = m.sip_requests_sent
+        self._m_sent = {
+            k: sent.labels("SUBSCRIBE", k)
+            for k in ("initial", "refresh", "unsubscribe", "retransmission")
+        }
+        notify = m.sip_notify_received
+        self._m_notify = {k: notify.labels(k) for k in ("active", "pending", "terminated")}
+        self._m_notify_other = notify.labels("other")
+        self._m_armed = {k: m.timers_armed.labels(k) for k in _timer_kinds()}
+        self._m_fired = {k: m.timers_fired.labels(k) for k in _timer_kinds()}
+        self._m_parse = {
+            k: m.sip_parse_errors.labels(k) for k in m.sip_parse_errors.family.labels[0].values
+        }
+        self._m_errors = {k: m.errors.labels(k) for k in m.errors.family.labels[0].values}
+        self._m_failed = {
+            k: m.subscriptions_failed.labels(k)
+            for k in m.subscriptions_failed.family.labels[0].values
+        }
+        term = m.subscriptions_terminated
+        self._m_term = {k: term.labels(k) for k in term.family.labels[0].values}
+        self._m_states = {
+            s: m.subscriptions.labels(s.name.lower()) for s in State
+        }
+        self._m_retrans_sent = m.sip_retransmissions.labels("sent")
+        self._m_retrans_received = m.sip_retransmissions.labels("received")
+
+    def _count(self, table: dict[str, Counter], key: str, fallback: str = "other") -> None:
+        child = table.get(key) or table.get(fallback)
+        if child is not None:
+            child.value += 1
+
+    def _settle_state(self, usage: _Usage) -> None:
+        """Move the subscription between state gauges; drop it once finished.
+
+        Safe when re-entered: a send failure can run the machine again from inside
+        an action, so the gauge follows what was counted, not the caller's view."""
+        after = usage.sub.state
+        counted = usage.counted
+        if after is counted:
+            return
+        if counted is not None:
+            self._m_states[counted].value -= 1
+        if usage.sub.finished:
+            usage.counted = None
+            self._drop(usage)
+        else:
+            self._m_states[after].value += 1
+            usage.counted = after
+
+    # ------------------------------------------------------------------ consumer API
+
+    def subscribe(
+        self, sub_id: int, record: str, subscriber: str, package: str = PACKAGE
+    ) -> None:
+        """Start a subscription; problems come back through ``deliver`` as a final Failure."""
+        problem = self._refusal(sub_id, record, subscriber, package)
+        if problem:
+            self._count(self._m_failed, "refused")
+            self._deliver(Failure(sub_id, FailureKind.REFUSED, detail=problem))
+            return
+        sub = Subscription(sub_id, record, subscriber, self.params, t1=self.sip.t1, rng=self.rng)
+        usage = _Usage(sub)
+        self.usages[sub_id] = usage
+        self._run(usage, sub.state, sub.start(self.clock()))
+
+    def _refusal(self, sub_id: int, record: str, subscriber: str, package: str) -> str:
+        if package != PACKAGE:
+            return f"event package {package!r} is not handled (only {PACKAGE!r})"
+        if not self.params.handle_presence_subscriptions:
+            return "presence subscriptions are disabled (handle_presence_subscriptions = 0)"
+        if sub_id in self.usages:
+            return f"subscription id {sub_id} is already in use"
+        for what, uri in (("record", record), ("subscriber", subscriber)):
+            try:
+                parse_uri(uri)
+            except SipParseError as exc:
+                return f"{what} is not a SIP URI: {exc}"
+        return ""
+
+    def unsubscribe(self, sub_id: int) -> bool:
+        """End a subscription; the consumer gets one final TERMINATED status."""
+        usage = self.usages.get(sub_id)
+        if usage is None:
+            return False
+        self._run(usage, usage.sub.state, usage.sub.unsubscribe(self.clock()))
+        return True
+
+    def refresh(self, sub_id: int) -> bool:
+        """Operator's refresh: refresh a dialog now, or end a retry wait now."""
+        usage = self.usages.get(sub_id)
+        if usage is None:
+            return False
+        self._run(usage, usage.sub.state, usage.sub.refresh(self.clock()))
+        return True
+
+    def shutdown(self) -> None:
+        """Unsubscribe everything (SIGTERM); ``idle`` says when all have ended."""
+        for sub_id in list(self.usages):
+            self.unsubscribe(sub_id)
+
+    @property
+    def idle(self) -> bool:
+        return not self.usages
+
+    def __len__(self) -> int:
+        return len(self.usages)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return (u.sub for u in self.usages.values())
+
+    def snapshot(self, sub_id: int) -> dict[str, Any] | None:
+        usage = self.usages.get(sub_id)
+        if usage is None:
+            return None
+        out: dict[str, Any] = usage.sub.snapshot()
+        d = usage.dialog
+        out["dialog"] = (
+            None
+            if d is None
+            else {
+                "call_id": d.call_id,
+                "local_tag": d.local_tag,
+                "remote_tag": d.remote_tag,
+                "remote_target": d.remote_target,
+                "route_set": list(d.route_set),
+                "local_cseq": d.local_cseq,
+                "remote_cseq": d.remote_cseq,
+            }
+        )
+        return out
+
+    def state_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for usage in self.usages.values():
+            name = usage.sub.state.name.lower()
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        a = self.queue.next_deadline()
+        b = self.table.next_deadline()
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return min(a, b)
+
+    def on_timer(self) -> None:
+        """Fire every transaction and subscription timer that is due now."""
+        now = self.clock()
+        for txn, event in self.table.on_timer(now):
+            self._client_event(txn, event, now)
+        lag = self.m.timer_lag_seconds
+        for sub in self.queue.pop_due(now):
+            usage = self.usages.get(sub.sub_id)
+            if usage is None or usage.sub is not sub:
+                continue
+            usage.armed_at = None
+            if sub.timer_kind is not None:
+                self._m_fired[sub.timer_kind].value += 1
+            if sub.deadline is not None:
+                lag.observe(now - sub.deadline)
+            self._run(usage, sub.state, sub.on_timer(now))
+
+    def _sync_timer(self, usage: _Usage) -> None:
+        sub = usage.sub
+        deadline = sub.deadline
+        if deadline is None:
+            if usage.armed_at is not None:
+                self.queue.cancel(sub)
+                usage.armed_at = None
+            return
+        if deadline != usage.armed_at or sub.timer_seq == 0:
+            self.queue.schedule(sub, deadline)
+            usage.armed_at = deadline
+            if sub.timer_kind is not None:
+                self._m_armed[sub.timer_kind].value += 1
+
+    # ------------------------------------------------------------------ datagrams
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        now = self.clock()
+        try:
+            msg = parse_message(data, max_size=self.sip.max_message_size)
+        except SipParseError as exc:
+            self._count(self._m_parse, exc.kind)
+            self._count(self._m_errors, "parse")
+            log.debug("unparseable datagram from %s:%d: %s", addr[0], addr[1], exc)
+            return
+        if isinstance(msg, Response):
+            self._on_response(msg, now)
+        else:
+            self._on_request(msg, addr, now)
+
+    def _on_response(self, resp: Response, now: float) -> None:
+        try:
+            txn, events = self.table.receive_response(resp, now)
+        except SipParseError as exc:
+            self._count(self._m_parse, exc.kind)
+            self._count(self._m_errors, "parse")
+            return
+        if txn is None:
+            log.debug("stray response %d dropped", resp.status)
+            return
+        self.m.response_received(resp.status)
+        for event in events:
+            self._client_event(txn, event, now)
+
+    def _client_event(self, txn: Any, event: Event, now: float) -> None:
+        if isinstance(txn, ServerTransaction):
+            return  # server transactions only report Terminated here
+        pending: _Pending = txn.context
+        if isinstance(event, Send):  # a Retransmit from timer E
+            self._m_sent["retransmission"].value += 1
+            self._m_retrans_sent.value += 1
+            self._transmit(event.data, pending.dest, txn, now)
+        elif isinstance(event, Deliver):
+            self._on_final(pending, event.response, now)
+        elif isinstance(event, TimedOut | TransportError):
+            if isinstance(event, TimedOut):
+                self.m.sip_transaction_timeouts.value += 1
+                self._m_fired["transaction"].value += 1
+            self._if_current(pending, lambda sub: sub.on_timeout(now, pending.txn_no))
+
+    def _if_current(self, pending: _Pending, step: Callable[[Subscription], list[Action]]) -> None:
+        usage = pending.usage
+        if self.usages.get(usage.sub.sub_id) is not usage:
+            return  # the subscription is gone; a late outcome changes nothing
+        self._run(usage, usage.sub.state, step(usage.sub))
+
+    def _on_final(self, pending: _Pending, resp: Response, now: float) -> None:
+        if resp.status < 200:
+            return
+        usage = pending.usage
+        sub = usage.sub
+        current = pending.txn_no == sub.txn and self.usages.get(sub.sub_id) is usage
+        if current and 200 <= resp.status < 300 and usage.dialog is not None:
+            try:
+                if pending.kind == "initial":
+                    usage.dialog.confirm(resp)
+                else:
+                    usage.dialog.update_from_response(resp)
+            except SipParseError as exc:
+                self._count(self._m_parse, exc.kind)
+        info = ResponseInfo(
+            code=resp.status,
+            reason=resp.reason,
+            expires=_int_header(resp, "Expires"),
+            min_expires=_int_header(resp, "Min-Expires"),
+            retry_after=_retry_after(resp),
+            contact=_first_contact(resp) if 300 <= resp.status < 400 else None,
+            txn=pending.txn_no,
+        )
+        self._if_current(pending, lambda s: s.on_response(info, now))
+
+    def _on_request(self, req: Request, addr: Address, now: float) -> None:
+        missing = [h for h in _MANDATORY if req.get(h) is None]
+        if missing:
+            self._count(self._m_parse, "missing-header")
+            self._count(self._m_errors, "parse")
+            if "Via" not in missing and "CSeq" not in missing:
+                self._reply_stateless(req, 400, f"Missing {missing[0]}", addr)
+            return
+        try:
+            txn, events = self.table.receive_request(req, now)
+        except SipParseError as exc:
+            self._count(self._m_parse, exc.kind)
+            self._count(self._m_errors, "parse")
+            self._reply_stateless(req, 400, "Bad Request", addr)
+            return
+        for event in events:
+            if isinstance(event, DeliverRequest):
+                code, reason, actions, usage = self._on_new_request(req, now)
+                self._respond(txn, req, (code, reason), addr, now)
+                if usage is not None:
+                    self._run(usage, usage.sub.state, actions, notify=req)
+            elif isinstance(event, Send):  # the stored response, for a retransmission
+                self._m_retrans_received.value += 1
+                self._transmit(event.data, addr, None, now)
+
+    def _on_new_request(
+        self, req: Request, now: float
+    ) -> tuple[int, str, list[Action], _Usage | None]:
+        if req.method == "OPTIONS":
+            return 200, "OK", [], None
+        if req.method != "NOTIFY":
+            return 405, "Method Not Allowed", [], None
+        try:
+            event = parse_event(req.get("Event") or "")
+            to_tag = parse_name_addr(req.get("To") or "").tag
+            from_tag = parse_name_addr(req.get("From") or "").tag
+        except SipParseError as exc:
+            self._count(self._m_parse, exc.kind)
+            return 400, f"Bad Request ({exc})", [], None
+        usage = self._by_dialog.get((req.get("Call-ID") or "", to_tag or ""))
+        if usage is None or usage.dialog is None:
+            return 481, "Subscription Does Not Exist", [], None
+        dialog = usage.dialog
+        if dialog.confirmed and from_tag != dialog.remote_tag:
+            return 481, "Subscription Does Not Exist (forked)", [], None
+        if event.package != PACKAGE:
+            return 489, "Bad Event", [], None
+        state_value = req.get("Subscription-State")
+        if state_value is None:
+            self._count(self._m_parse, "missing-header")
+            return 400, "Missing Subscription-State", [], None
+        try:
+            state = parse_subscription_state(state_value)
+            if dialog.confirmed:
+                in_order = dialog.update_from_request(req)
+            else:
+                dialog.confirm_from_notify(req)
+                in_order = True
+        except SipParseError as exc:
+            self._count(self._m_parse, exc.kind)
+            return 400, f"Bad Request ({exc})", [], None
+        child = self._m_notify.get(state.value)
+        (child or self._m_notify_other).value += 1
+        info = NotifyInfo(state.value, state.reason, state.expires, state.retry_after, in_order)
+        code, actions = usage.sub.on_notify(info, now)
+        if code == 481:
+            return 481, "Subscription Does Not Exist", actions, usage
+        return code, "OK", actions, usage
+
+    def _respond(
+        self,
+        txn: ServerTransaction,
+        req: Request,
+        reply: tuple[int, str],
+        addr: Address,
+        now: float,
+    ) -> None:
+        code, reason = reply
+        resp = make_response(req, code, reason)
+        if code == 405:
+            resp.add("Allow", ALLOW)
+        self.m.response_sent(code)
+        for event in self.table.respond(txn, resp, now):
+            if isinstance(event, Send):
+                self._transmit(event.data, addr, None, now)
+
+    def _reply_stateless(self, req: Request, code: int, reason: str, addr: Address) -> None:
+        try:
+            data = make_response(req, code, reason).to_bytes()
+        except (SipParseError, ValueError):
+            return
+        self.m.response_sent(code)
+        self._transmit(data, addr, None, self.clock())
+
+    # ------------------------------------------------------------------ actions
+
+    def _run(
+        self, usage: _Usage, before: State, actions: list[Action], notify: Request | None = None
+    ) -> None:
+        """Carry out a state machine's actions, then settle its timer and metrics."""
+        sub = usage.sub
+        for action in actions:
+            if isinstance(action, SendInitial):
+                self._send_initial(usage, action)
+            elif isinstance(action, SendInDialog):
+                self._send_in_dialog(usage, action)
+            elif isinstance(action, DropDialog):
+                self._forget_dialog(usage)
+            elif isinstance(action, EmitStatus):
+                self._emit_status(sub, action, notify)
+            elif isinstance(action, EmitFailure):
+                self._count(self._m_failed, str(action.kind))
+                self._deliver(
+                    Failure(sub.sub_id, action.kind, action.code, action.detail, action.retry_in)
+                )
+        if before is State.UNCONFIRMED and sub.state is State.CONFIRMED:
+            self.m.subscriptions_established.value += 1
+        if not sub.finished:
+            self._sync_timer(usage)
+        self._settle_state(usage)
+
+    def _emit_status(self, sub: Subscription, action: EmitStatus, notify: Request | None) -> None:
+        if action.state is SubscriptionState.TERMINATED:
+            self._count(self._m_term, action.reason or "other")
+        if notify is None or not notify.body:
+            content_type = "" if notify is None else (notify.get("Content-Type") or "")
+            self._deliver(
+                Status(sub.sub_id, action.state, action.reason, content_type=content_type)
+            )
+            return
+        content_type = notify.get("Content-Type") or ""
+        presentity, error = decode_body(content_type, notify.body)
+        if error:
+            self._count(self._m_errors, "pidf")
+        self._deliver(
+            Status(
+                sub.sub_id,
+                action.state,
+                action.reason,
+                presentity=presentity,
+                content_type=content_type,
+                body=notify.body,
+                error=error,
+            )
+        )
+
+    def _subscribe_headers(self, expires: int) -> list[tuple[str, str]]:
+        headers = [
+            ("Contact", self._contact),
+            ("Event", PACKAGE),
+            ("Accept", ACCEPT),
+            ("Expires", str(expires)),
+        ]
+        if self.sip.user_agent:
+            headers.append(("User-Agent", self.sip.user_agent))
+        headers.extend(self._headers)
+        return headers
+
+    def _send_initial(self, usage: _Usage, action: SendInitial) -> None:
+        sub = usage.sub
+        self._forget_dialog(usage)
+        target = action.target or sub.record
+        req = build_initial_request(
+            "SUBSCRIBE",
+            target,
+            from_uri=sub.subscriber,
+            from_tag=ids.new_tag(),
+            call_id=ids.new_call_id(self.local.host),
+            via_sent_by=self.local.hostport,
+            branch=ids.new_branch(),
+            to_uri=sub.record,
+            route=self.params.presence_route,
+            headers=self._subscribe_headers(action.expires),
+        )
+        try:
+            dialog = Dialog.from_request(req)
+            dest = self._proxy_hop or next_hop(req)
+        except (SipParseError, ValueError) as exc:
+            self._local_failure(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
+            return
+        usage.dialog = dialog
+        self._by_dialog[(dialog.call_id, dialog.local_tag)] = usage
+        self._m_sent["initial"].value += 1
+        self._start(usage, req, dest, action.txn, "initial")
+
+    def _send_in_dialog(self, usage: _Usage, action: SendInDialog) -> None:
+        dialog = usage.dialog
+        if dialog is None:
+            self._local_failure(usage, action.txn, "no dialog to send the SUBSCRIBE in")
+            return
+        req = dialog.build_request(
+            "SUBSCRIBE",
+            self._subscribe_headers(action.expires),
+            via_sent_by=self.local.hostport,
+            branch=ids.new_branch(),
+        )
+        try:
+            dest = next_hop(dialog)
+        except (SipParseError, ValueError) as exc:
+            self._local_failure(usage, action.txn, f"cannot route in-dialog SUBSCRIBE: {exc}")
+            return
+        kind = "unsubscribe" if action.expires == 0 else "refresh"
+        self._m_sent[kind].value += 1
+        self._start(usage, req, dest, action.txn, kind)
+
+    def _start(self, usage: _Usage, req: Request, dest: Address, txn_no: int, kind: str) -> None:
+        now = self.clock()
+        pending = _Pending(usage, txn_no, dest, kind)
+        txn, events = self.table.start_client(req, now, context=pending)
+        self._m_armed["transaction"].value += 1
+        for event in events:
+            if isinstance(event, Send):
+                self._transmit(event.data, dest, txn, now)
+
+    def _transmit(
+        self, data: bytes, dest: Address, txn: ClientTransaction | None, now: float
+    ) -> None:
+        try:
+            self._send(data, dest)
+        except OSError as exc:
+            self._count(self._m_errors, "transport")
+            log.warning("send to %s:%d failed: %s", dest[0], dest[1], exc)
+            if txn is not None:
+                for event in self.table.transport_error(txn, now):
+                    self._client_event(txn, event, now)
+
+    def _local_failure(self, usage: _Usage, txn_no: int, detail: str) -> None:
+        """A request that could not even be built counts as sent and timed out."""
+        self._count(self._m_errors, "transport")
+        log.warning("subscription %d: %s", usage.sub.sub_id, detail)
+        sub = usage.sub
+        self._run(usage, sub.state, sub.on_timeout(self.clock(), txn_no))
+
+    def _forget_dialog(self, usage: _Usage) -> None:
+        d = usage.dialog
+        if d is not None:
+            key = (d.call_id, d.local_tag)
+            if self._by_dialog.get(key) is usage:
+                del self._by_dialog[key]
+            usage.dialog = None
+
+    def _drop(self, usage: _Usage) -> None:
+        sub = usage.sub
+        self._forget_dialog(usage)
+        if usage.armed_at is not None:
+            self.queue.cancel(sub)
+            usage.armed_at = None
+        if self.usages.get(sub.sub_id) is usage:
+            del self.usages[sub.sub_id]
+
+
+def _timer_kinds() -> tuple[str, ...]:
+    return ("start-delay", "refresh", "retry", "term-wait", "no-notify", "transaction")
