@@ -52,9 +52,7 @@ def udp_port_in_use(port: int) -> bool:
         return False
 
 
-def wait_udp_bound(
-    port: int, timeout: float, alive: Callable[[], bool] | None = None
-) -> bool:
+def wait_udp_bound(port: int, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
     """Poll until a peer has bound 127.0.0.1:port; False on timeout.
 
     `alive`, when given, is a callable returning False once the peer process has

@@ -119,6 +119,11 @@ SCENARIOS: dict[str, ScenarioDefaults] = {
     "check_uac_silent": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_302": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_unsub_no_term_notify": ScenarioDefaults(_COMMON_UAC_KEYS),
+    "check_uac_kamailio": ScenarioDefaults({**_COMMON_UAC_KEYS, "expires": "30"}),
+    "publish": ScenarioDefaults(
+        {"user": "presentity", "basic": "open", "note": "online", "expires": "60"}
+    ),
+    "unpublish": ScenarioDefaults({"user": "presentity"}),
 }
 
 

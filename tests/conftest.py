@@ -1,0 +1,9 @@
+"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio)."""
+
+from tests.peers.fixtures import (  # noqa: F401  (re-exported as fixtures and a hook)
+    kamailio,
+    pytest_runtest_makereport,
+    sipp_pair,
+    sipp_uac,
+    sipp_uas,
+)
