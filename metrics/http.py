@@ -5,9 +5,15 @@ connection with no read timeout and no limit on the request, so a scraper that
 opens connections and never finishes its request pins a thread each, without
 bound. This handler caps concurrent connections, the size of the request head
 and the time allowed to send it and to take the answer, and closes every
-connection after one response. A scrape costs a few milliseconds of the loop
-(copying the blocks, a few /proc reads per process); Prometheus asks every
-15-60 s.
+connection after one response.
+
+The scrape itself (copying the blocks, a few /proc reads per process, and
+mostly prometheus_client's text formatting: ~8 ms for 2 shards, ~15 ms for 8
+here) runs on one dedicated worker thread, so the loop keeps routing QSA
+requests between GIL slices. One worker also serialises scrapes, so the
+collector is never run twice at once. Shards are forked from this process
+while that thread may exist; they never touch the registry, the only lock it
+can hold.
 
 Served: ``GET|HEAD /metrics`` (text format 0.0.4, or OpenMetrics when the
 Accept header asks for it; gzip when accepted) and ``GET|HEAD /healthz``.
@@ -20,6 +26,7 @@ import contextlib
 import gzip
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
@@ -76,6 +83,7 @@ class MetricsServer:
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._server: asyncio.Server | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -86,6 +94,7 @@ class MetricsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-scrape")
         self._server = await asyncio.start_server(
             self._accept,
             self._host,
@@ -105,6 +114,9 @@ class MetricsServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -161,7 +173,8 @@ class MetricsServer:
         head_only = method == "HEAD"
         if path == "/metrics":
             encoder, content_type = choose_encoder(headers.get("accept", ""))
-            body = encoder(self._registry)
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(self._executor, encoder, self._registry)
             extra: tuple[tuple[str, str], ...] = ()
             if "gzip" in headers.get("accept-encoding", ""):
                 body = gzip.compress(body, compresslevel=1)
