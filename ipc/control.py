@@ -340,13 +340,18 @@ class ControlServer:
                     return  # connected and died already
                 except OSError:
                     pidfd = -1  # e.g. peer in another pid namespace: EOF alone will do
-            self._check_peer(peer, pidfd)
+            # Decided before reading anything, told after the Hello: a peer whose
+            # packet is still unread when the socket closes gets ECONNRESET
+            # instead of the reason.
+            refusal = self._check_peer(peer, pidfd)
             try:
                 hello = await asyncio.wait_for(self._recv(conn), self.handshake_timeout)
             except TimeoutError:
                 raise _RefuseError(f"no hello within {self.handshake_timeout:g} s") from None
             if hello is None:
                 return
+            if refusal:
+                raise _RefuseError(refusal)
             if not isinstance(hello, Hello):
                 raise _RefuseError(f"expected a hello, got {type(hello).__name__}")
             if hello.version != PROTOCOL_VERSION:
@@ -380,17 +385,18 @@ class ControlServer:
                 os.close(pidfd)
             conn.close()
 
-    def _check_peer(self, peer: Peer, pidfd: int) -> None:
+    def _check_peer(self, peer: Peer, pidfd: int) -> str:
+        """Why ``peer`` may not connect, or "" if it may."""
         uid, gid = peer.uid, peer.gid
         if uid in (0, self._own_uid) or uid in self.allowed_uids or gid in self.allowed_gids:
-            return
+            return ""
         if self.allowed_gids and pidfd >= 0:
             groups = read_groups(peer.pid)
             # The pidfd pins the process: if it is still alive after the read,
             # the groups came from the peer and not from a new owner of its pid.
             if _pidfd_alive(pidfd) and self.allowed_gids.intersection(groups):
-                return
-        raise _RefuseError(
+                return ""
+        return (
             f"uid {uid} is not allowed: add it to server.allowed_uids, "
             f"or one of its groups (gid {gid}) to server.allowed_gids"
         )
@@ -406,8 +412,13 @@ class ControlServer:
         return decode_control(data)
 
     async def _send_quietly(self, conn: socket.socket, msg: Refused) -> None:
+        """Send a last packet, then discard unread input so the close is not a reset."""
         with contextlib.suppress(OSError):
             conn.send(encode(msg))
+        with contextlib.suppress(OSError):
+            for _ in range(16):
+                if not conn.recv(MAX_CONTROL_PACKET, socket.MSG_DONTWAIT | socket.MSG_TRUNC):
+                    break
 
     # ------------------------------------------------------------ clients
 
