@@ -152,7 +152,8 @@ class Engine:
     """All subscriptions of one shard.
 
     ``deliver`` receives one :class:`Status` or :class:`Failure` per event a consumer
-    should see, with ``id`` = the engine's subscription id.
+    should see, with ``id`` = the engine's subscription id; ``finished`` is told the
+    id once the subscription is over and forgotten (after its last delivery).
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class Engine:
         deliver: Callable[[Message], None],
         metrics: ShardMetrics,
         rng: random.Random | None = None,
+        finished: Callable[[int], None] | None = None,
     ) -> None:
         self.params = params
         self.sip = sip
@@ -174,6 +176,7 @@ class Engine:
         self._send = send
         self._deliver = deliver
         self.m = metrics
+        self._finished = finished
         self.rng = rng or random.Random()
         self.timers = TimerSettings(sip.t1, sip.t2, sip.t4)
         self.table = TransactionTable(self.timers)
@@ -250,6 +253,8 @@ class Engine:
         if problem:
             self._count(self._m_failed, "refused")
             self._deliver(Failure(sub_id, FailureKind.REFUSED, detail=problem))
+            if self._finished is not None and sub_id not in self.usages:
+                self._finished(sub_id)
             return
         sub = Subscription(sub_id, record, subscriber, self.params, t1=self.sip.t1, rng=self.rng)
         usage = _Usage(sub)
@@ -697,6 +702,8 @@ class Engine:
             usage.armed_at = None
         if self.usages.get(sub.sub_id) is usage:
             del self.usages[sub.sub_id]
+            if self._finished is not None:
+                self._finished(sub.sub_id)
 
 
 def _timer_kinds() -> tuple[str, ...]:
