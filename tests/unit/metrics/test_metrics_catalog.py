@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 from presence_b2b.metrics import CATALOG, MetricsBlocks, ShardMetrics
@@ -137,3 +138,9 @@ def test_unknown_or_missing_label_names_are_refused_naming_them(blocks: MetricsB
     assert m.sip_requests_sent.labels(method="SUBSCRIBE", kind="refresh") is (
         m.sip_requests_sent.labels("SUBSCRIBE", "refresh")
     )
+
+
+def test_every_family_is_documented_in_docs_metrics_md() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
+    for f in CATALOG:
+        assert f"`{f.name}`" in doc, f.name
