@@ -350,8 +350,9 @@ class ShardMetrics:
         """Flush every ``interval`` seconds on ``loop``; the returned stop() flushes once more."""
 
         def tick() -> None:
-            self.flush()
+            # Re-arm first: a bad value set by a caller must not stop the flushing.
             self._handle = loop.call_later(interval, tick)
+            self.flush()
 
         self._handle = loop.call_later(interval, tick)
 
