@@ -153,3 +153,24 @@ def test_listen_setting_is_split_into_host_and_port() -> None:
     assert parse_listen("[::1]:9100") == ("::1", 9100)
     with pytest.raises(ValueError, match=r"metrics\.listen"):
         parse_listen("localhost")
+
+
+def test_stop_returns_promptly_while_a_scraper_still_holds_a_connection(
+    blocks: MetricsBlocks,
+) -> None:
+    registry = make_registry(blocks, lambda: {"supervisor": os.getpid()})
+
+    async def main() -> float:
+        server = MetricsServer(registry, "127.0.0.1", 0, request_timeout=30.0)
+        await server.start()
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metr")
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(server.stop(), 5)
+        writer.close()
+        return loop.time() - started
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) < 2.0
