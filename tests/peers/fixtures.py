@@ -214,7 +214,7 @@ def kamailio() -> Iterator[KamailioPresenceServer]:
     `.publish(user, basic=, note=, expires=) -> etag`, `.unpublish(user, etag)`.
 
     Presentities are user@127.0.0.1 (no port); use a distinct user per test, the
-    server is shared by the module.
+    server is shared by the module. `.log_tail()` is handy in assertion messages.
     """
     why = peers_missing()
     if why is not None or sipp_binary() is None:
@@ -223,9 +223,6 @@ def kamailio() -> Iterator[KamailioPresenceServer]:
     server.start()
     try:
         yield server
-    except BaseException:
-        print(f"\n===== kamailio log (tail) =====\n{server.log_tail(80)}")
-        raise
     finally:
         server.cleanup()
 
