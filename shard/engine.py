@@ -291,6 +291,16 @@ class Engine:
         self._run(usage, usage.sub.state, usage.sub.refresh(self.clock()))
         return True
 
+    def reconfigure(self, params: B2BParams) -> None:
+        """New [presence_b2b] parameters (SIGHUP): they apply from each subscription's
+        next step on; what is already armed or sent stays as it is."""
+        self.params = params
+        self._headers = _header_lines(params.additional_presence_headers)
+        self._proxy = params.presence_outbound_proxy or None
+        self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
+        for usage in self.usages.values():
+            usage.sub.params = params
+
     def shutdown(self) -> None:
         """Unsubscribe everything (SIGTERM); ``idle`` says when all have ended."""
         for sub_id in list(self.usages):

@@ -142,10 +142,6 @@ def test_example_config_as_shipped_loads_as_the_defaults() -> None:
     assert config.from_mapping(data) == config.Config()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config: server.control_socket's default '' fails its own absolute-path check",
-)
 def test_every_default_in_the_example_is_accepted_when_uncommented() -> None:
     text = re.sub(r"^#(\w+ = )", r"\1", (SYSTEMD / "presence-b2b.toml").read_text(), flags=re.M)
     assert config.from_mapping(tomllib.loads(text)) == config.Config()
