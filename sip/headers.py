@@ -117,6 +117,9 @@ def _parse_port(text: str) -> int:
     return port
 
 
+_BAD_HOST_CHARS = frozenset(' \t<>"[]@;,?')
+
+
 def _parse_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
@@ -131,7 +134,7 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
             raise _bad(f"junk after IPv6 reference {text[:60]!r}")
         return host.lower(), _parse_port(rest[1:])
     host, colon, port = text.partition(":")
-    if not host or any(c in host for c in ' \t<>"[]'):
+    if not host or not _BAD_HOST_CHARS.isdisjoint(host):
         raise _bad(f"bad host {text[:60]!r}")
     return host.lower(), (_parse_port(port) if colon else None)
 
@@ -292,7 +295,7 @@ def parse_via(value: str) -> Via:
     return Via(protocol, transport.upper(), host, port, parse_params(params) if semi else {})
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class CSeq:
     number: int
     method: str
@@ -334,7 +337,7 @@ def _delta_or_none(value: str | None) -> int | None:
         return None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RetryAfter:
     seconds: int
     comment: str | None = None
@@ -365,7 +368,7 @@ def parse_retry_after(value: str) -> RetryAfter:
     return RetryAfter(seconds, comment, parse_params(rest))
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SubscriptionState:
     """Subscription-State (RFC 6665 §8.2.3). `value` and `reason` are lower-cased
     (tokens are case-insensitive); unparseable `expires`/`retry_after` are None."""
@@ -393,7 +396,7 @@ def parse_subscription_state(value: str) -> SubscriptionState:
     )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Event:
     """Event header (RFC 6665 §8.2.1). Package and id compare byte-by-byte, so they
     are kept exactly as received."""

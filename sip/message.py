@@ -96,8 +96,8 @@ def canonical_name(name: str) -> str:
     canon = _CANON.get(key)
     if canon is None:
         canon = "-".join(part[:1].upper() + part[1:] for part in key.split("-"))
-        # Unknown names come from peers: cache a bounded number only.
-        if len(_CANON) < _CANON_BUILTIN + _CANON_CACHE_LIMIT:
+        # Unknown names come from peers: cache a bounded number of valid ones only.
+        if len(_CANON) < _CANON_BUILTIN + _CANON_CACHE_LIMIT and _TOKEN_CHARS.issuperset(key):
             _CANON[key] = canon
     return canon
 
@@ -375,15 +375,16 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
                 headers[-1] = (name, f"{value} {cont}" if value else cont)
             continue
         name, sep, value = line.partition(":")
-        if not sep:
-            raise SipParseError("header", f"no colon in header line {line[:40]!r}")
-        name = name.rstrip(" \t")
-        lname = name.lower()
-        canon = canon_map.get(lname)
-        if canon is None:
-            if not name or not _TOKEN_CHARS.issuperset(name):
-                raise SipParseError("header", f"bad header name {name[:40]!r}")
-            canon = canonical_name(name)
+        canon = canon_map.get(name.lower())
+        if canon is None or not sep:
+            if not sep:
+                raise SipParseError("header", f"no colon in header line {line[:40]!r}")
+            name = name.rstrip(" \t")
+            canon = canon_map.get(name.lower())
+            if canon is None:
+                if not name or not _TOKEN_CHARS.issuperset(name):
+                    raise SipParseError("header", f"bad header name {name[:40]!r}")
+                canon = canonical_name(name)
         value = value.strip(" \t")
         if canon == "Content-Length":
             cl = _content_length(value)

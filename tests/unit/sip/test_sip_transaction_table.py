@@ -104,7 +104,7 @@ def test_terminated_transactions_leave_the_table() -> None:
 
 def test_tens_of_thousands_of_transactions_share_one_bounded_heap() -> None:
     table = TransactionTable()
-    n = 20_000
+    n = 10_000
     counts = {"retransmits": 0, "timeouts": 0}
 
     def run(until: float) -> None:
