@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .engine import Address, Engine
 
@@ -62,8 +62,9 @@ class EngineDriver(asyncio.DatagramProtocol):
     # asyncio protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # No isinstance check: uvloop's UDPTransport does not derive from
+        # asyncio.DatagramTransport, though it has the same sendto/close.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         engine = self.engine
