@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import uvloop
@@ -47,6 +47,7 @@ FAST_PARAMS = B2BParams(
 )
 
 Message = Status | Failure
+T = TypeVar("T")
 
 
 class LiveEngine:
@@ -108,6 +109,11 @@ class LiveEngine:
 
     def run_for(self, seconds: float) -> None:
         self.loop.run_until_complete(asyncio.sleep(seconds))
+
+    def run_blocking(self, fn: Callable[[], T], timeout: float = 15.0) -> T:
+        """Call a blocking ``fn`` (a SIPp client run) in a thread while the engine runs."""
+        job = self.loop.run_in_executor(None, fn)
+        return self.loop.run_until_complete(asyncio.wait_for(job, timeout))
 
     def wait_delivered(self, count: int, timeout: float = 10.0) -> list[Message]:
         """The first ``count`` messages delivered; fails the test with what came if fewer."""
