@@ -495,42 +495,65 @@ class RingWriter:
         w = self._w
         mm = self._mm
         cap = self._cap
-        mask = self._mask
         maxrec = self._max
+        data_end = DATA_OFFSET + cap
+        # Hot loop state: ``off`` is where the next record goes (offset in the
+        # mapping); ``stop`` bounds it by the end of the data area and by the
+        # free space known from the cached tail. ``head`` is the counter at
+        # ``base``, so the counter at ``off`` is ``head + off - base``.
         head = self._head
         limit = self._tail + cap
+        off = base = DATA_OFFSET + (head & self._mask)
+        stop = min(data_end, off + limit - head)
         count = 0
         too_big = -1
-        for payload in payloads:
-            if type(payload) is not bytes:
-                payload = _as_bytes_view(payload)  # noqa: PLW2901
-            n = len(payload)
+        it = iter(payloads)
+        while True:
+            pending: bytes | memoryview | None = None
+            for payload in it:
+                if type(payload) is not bytes:
+                    payload = _as_bytes_view(payload)  # noqa: PLW2901
+                n = len(payload)
+                end = off + ((n + 15) & ~7)
+                if end > stop or n > maxrec:
+                    pending = payload
+                    break
+                w[off >> 3] = _DATA_HDR | n
+                mm[off + 8 : off + 8 + n] = payload
+                off = end
+                count += 1
+            if pending is None:
+                break
+            # Slow path, one record: too big, the wrap, or the cached tail is stale.
+            head += off - base
+            n = len(pending)
             if n > maxrec:
                 too_big = n
+                base = off
                 break
             size = (n + 15) & ~7
-            pos = head & mask
-            room = cap - pos
-            if size <= room:
-                if head + size > limit:
-                    self._head = head
-                    limit = self._refresh_tail() + cap
-                    if head + size > limit:
-                        break
-            else:
-                if head + room + size > limit:
-                    self._head = head
-                    limit = self._refresh_tail() + cap
-                    if head + room + size > limit:
-                        break
-                w[_W_DATA + (pos >> 3)] = _PAD_HDR | (room - 8)
+            room = data_end - off
+            if room == 0:
+                off, room = DATA_OFFSET, cap
+            need = size if size <= room else room + size
+            if head + need > limit:
+                self._head = head
+                limit = self._refresh_tail() + cap
+                if head + need > limit:
+                    base = off
+                    break
+            if size > room:
+                w[off >> 3] = _PAD_HDR | (room - 8)
                 head += room
-                pos = 0
-            w[_W_DATA + (pos >> 3)] = _DATA_HDR | n
-            off = DATA_OFFSET + 8 + pos
-            mm[off : off + n] = payload
+                off = DATA_OFFSET
+            w[off >> 3] = _DATA_HDR | n
+            mm[off + 8 : off + 8 + n] = pending
+            off += size
             head += size
             count += 1
+            base = off
+            stop = min(data_end, off + limit - head)
+        head += off - base
         if count:
             self._head = head
             w[_W_HEAD] = head
@@ -631,6 +654,7 @@ class RingReader:
     """
 
     __slots__ = (
+        "_bell_rung",
         "_callback",
         "_cap",
         "_data_bell",
@@ -639,6 +663,7 @@ class RingReader:
         "_mask",
         "_max",
         "_max_batches",
+        "_max_bytes",
         "_max_records",
         "_mm",
         "_on_broken",
@@ -678,8 +703,10 @@ class RingReader:
         self._callback: Callable[[list[bytes]], None] | None = None
         self._on_broken: Callable[[RingBroken], None] | None = None
         self._scheduled = False
+        self._bell_rung = False
         self._max_batches = 16
         self._max_records = 1024
+        self._max_bytes = 65536
         self.records_read = 0
         self.bad_records = 0
         self.high_water_bytes = 0
@@ -700,8 +727,13 @@ class RingReader:
         """Bytes published by the producer and not yet read (unchecked snapshot)."""
         return self._w[_W_HEAD] - self._tail
 
-    def read_batch(self, max_records: int = 1024) -> list[bytes]:
+    def read_batch(self, max_records: int = 1024, max_bytes: int = 65536) -> list[bytes]:
         """Copy out up to ``max_records`` records, publish tail once, ring space-free if needed.
+
+        Stops early once about ``max_bytes`` of records were copied (always
+        returning at least one record if there is one): a batch that frees
+        much memory at once makes malloc hand it back to the kernel, and the
+        next batch page-faults it all in again.
 
         Returns [] when the ring is empty. Malformed records are skipped up to
         head and counted in ``bad_records``; counters that make no sense raise
@@ -720,27 +752,52 @@ class RingReader:
             raise self._break(f"producer published head={head} with tail={tail}, capacity={cap}")
         self.high_water_bytes = max(self.high_water_bytes, avail)
         mm = self._mm
-        mask = self._mask
         maxrec = self._max
         out: list[bytes] = []
         append = out.append
         left = max_records
-        while tail != head and left:
-            pos = tail & mask
-            hdr = w[_W_DATA + (pos >> 3)]
+        budget = max_bytes
+        pos = tail & self._mask
+        while left:
+            # Records from ``pos`` up to the end of the data area or head
+            # (``hard``), or the byte budget (``stop``), whichever is first.
+            off = start = DATA_OFFSET + pos
+            hard = off + min(cap - pos, avail)
+            stop = min(hard, off + budget)
+            while off < stop:
+                n = w[off >> 3] - _DATA_HDR  # in [0, maxrec] only for a data record
+                if 0 <= n <= maxrec:
+                    end = off + ((n + 15) & ~7)
+                    if end <= stop:
+                        append(mm[off + 8 : off + 8 + n])
+                        off = end
+                        left -= 1
+                        if left:
+                            continue
+                break
+            tail += off - start
+            avail -= off - start
+            budget -= off - start
+            if not avail or not left:
+                break
+            pos = tail & self._mask
+            if off == hard:
+                continue  # at the end of the data area: go on from position 0
+            hdr = w[off >> 3]
             n = hdr & _LOW32
             kind = hdr >> 32
-            if kind == KIND_DATA:
-                size = (n + 15) & ~7
-                if n <= maxrec and size <= head - tail and pos + size <= cap:
-                    off = DATA_OFFSET + 8 + pos
-                    append(mm[off : off + n])
-                    tail += size
-                    left -= 1
-                    continue
-            elif kind == KIND_PAD and n == cap - pos - 8 and cap - pos <= head - tail:
+            if kind == KIND_DATA and n <= maxrec and pos + ((n + 15) & ~7) <= min(cap, avail + pos):
+                if not out:  # a record larger than the whole budget
+                    append(mm[off + 8 : off + 8 + n])
+                    tail += (n + 15) & ~7
+                break
+            if kind == KIND_PAD and n == cap - pos - 8 and cap - pos <= avail:
                 tail += cap - pos
-                continue
+                avail -= cap - pos
+                pos = 0
+                if avail:
+                    continue
+                break
             # Malformed: where the next record starts is unknowable; drop what is published.
             self.bad_records += 1
             log.warning(
@@ -749,9 +806,10 @@ class RingReader:
                 kind,
                 n,
                 pos,
-                head - tail,
+                avail,
             )
             tail = head
+            break
         self._tail = tail
         w[_W_TAIL] = tail
         self._fence()
@@ -774,11 +832,13 @@ class RingReader:
             return False
         return True
 
-    def read_blocking(self, timeout: float | None, max_records: int = 1024) -> list[bytes]:
+    def read_blocking(
+        self, timeout: float | None, max_records: int = 1024, max_bytes: int = 65536
+    ) -> list[bytes]:
         """Wait up to ``timeout`` seconds for records; [] on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            batch = self.read_batch(max_records)
+            batch = self.read_batch(max_records, max_bytes)
             if batch:
                 return batch
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -796,6 +856,7 @@ class RingReader:
         *,
         on_broken: Callable[[RingBroken], None] | None = None,
         max_records: int = 1024,
+        max_bytes: int = 65536,
         max_batches: int = 16,
     ) -> None:
         """Drain the ring from ``loop``: ``callback(batch)`` for every non-empty batch.
@@ -811,6 +872,7 @@ class RingReader:
         self._callback = callback
         self._on_broken = on_broken
         self._max_records = max_records
+        self._max_bytes = max_bytes
         self._max_batches = max_batches
         loop.add_reader(self._data_bell.fd, self._on_doorbell)
         self._schedule()
@@ -829,8 +891,11 @@ class RingReader:
             self._loop.call_soon(self._drain)
 
     def _on_doorbell(self) -> None:
+        # Deliver first and reset the eventfd afterwards, just before going
+        # back to sleep: the read syscall stays off the latency path. Safe,
+        # because prepare_sleep rechecks head after the reset.
         self.wakeups += 1
-        self._data_bell.drain()
+        self._bell_rung = True
         self._w[_W_SLEEPING] = 0
         self._drain()
 
@@ -843,10 +908,15 @@ class RingReader:
                 if callback is None:
                     done = True
                     return
-                batch = self.read_batch(self._max_records)
+                batch = self.read_batch(self._max_records, self._max_bytes)
                 if batch:
                     callback(batch)
-                elif self.prepare_sleep():
+                    continue
+                if self._bell_rung:
+                    self._bell_rung = False
+                    self._data_bell.drain()
+                    continue  # read once more after the reset, then sleep
+                if self.prepare_sleep():
                     done = True
                     return
         except RingBroken as exc:

@@ -115,6 +115,21 @@ def test_read_batch_stops_at_max_records(small_ring: Ring) -> None:
     assert len(r.read_batch()) == 7
 
 
+def test_read_batch_stops_after_max_bytes(small_ring: Ring) -> None:
+    w, r = small_ring.writer(), small_ring.reader()
+    assert w.write_batch([bytes([i]) * 100 for i in range(10)]) == 10  # 112 bytes each
+    assert len(r.read_batch(max_bytes=300)) == 2
+    assert len(r.read_batch(max_bytes=336)) == 3
+    assert len(r.read_batch()) == 5
+
+
+def test_read_batch_returns_one_record_larger_than_max_bytes(small_ring: Ring) -> None:
+    w, r = small_ring.writer(), small_ring.reader()
+    w.write_batch([b"a" * 1000, b"b" * 1000])
+    assert r.read_batch(max_bytes=10) == [b"a" * 1000]
+    assert r.read_batch(max_bytes=10) == [b"b" * 1000]
+
+
 def test_high_water_tracks_the_deepest_read(small_ring: Ring) -> None:
     w, r = small_ring.writer(), small_ring.reader()
     w.write_batch([b"x" * 100] * 5)

@@ -14,8 +14,14 @@ payloads = st.integers(0, MAX).map(lambda n: bytes([n % 251]) * n)
 
 
 @settings(max_examples=200, deadline=None)
-@given(sizes=st.lists(st.integers(0, MAX), min_size=1, max_size=60))
-def test_random_sizes_across_the_wrap_come_out_in_order(sizes: list[int]) -> None:
+@given(
+    sizes=st.lists(st.integers(0, MAX), min_size=1, max_size=60),
+    max_records=st.integers(1, 5),
+    max_bytes=st.integers(0, 5000),
+)
+def test_random_sizes_across_the_wrap_come_out_in_order(
+    sizes: list[int], max_records: int, max_bytes: int
+) -> None:
     with Ring.create(4096) as ring:
         writer, reader = ring.writer(), ring.reader()
         sent = [i.to_bytes(2, "little") * (n // 2) for i, n in enumerate(sizes)]
@@ -24,7 +30,10 @@ def test_random_sizes_across_the_wrap_come_out_in_order(sizes: list[int]) -> Non
         while pending:
             n = writer.write_batch(pending)
             pending = pending[n:]
-            got += reader.read_batch(3)
+            batch = reader.read_batch(max_records, max_bytes)
+            assert len(batch) <= max_records
+            assert len(batch) <= 1 or sum(record_size(len(b)) for b in batch) <= max_bytes
+            got += batch
         while batch := reader.read_batch():
             got += batch
         assert got == sent
