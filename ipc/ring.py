@@ -800,14 +800,17 @@ class RingReader:
                 break
             # Malformed: where the next record starts is unknowable; drop what is published.
             self.bad_records += 1
-            log.warning(
-                "ring generation %#x: bad record (kind=%d length=%d at %d); %d bytes skipped",
-                self._ring.generation,
-                kind,
-                n,
-                pos,
-                avail,
-            )
+            if self.bad_records & (self.bad_records - 1) == 0:  # 1, 2, 4, ...: no log flood
+                log.warning(
+                    "ring generation %#x: bad record #%d (kind=%d length=%d at %d); "
+                    "%d bytes skipped",
+                    self._ring.generation,
+                    self.bad_records,
+                    kind,
+                    n,
+                    pos,
+                    avail,
+                )
             tail = head
             break
         self._tail = tail
