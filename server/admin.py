@@ -1,0 +1,118 @@
+"""Operator commands answered by the supervisor, asking shards where needed.
+
+What the original offered through its ``trace`` RPC (a count and a dump of
+every subscription), and more: stats, list with filters, show one, kill one,
+force a refresh. Subscription ids are ``shard:dialog``, as ``list`` prints them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..ipc.control import Peer
+from ..ipc.messages import AdminReply, AdminRequest
+
+if TYPE_CHECKING:
+    from .supervisor import Supervisor
+
+COMMANDS = ("stats", "list", "show", "kill", "refresh", "clients")
+
+
+def _split_id(value: str) -> tuple[int, int]:
+    shard, sep, did = value.partition(":")
+    if not sep or not shard.isdigit() or not did.isdigit():
+        raise ValueError(f"subscription ids look like 'shard:number' (see 'list'), got {value!r}")
+    return int(shard), int(did)
+
+
+class AdminCommands:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+
+    async def run(self, request: AdminRequest, peer: Peer) -> AdminReply:
+        command = request.command
+        if command not in COMMANDS:
+            known = ", ".join(COMMANDS)
+            return AdminReply(False, error=f"unknown command {command!r} (try: {known})")
+        try:
+            data = await getattr(self, f"_{command}")(request.args)
+        except ValueError as exc:
+            return AdminReply(False, error=str(exc))
+        if isinstance(data, AdminReply):
+            return data
+        return AdminReply(True, data)
+
+    async def _ask_all(self, command: str, args: dict[str, str]) -> list[Any]:
+        pool = self.sup.pool
+        answers = await asyncio.gather(*(pool.query(s, command, args) for s in pool))
+        return [a.data if a.ok else {"error": a.error} for a in answers]
+
+    async def _stats(self, args: dict[str, str]) -> dict[str, Any]:
+        sup = self.sup
+        shards = await self._ask_all("stats", {})
+        return {
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - sup.started, 1),
+            "shards": [
+                {
+                    "index": s.index,
+                    "pid": s.pid,
+                    "up": s.up,
+                    "sip_port": s.port,
+                    "restarts": max(0, s.starts - 1),
+                    **(detail if isinstance(detail, dict) else {}),
+                }
+                for s, detail in zip(sup.pool, shards, strict=True)
+            ],
+            "clients": len(sup.clients),
+            "subscriptions": sum(len(e) for e in sup.registry.values()),
+        }
+
+    async def _list(self, args: dict[str, str]) -> list[Any]:
+        filters = {k: v for k, v in args.items() if k in ("record", "subscriber") and v}
+        rows: list[Any] = []
+        for part in await self._ask_all("list", filters):
+            if isinstance(part, list):
+                rows.extend(part)
+        return rows
+
+    async def _one(self, command: str, args: dict[str, str]) -> Any:
+        shard_index, did = _split_id(args.get("id", ""))
+        if not 0 <= shard_index < len(self.sup.pool):
+            raise ValueError(f"no shard {shard_index}")
+        shard = self.sup.pool.shards[shard_index]
+        answer = await self.sup.pool.query(shard, command, {"id": str(did)})
+        if not answer.ok:
+            return AdminReply(False, error=answer.error)
+        return answer.data
+
+    async def _show(self, args: dict[str, str]) -> Any:
+        return await self._one("show", args)
+
+    async def _refresh(self, args: dict[str, str]) -> Any:
+        return await self._one("refresh", args)
+
+    async def _kill(self, args: dict[str, str]) -> Any:
+        data = await self._one("kill", args)
+        if isinstance(data, dict):
+            for client, sub_id in data.get("clients", []):
+                self.sup.forget(client, sub_id)
+        return data
+
+    async def _clients(self, args: dict[str, str]) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "id": c.id,
+                "name": c.name,
+                "pid": c.pid,
+                "uid": c.uid,
+                "subscriptions": len(self.sup.registry.get(c.id, {})),
+                "connected_s": round(now - c.connected_at, 1),
+                "bad_request_records": c.requests.bad_records,
+            }
+            for c in self.sup.clients.values()
+        ]

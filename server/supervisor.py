@@ -1,0 +1,376 @@
+"""The supervisor: clients in, shards out, and everything that keeps them alive.
+
+It owns the control socket (who may connect; their rings), the registry of
+every client subscription (so a dead client is cleaned up and a restarted
+shard gets its subscriptions back), the shard processes, the metrics endpoint
+and the conversation with systemd. It never touches SIP and never writes a
+status ring: statuses go from the owning shard straight to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from .. import config as config_mod
+from ..ipc.channel import (
+    Attach,
+    ChannelMessage,
+    Configure,
+    Detach,
+    Ping,
+    Pong,
+    Reload,
+    Shutdown,
+    Sub,
+    Unsub,
+    batches,
+)
+from ..ipc.control import ConnectedClient, ControlServer, Peer
+from ..ipc.messages import AdminReply, AdminRequest, ProtocolError, Subscribe, decode_request
+from ..metrics.collector import MetricsBlocks, make_registry
+from ..metrics.http import MetricsServer, parse_listen
+from .admin import AdminCommands
+from .routing import shard_of
+from .sdnotify import SystemdNotifier
+from .shards import Shard, ShardPool
+
+log = logging.getLogger("presence_b2b.server")
+
+PING_INTERVAL = 2.0
+STUCK_AFTER = 3 * PING_INTERVAL
+MEMORY_CHECK_INTERVAL = 5.0
+STOP_MARGIN = 5.0
+"""Seconds on top of wait_for_term_notify that shards get to finish on SIGTERM."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One client subscription as the registry keeps it."""
+
+    shard: int
+    package: str
+    record: str
+    subscriber: str
+
+
+def config_tables(cfg: config_mod.Config) -> dict[str, Any]:
+    """The config as TOML-like tables (tuples as lists) for a shard's Configure."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        out[f.name] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(section).items()
+        }
+    return out
+
+
+class Supervisor:
+    """``await Supervisor(config, path).run()`` serves until SIGTERM/SIGINT; returns 0."""
+
+    def __init__(self, cfg: config_mod.Config, config_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.shard_count = cfg.server.shard_count()
+        self.blocks = MetricsBlocks(self.shard_count)
+        self.m = self.blocks.supervisor_metrics
+        self.pool = ShardPool(
+            self.blocks.shards,
+            on_ready=self._shard_ready,
+            on_down=self._shard_down,
+            on_message=self._shard_message,
+            configure=self._configure_shard,
+        )
+        self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
+        self.clients: dict[int, ConnectedClient] = {}
+        self.registry: dict[int, dict[int, Entry]] = {}
+        self.notifier = SystemdNotifier()
+        self.admin = AdminCommands(self)
+        self.metrics_server: MetricsServer | None = None
+        self.started = time.monotonic()
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._ready_sent = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ping_seq = 0
+        requests = self.m.qsa_requests
+        self._m_requests = {op: requests.labels(op) for op in ("subscribe", "unsubscribe")}
+        self._m_bad = self.m.errors.labels("bad_client_record")
+
+    # ------------------------------------------------------------------ life
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        if self.cfg.metrics.listen:
+            host, port = parse_listen(self.cfg.metrics.listen)
+            registry = make_registry(self.blocks, self._pids)
+            self.metrics_server = MetricsServer(registry, host, port, health=self._health)
+            await self.metrics_server.start()
+            log.info("metrics on http://%s:%d/metrics", host, self.metrics_server.port)
+        self.pool.start_all()
+        await self.control.start()
+        self._tasks = [
+            loop.create_task(self._watch()),
+            loop.create_task(self._check_memory()),
+        ]
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        """Stop taking requests, unsubscribe every dialog, wait, exit."""
+        self.stopping = True
+        grace = float(self.cfg.presence_b2b.wait_for_term_notify)
+        self.notifier.stopping(f"unsubscribing, at most {grace:g} s")
+        log.info("stopping: unsubscribing every dialog (at most %g s)", grace)
+        for client in self.clients.values():
+            client.requests.detach()
+        for shard in self.pool:
+            shard.send(Shutdown(grace))
+        await self.pool.stop(grace + STOP_MARGIN)
+        for task in self._tasks:
+            task.cancel()
+        await self.control.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        self.notifier.close()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the file and apply what can change while running."""
+        if self.config_path is None:
+            log.info("SIGHUP: no configuration file to reload (running on defaults)")
+            return
+        self.notifier.reloading()
+        try:
+            new = config_mod.load(self.config_path)
+        except config_mod.ConfigError as exc:
+            log.error("SIGHUP: configuration refused, keeping the old one: %s", exc)
+            self.notifier.ready(self._status_line())
+            return
+        fixed = [
+            f"{section}.{key}"
+            for section, key in _RESTART_ONLY
+            if getattr(getattr(new, section), key) != getattr(getattr(self.cfg, section), key)
+        ]
+        if fixed:
+            log.warning("SIGHUP: %s change only on restart; kept as they were", ", ".join(fixed))
+        self.cfg = dataclasses.replace(
+            self.cfg,
+            presence_b2b=new.presence_b2b,
+            server=dataclasses.replace(
+                self.cfg.server,
+                allowed_uids=new.server.allowed_uids,
+                allowed_gids=new.server.allowed_gids,
+                log_level=new.server.log_level,
+                shard_memory_limit_bytes=new.server.shard_memory_limit_bytes,
+            ),
+        )
+        self.control.allowed_uids = frozenset(new.server.allowed_uids)
+        self.control.allowed_gids = frozenset(new.server.allowed_gids)
+        logging.getLogger().setLevel(new.server.log_level.upper())
+        params = config_tables(self.cfg)["presence_b2b"]
+        for shard in self.pool:
+            shard.send(Reload(params, new.server.log_level))
+        log.info("SIGHUP: configuration reloaded")
+        self.notifier.ready(self._status_line())
+
+    # ------------------------------------------------------------------ shards
+
+    def _configure_shard(self, shard: Shard) -> None:
+        assert shard.channel is not None
+        shard.channel.send(Configure(config_tables(self.cfg)))
+
+    def _shard_ready(self, shard: Shard, restarted: bool) -> None:
+        self.blocks.shard_started(shard.index, restart=restarted)
+        for client in self.clients.values():
+            shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
+        subs = [
+            Sub(client_id, sub_id, e.package, e.record, e.subscriber, replay=restarted)
+            for client_id, entries in self.registry.items()
+            for sub_id, e in entries.items()
+            if e.shard == shard.index
+        ]
+        for batch in batches(subs):
+            shard.send(batch)
+        if restarted:
+            log.info("shard %d: back up; %d subscriptions replayed", shard.index, len(subs))
+        if not self._ready_sent and all(s.up for s in self.pool):
+            self._ready_sent = True
+            log.info("all %d shards up", self.shard_count)
+            self.notifier.ready(self._status_line())
+
+    def _shard_down(self, shard: Shard) -> None:
+        self.blocks.shard_exited(shard.index)
+
+    def _shard_message(self, shard: Shard, msg: ChannelMessage) -> None:
+        if isinstance(msg, Pong):
+            shard.last_pong = time.monotonic()
+
+    def _pids(self) -> dict[str, int]:
+        pids = {"supervisor": os.getpid()}
+        for s in self.pool:
+            if s.up and s.pid:
+                pids[str(s.index)] = s.pid
+        return pids
+
+    def _health(self) -> tuple[bool, str]:
+        up = sum(s.up for s in self.pool)
+        return up == self.shard_count, f"{up}/{self.shard_count} shards up"
+
+    def stuck_shards(self) -> list[Shard]:
+        now = time.monotonic()
+        return [s for s in self.pool if s.up and now - s.last_pong > STUCK_AFTER]
+
+    async def _watch(self) -> None:
+        """Ping shards; tell systemd we are alive only while none is stuck."""
+        interval = PING_INTERVAL
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval / 3)
+        while True:
+            self._ping_seq += 1
+            for shard in self.pool:
+                shard.send(Ping(self._ping_seq))
+            await asyncio.sleep(interval)
+            stuck = self.stuck_shards()
+            if stuck:
+                log.error(
+                    "shard(s) %s not answering for %.0f s; withholding the watchdog",
+                    ", ".join(str(s.index) for s in stuck), STUCK_AFTER,
+                )
+            elif self._ready_sent:
+                self.notifier.watchdog()
+            if self._ready_sent:
+                self.notifier.status(self._status_line())
+            self.m.qsa_clients.set(len(self.clients))
+            self.m.qsa_connections_refused.value = float(self.control.refused)
+
+    async def _check_memory(self) -> None:
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_INTERVAL)
+            limit = self.cfg.server.shard_memory_limit_bytes
+            if not limit:
+                continue
+            for shard in self.pool:
+                if not shard.up or not shard.pid:
+                    continue
+                try:
+                    rss = psutil.Process(shard.pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                if rss > limit:
+                    log.error(
+                        "shard %d: RSS %d bytes over the limit of %d; restarting it",
+                        shard.index, rss, limit,
+                    )
+                    self.pool.kill(shard)
+
+    def _status_line(self) -> str:
+        up = sum(s.up for s in self.pool)
+        subs = sum(len(e) for e in self.registry.values())
+        clients = len(self.clients)
+        return f"{up}/{self.shard_count} shards up, {clients} clients, {subs} subscriptions"
+
+    # ------------------------------------------------------------------ clients
+
+    def on_client(self, client: ConnectedClient) -> None:
+        if self.stopping:
+            return
+        self.clients[client.id] = client
+        self.registry[client.id] = {}
+        for shard in self.pool:
+            shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
+        loop = asyncio.get_running_loop()
+        client.requests.attach_reader(loop, lambda records: self._requests(client, records))
+        log.info("client %d (%s, pid %d, uid %d) connected", client.id, client.name or "-",
+                 client.pid, client.uid)
+
+    def on_client_gone(self, client: ConnectedClient) -> None:
+        self.clients.pop(client.id, None)
+        entries = self.registry.pop(client.id, {})
+        for shard in self.pool:
+            shard.send(Detach(client.id))
+        log.info("client %d gone; its %d subscriptions end", client.id, len(entries))
+
+    def _requests(self, client: ConnectedClient, records: list[bytes]) -> None:
+        if self.stopping:
+            return
+        entries = self.registry.get(client.id)
+        if entries is None:
+            return
+        for record in records:
+            try:
+                msg = decode_request(record)
+            except ProtocolError as exc:
+                self._m_bad.value += 1
+                log.warning("client %d: bad request record skipped: %s", client.id, exc)
+                continue
+            if isinstance(msg, Subscribe):
+                self._m_requests["subscribe"].value += 1
+                self._subscribe(client.id, entries, msg)
+            else:
+                self._m_requests["unsubscribe"].value += 1
+                entry = entries.pop(msg.id, None)
+                if entry is not None:
+                    self.pool.shards[entry.shard].send(Unsub(client.id, msg.id))
+
+    def _subscribe(self, client: int, entries: dict[int, Entry], msg: Subscribe) -> None:
+        existing = entries.get(msg.id)
+        if existing is not None:
+            # The shard that holds the id refuses the duplicate and tells the client.
+            self.pool.shards[existing.shard].send(
+                Sub(client, msg.id, msg.package, msg.record, msg.subscriber)
+            )
+            return
+        index = shard_of(msg.record, msg.subscriber, self.shard_count)
+        entries[msg.id] = Entry(index, msg.package, msg.record, msg.subscriber)
+        self.pool.shards[index].send(Sub(client, msg.id, msg.package, msg.record, msg.subscriber))
+
+    async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
+        return await self.admin.run(request, peer)
+
+    def forget(self, client: int, sub_id: int) -> None:
+        """Drop a registry entry a shard ended on its own (operator's kill)."""
+        entries = self.registry.get(client)
+        if entries is not None:
+            entries.pop(sub_id, None)
+
+
+_RESTART_ONLY = (
+    ("server", "shards"),
+    ("server", "control_socket"),
+    ("server", "request_ring_bytes"),
+    ("server", "status_ring_bytes"),
+    ("sip", "listen"),
+    ("sip", "port"),
+    ("sip", "advertise"),
+    ("sip", "t1"),
+    ("sip", "t2"),
+    ("sip", "t4"),
+    ("sip", "max_message_size"),
+    ("sip", "subscribe_rate"),
+    ("sip", "user_agent"),
+    ("metrics", "listen"),
+)
+
+
+async def serve(cfg: config_mod.Config, config_path: str | None) -> int:
+    supervisor = Supervisor(cfg, config_path)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await supervisor.run()
+    return 0

@@ -1,0 +1,300 @@
+"""From one SIP dialog to every client that asked for it.
+
+Identical (package, record, subscriber) subscriptions from any number of
+clients share one dialog of the engine. Each status the engine delivers for a
+dialog is written, with the client's own id, into every interested client's
+status ring for this shard. A client that joins a dialog under way gets the
+last status at once, as a fresh SUBSCRIBE would have brought it an immediate
+NOTIFY.
+
+Status is state, not events: when a client's ring is full, its outbox keeps
+only the newest message per subscription and writes it once there is room,
+counting how many it replaced in ``merged``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ..ipc.messages import encode
+from ..ipc.ring import Ring, RingError, RingWriter
+from ..metrics.shard import ShardMetrics
+from ..presence.status import Failure, FailureKind, Status, SubscriptionState
+
+log = logging.getLogger(__name__)
+
+Message = Status | Failure
+Key = tuple[str, str, str]  # package, record, subscriber
+Interest = tuple[int, int]  # client, the client's subscription id
+
+
+class DialogEntry:
+    """One engine subscription and the client subscriptions it serves."""
+
+    __slots__ = ("did", "interests", "key", "last")
+
+    def __init__(self, did: int, key: Key) -> None:
+        self.did = did
+        self.key = key
+        self.interests: set[Interest] = set()
+        self.last: Message | None = None
+
+
+def _for_client(msg: Message, sub_id: int, merged: int = 0) -> Message:
+    if isinstance(msg, Status):
+        return msgspec.structs.replace(msg, id=sub_id, merged=msg.merged + merged)
+    return msgspec.structs.replace(msg, id=sub_id)
+
+
+def _shrunk(msg: Message, limit: int) -> Message:
+    """A status whose body does not fit the ring still tells its state."""
+    if isinstance(msg, Status):
+        return msgspec.structs.replace(
+            msg, presentity=None, body=b"", error=f"status larger than the ring's {limit} bytes"
+        )
+    return msgspec.structs.replace(msg, detail=msg.detail[:200])
+
+
+class Outbox:
+    """One client's status ring for this shard, with newest-wins merging when full."""
+
+    __slots__ = ("client", "m", "pending", "ring", "sent", "task", "writer")
+
+    def __init__(self, client: int, ring: Ring, metrics: ShardMetrics) -> None:
+        self.client = client
+        self.ring = ring
+        self.writer: RingWriter = ring.writer()
+        self.m = metrics
+        self.pending: dict[int, tuple[Message, int]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def put(self, sub_id: int, msg: Message) -> None:
+        if not self.pending and self._try(_for_client(msg, sub_id)):
+            return
+        previous = self.pending.pop(sub_id, None)
+        merged = 0
+        if previous is not None:
+            merged = previous[1] + 1
+            self.m.qsa_status_merges.value += 1
+            self.m.errors.labels("ring_merge").value += 1
+        else:
+            self.m.errors.labels("ring_overflow").value += 1
+        self.pending[sub_id] = (msg, merged)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    def _try(self, msg: Message) -> bool:
+        data = encode(msg)
+        try:
+            if len(data) > self.writer.max_record:
+                data = encode(_shrunk(msg, self.writer.max_record))
+            ok = self.writer.try_write(data)
+        except (RingError, ValueError) as exc:
+            log.warning("client %d: status ring unusable: %s", self.client, exc)
+            return True  # nothing more can be done for this ring; drop, do not queue
+        if ok:
+            self.sent += 1
+            self.m.qsa_status_sent.value += 1
+        return ok
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                sub_id = next(iter(self.pending))
+                msg, merged = self.pending.pop(sub_id)
+                out = _for_client(msg, sub_id, merged)
+                if self._try(out):
+                    continue
+                data = encode(out)
+                try:
+                    await self.writer.write(data)
+                except (RingError, ValueError) as exc:
+                    log.warning("client %d: status ring failed: %s", self.client, exc)
+                    self.pending.clear()
+                    return
+                self.sent += 1
+                self.m.qsa_status_sent.value += 1
+        finally:
+            self.task = None
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self.pending.clear()
+        self.ring.close()
+
+
+class FanOut:
+    """The dedup table and the outboxes of one shard.
+
+    ``start`` and ``stop`` are the engine's subscribe and unsubscribe; the engine's
+    ``deliver`` and ``finished`` callbacks come back here.
+    """
+
+    def __init__(
+        self,
+        metrics: ShardMetrics,
+        start: Callable[[int, str, str, str], None],
+        stop: Callable[[int], None],
+    ) -> None:
+        self.m = metrics
+        self._start = start
+        self._stop = stop
+        self.outboxes: dict[int, Outbox] = {}
+        self.dialogs: dict[int, DialogEntry] = {}
+        self._by_key: dict[Key, DialogEntry] = {}
+        self._by_interest: dict[Interest, DialogEntry] = {}
+        self._next_did = 1
+        #: perf_counter() when the datagram being handled arrived, for the latency histogram.
+        self.event_started: float | None = None
+
+    # ------------------------------------------------------------------ clients
+
+    def attach(self, client: int, ring: Ring) -> None:
+        old = self.outboxes.pop(client, None)
+        if old is not None:
+            old.close()
+        self.outboxes[client] = Outbox(client, ring, self.m)
+
+    def detach(self, client: int) -> None:
+        """The client is gone: drop its interests (ending dialogs nobody else uses)."""
+        for interest in [i for i in self._by_interest if i[0] == client]:
+            self._remove(interest, tell=False)
+        box = self.outboxes.pop(client, None)
+        if box is not None:
+            box.close()
+        self._gauges()
+
+    # ------------------------------------------------------------------ requests
+
+    def subscribe(
+        self, client: int, sub_id: int, package: str, record: str, subscriber: str, *,
+        replay: bool = False,
+    ) -> None:
+        interest = (client, sub_id)
+        if interest in self._by_interest:
+            self._send(client, sub_id, Failure(
+                sub_id, FailureKind.REFUSED, detail=f"subscription id {sub_id} is already in use"
+            ))
+            return
+        if replay:
+            self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
+        key = (package, record, subscriber)
+        entry = self._by_key.get(key)
+        if entry is not None:
+            entry.interests.add(interest)
+            self._by_interest[interest] = entry
+            if entry.last is not None:
+                self._send(client, sub_id, entry.last)
+            self._gauges()
+            return
+        did = self._next_did
+        self._next_did += 1
+        entry = DialogEntry(did, key)
+        entry.interests.add(interest)
+        self.dialogs[did] = entry
+        self._by_key[key] = entry
+        self._by_interest[interest] = entry
+        self._gauges()
+        self._start(did, record, subscriber, package)
+
+    def unsubscribe(self, client: int, sub_id: int) -> bool:
+        return self._remove((client, sub_id), tell=True)
+
+    def _remove(self, interest: Interest, *, tell: bool) -> bool:
+        entry = self._by_interest.pop(interest, None)
+        if entry is None:
+            return False
+        entry.interests.discard(interest)
+        if tell:
+            # The client is told at once; the SIP teardown goes on without it.
+            self._send(interest[0], interest[1], Status(
+                interest[1], SubscriptionState.TERMINATED, "unsubscribed"
+            ))
+        if not entry.interests:
+            if self._by_key.get(entry.key) is entry:
+                del self._by_key[entry.key]  # a new subscribe must not join a dying dialog
+            self._stop(entry.did)
+        self._gauges()
+        return True
+
+    def kill(self, did: int, detail: str) -> list[Interest]:
+        """End a dialog for every client (operator's ``kill``); returns who was told."""
+        entry = self.dialogs.get(did)
+        if entry is None:
+            return []
+        gone = sorted(entry.interests)
+        for client, sub_id in gone:
+            self._by_interest.pop((client, sub_id), None)
+            self._send(client, sub_id, Failure(sub_id, FailureKind.TERMINATED, detail=detail))
+        entry.interests.clear()
+        if self._by_key.get(entry.key) is entry:
+            del self._by_key[entry.key]
+        self._stop(did)
+        self._gauges()
+        return gone
+
+    # ------------------------------------------------------------------ engine callbacks
+
+    def deliver(self, msg: Message) -> None:
+        entry = self.dialogs.get(msg.id)
+        if entry is None:
+            return
+        entry.last = msg
+        for client, sub_id in entry.interests:
+            self._send(client, sub_id, msg)
+        if self.event_started is not None:
+            self.m.notify_to_client_seconds.observe(time.perf_counter() - self.event_started)
+
+    def finished(self, did: int) -> None:
+        """The engine forgot the dialog: clients still attached get nothing more from it."""
+        entry = self.dialogs.pop(did, None)
+        if entry is None:
+            return
+        for interest in entry.interests:
+            self._by_interest.pop(interest, None)
+        if self._by_key.get(entry.key) is entry:
+            del self._by_key[entry.key]
+        self._gauges()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _send(self, client: int, sub_id: int, msg: Message) -> None:
+        box = self.outboxes.get(client)
+        if box is not None:
+            box.put(sub_id, msg)
+
+    def _gauges(self) -> None:
+        self.m.dialogs.set(len(self._by_key))
+        self.m.subscribers.set(len(self._by_interest))
+
+    def find(self, record: str = "", subscriber: str = "") -> list[DialogEntry]:
+        return [
+            e for e in self.dialogs.values()
+            if (not record or record in e.key[1]) and (not subscriber or subscriber in e.key[2])
+        ]
+
+    def describe(self, entry: DialogEntry) -> dict[str, Any]:
+        last = entry.last
+        return {
+            "package": entry.key[0],
+            "record": entry.key[1],
+            "subscriber": entry.key[2],
+            "clients": sorted([c, i] for c, i in entry.interests),
+            "last": None if last is None else msgspec.to_builtins(last),
+        }
+
+    def close(self) -> None:
+        for box in self.outboxes.values():
+            with contextlib.suppress(Exception):
+                box.close()
+        self.outboxes.clear()

@@ -1,0 +1,348 @@
+"""A shard process: one engine, one SIP socket, the client rings, the channel home.
+
+The supervisor starts it as ``python -m presence_b2b.shard.process`` with the
+channel socket and its metrics block as inherited fds, then sends it the
+configuration. A fresh interpreter rather than a bare fork: a fork of a
+running event loop inherits the loop's epoll fd, its signal wake-up fd and any
+threads, and every one of those has bitten someone; starting clean avoids the
+whole class. The shard dies with the supervisor (PR_SET_PDEATHSIG) and never
+outlives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import uvloop
+
+from .. import config as config_mod
+from .. import logs
+from ..ipc.channel import (
+    Answer,
+    Attach,
+    Batch,
+    Channel,
+    ChannelMessage,
+    Configure,
+    Detach,
+    Ping,
+    Pong,
+    Query,
+    Ready,
+    Reload,
+    Shutdown,
+    Sub,
+    Unsub,
+)
+from ..ipc.fdpass import close_fds
+from ..ipc.ring import Ring, RingError
+from ..metrics.block import MetricsBlock
+from ..metrics.shard import ShardMetrics
+from .engine import Engine, LocalEndpoint
+from .fanout import FanOut
+from .transport import EngineDriver, bind_udp
+
+log = logging.getLogger("presence_b2b.shard")
+
+PR_SET_PDEATHSIG = 1
+EXIT_BIND_FAILED = 3
+EXIT_BAD_START = 4
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGKILL when the supervisor dies; exit if it already did."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+class ShardProcess:
+    """Everything a shard runs, wired together once the configuration arrives."""
+
+    def __init__(self, index: int, channel_sock: socket.socket, block: MetricsBlock) -> None:
+        self.index = index
+        self.block = block
+        self.loop = asyncio.get_running_loop()
+        self.channel = Channel(
+            channel_sock, self._on_message, self._on_channel_closed, name=f"shard {index}"
+        )
+        self.done: asyncio.Future[int] = self.loop.create_future()
+        self.config: config_mod.Config | None = None
+        self.engine: Engine | None = None
+        self.fanout: FanOut | None = None
+        self.driver: EngineDriver | None = None
+        self.m: ShardMetrics | None = None
+        self._stop_flush: Any = None
+        self._stopping = False
+
+    async def run(self) -> int:
+        self.channel.start(self.loop)
+        for sig in (signal.SIGTERM,):
+            self.loop.add_signal_handler(sig, self._begin_shutdown, 5.0)
+        code = await self.done
+        if self._stop_flush is not None:
+            self._stop_flush()
+        return code
+
+    # ------------------------------------------------------------------ start
+
+    async def _configure(self, msg: Configure) -> None:
+        try:
+            cfg = config_mod.from_mapping(msg.config)
+        except config_mod.ConfigError as exc:
+            log.error("shard %d: bad configuration: %s", self.index, exc)
+            self._exit(EXIT_BAD_START)
+            return
+        self.config = cfg
+        logging.getLogger().setLevel(cfg.server.log_level.upper())
+        port = cfg.sip.port + self.index
+        try:
+            sock = bind_udp(cfg.sip.listen, port)
+        except OSError as exc:
+            log.error("shard %d: cannot bind %s:%d: %s", self.index, cfg.sip.listen, port, exc)
+            self._exit(EXIT_BIND_FAILED)
+            return
+        self.m = ShardMetrics(self.block)
+        self._stop_flush = self.m.start_flushing(self.loop)
+        driver = EngineDriver(self.loop)
+        await self.loop.create_datagram_endpoint(lambda: driver, sock=sock)
+        host = cfg.sip.advertise or cfg.sip.listen
+        fanout = FanOut(self.m, self._start_sub, self._stop_sub)
+        engine = Engine(
+            cfg.presence_b2b,
+            cfg.sip,
+            LocalEndpoint(host, port),
+            clock=driver.clock,
+            send=driver.send,
+            deliver=fanout.deliver,
+            metrics=self.m,
+            finished=fanout.finished,
+        )
+        driver.engine = engine
+        self.driver, self.engine, self.fanout = driver, engine, fanout
+        self._wrap_datagrams(driver, fanout)
+        self.channel.send(Ready(self.index, os.getpid(), port))
+        log.info("shard %d: SIP on %s:%d (advertised %s)", self.index, cfg.sip.listen, port, host)
+
+    @staticmethod
+    def _wrap_datagrams(driver: EngineDriver, fanout: FanOut) -> None:
+        """Stamp each datagram's arrival, so statuses can measure NOTIFY → ring latency."""
+        inner = driver.datagram_received
+
+        def received(data: bytes, addr: Any) -> None:
+            fanout.event_started = time.perf_counter()
+            try:
+                inner(data, addr)
+            finally:
+                fanout.event_started = None
+
+        driver.datagram_received = received  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ engine glue
+
+    def _start_sub(self, did: int, record: str, subscriber: str, package: str) -> None:
+        assert self.engine is not None and self.driver is not None
+        self.engine.subscribe(did, record, subscriber, package)
+        self.driver.rearm()
+
+    def _stop_sub(self, did: int) -> None:
+        assert self.engine is not None and self.driver is not None
+        self.engine.unsubscribe(did)
+        self.driver.rearm()
+
+    # ------------------------------------------------------------------ channel
+
+    def _on_message(self, msg: ChannelMessage, fds: list[int]) -> None:
+        if isinstance(msg, Configure):
+            if self.config is None:
+                self.loop.create_task(self._configure(msg))
+            return
+        fanout = self.fanout
+        if fanout is None:
+            close_fds(fds)
+            log.warning("shard %d: %s before configuration; dropped", self.index, type(msg))
+            return
+        if isinstance(msg, Sub):
+            self._sub(fanout, msg)
+        elif isinstance(msg, Unsub):
+            fanout.unsubscribe(msg.client, msg.id)
+        elif isinstance(msg, Batch):
+            for item in msg.items:
+                if isinstance(item, Sub):
+                    self._sub(fanout, item)
+                else:
+                    fanout.unsubscribe(item.client, item.id)
+        elif isinstance(msg, Attach):
+            self._attach(fanout, msg, fds)
+            return
+        elif isinstance(msg, Detach):
+            fanout.detach(msg.client)
+        elif isinstance(msg, Ping):
+            engine = self.engine
+            self.channel.send(
+                Pong(msg.seq, len(engine) if engine else 0, len(fanout.dialogs))
+            )
+        elif isinstance(msg, Query):
+            self.channel.send(self._answer(msg))
+        elif isinstance(msg, Reload):
+            self._reload(msg)
+        elif isinstance(msg, Shutdown):
+            self._begin_shutdown(msg.grace)
+        close_fds(fds)
+
+    def _sub(self, fanout: FanOut, msg: Sub) -> None:
+        if self._stopping:
+            return
+        fanout.subscribe(
+            msg.client, msg.id, msg.package, msg.record, msg.subscriber, replay=msg.replay
+        )
+
+    def _attach(self, fanout: FanOut, msg: Attach, fds: list[int]) -> None:
+        if len(fds) != 3:
+            close_fds(fds)
+            log.error("shard %d: attach of client %d without 3 fds", self.index, msg.client)
+            return
+        try:
+            ring = Ring.attach(fds[0], fds[1], fds[2])
+        except (RingError, OSError) as exc:
+            close_fds(fds)
+            log.error("shard %d: status ring of client %d refused: %s", self.index, msg.client, exc)
+            return
+        fanout.attach(msg.client, ring)
+
+    def _reload(self, msg: Reload) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            cfg = config_mod.from_mapping({"presence_b2b": msg.params})
+        except config_mod.ConfigError as exc:
+            log.error("shard %d: reload refused: %s", self.index, exc)
+            return
+        engine.reconfigure(cfg.presence_b2b)
+        logging.getLogger().setLevel(msg.log_level.upper())
+
+    def _on_channel_closed(self) -> None:
+        # The supervisor is gone (or closed us): nothing can reach clients' requests
+        # any more, and PR_SET_PDEATHSIG will follow. Leave at once.
+        self._exit(0)
+
+    # ------------------------------------------------------------------ admin
+
+    def _answer(self, q: Query) -> Answer:
+        engine, fanout = self.engine, self.fanout
+        assert engine is not None and fanout is not None
+        try:
+            if q.command == "stats":
+                return Answer(q.qid, True, {
+                    "shard": self.index,
+                    "pid": os.getpid(),
+                    "dialogs": len(fanout.dialogs),
+                    "subscriptions": len(engine),
+                    "clients": len(fanout.outboxes),
+                    "states": engine.state_counts(),
+                    "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),
+                })
+            if q.command == "list":
+                rows = []
+                for found in fanout.find(q.args.get("record", ""), q.args.get("subscriber", "")):
+                    snap = engine.snapshot(found.did)
+                    rows.append({
+                        "id": f"{self.index}:{found.did}",
+                        "record": found.key[1],
+                        "subscriber": found.key[2],
+                        "state": None if snap is None else snap["state"],
+                        "clients": len(found.interests),
+                    })
+                return Answer(q.qid, True, rows)
+            did = int(q.args.get("id", "0"))
+            entry = fanout.dialogs.get(did)
+            if entry is None:
+                return Answer(q.qid, False, error=f"no subscription {self.index}:{did}")
+            if q.command == "show":
+                data = fanout.describe(entry)
+                data["id"] = f"{self.index}:{did}"
+                data["engine"] = engine.snapshot(did)
+                return Answer(q.qid, True, data)
+            if q.command == "kill":
+                gone = fanout.kill(did, "ended by the operator")
+                self.driver.rearm() if self.driver else None
+                return Answer(q.qid, True, {"clients": [list(i) for i in gone]})
+            if q.command == "refresh":
+                ok = engine.refresh(did)
+                self.driver.rearm() if self.driver else None
+                return Answer(q.qid, ok, error="" if ok else "not refreshable now")
+            return Answer(q.qid, False, error=f"unknown command {q.command!r}")
+        except (ValueError, KeyError) as exc:
+            return Answer(q.qid, False, error=str(exc))
+
+    # ------------------------------------------------------------------ stop
+
+    def _begin_shutdown(self, grace: float) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.loop.create_task(self._shutdown(grace))
+
+    async def _shutdown(self, grace: float) -> None:
+        engine, driver = self.engine, self.driver
+        if engine is not None and driver is not None:
+            engine.shutdown()
+            driver.rearm()
+            deadline = self.loop.time() + grace
+            while not engine.idle and self.loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if not engine.idle:
+                log.warning(
+                    "shard %d: %d subscriptions did not end within %.1f s",
+                    self.index, len(engine), grace,
+                )
+        if self.fanout is not None:
+            deadline = self.loop.time() + 1.0
+            while any(b.pending for b in self.fanout.outboxes.values()):
+                if self.loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            self.fanout.close()
+        self._exit(0)
+
+    def _exit(self, code: int) -> None:
+        if not self.done.done():
+            self.done.set_result(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="presence-b2b-shard")
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--metrics-fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    logs.setup("info")
+    channel_sock = socket.socket(fileno=args.channel_fd)
+    block = MetricsBlock(args.metrics_fd, str(args.shard))
+
+    async def run() -> int:
+        return await ShardProcess(args.shard, channel_sock, block).run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return uvloop.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
