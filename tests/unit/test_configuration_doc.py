@@ -1,0 +1,17 @@
+"""docs/configuration.md names every key the code knows, with its default."""
+
+from pathlib import Path
+
+from presence_b2b import config
+
+DOC = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+
+
+def test_every_configuration_key_is_documented() -> None:
+    missing = [key for key, _, _ in config.describe() if f"`{key.split('.')[1]}`" not in DOC]
+    assert missing == []
+
+
+def test_every_table_has_a_section() -> None:
+    for table in ("presence_b2b", "sip", "server", "metrics"):
+        assert f"## `[{table}]`" in DOC
