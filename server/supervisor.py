@@ -105,6 +105,10 @@ class Supervisor:
         requests = self.m.qsa_requests
         self._m_requests = {op: requests.labels(op) for op in ("subscribe", "unsubscribe")}
         self._m_bad = self.m.errors.labels("bad_client_record")
+        self._m_ring_depth = self.m.qsa_ring_depth_bytes.labels("request")
+        self._m_ring_high = self.m.qsa_ring_high_water_bytes.labels("request")
+        #: Malformed request-ring records already counted, per client id.
+        self._ring_bad_seen: dict[int, int] = {}
 
     # ------------------------------------------------------------------ life
 
@@ -259,6 +263,25 @@ class Supervisor:
                 self.notifier.status(self._status_line())
             self.m.qsa_clients.set(len(self.clients))
             self.m.qsa_connections_refused.value = float(self.control.refused)
+            self._sample_request_rings()
+
+    def _sample_request_rings(self) -> None:
+        """Request-ring depth, high water and malformed records, from every client's reader."""
+        depth = 0
+        for client in self.clients.values():
+            reader = client.requests
+            depth += reader.depth_bytes()
+            self._m_ring_high.set_max(reader.high_water_bytes)
+            self._count_bad_ring_records(client)
+        self._m_ring_depth.set(depth)
+
+    def _count_bad_ring_records(self, client: ConnectedClient) -> None:
+        """Malformed records the ring reader skipped count as bad_client_record errors."""
+        bad = client.requests.bad_records
+        seen = self._ring_bad_seen.get(client.id, 0)
+        if bad > seen:
+            self._m_bad.value += bad - seen
+            self._ring_bad_seen[client.id] = bad
 
     async def _check_memory(self) -> None:
         while True:
@@ -302,6 +325,8 @@ class Supervisor:
 
     def on_client_gone(self, client: ConnectedClient) -> None:
         self.clients.pop(client.id, None)
+        self._count_bad_ring_records(client)
+        self._ring_bad_seen.pop(client.id, None)
         entries = self.registry.pop(client.id, {})
         for shard in self.pool:
             shard.send(Detach(client.id))

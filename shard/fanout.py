@@ -65,7 +65,7 @@ def _shrunk(msg: Message, limit: int) -> Message:
 class Outbox:
     """One client's status ring for this shard, with newest-wins merging when full."""
 
-    __slots__ = ("client", "m", "pending", "ring", "sent", "task", "writer")
+    __slots__ = ("client", "high", "m", "pending", "ring", "sent", "task", "writer")
 
     def __init__(self, client: int, ring: Ring, metrics: ShardMetrics) -> None:
         self.client = client
@@ -75,6 +75,8 @@ class Outbox:
         self.pending: dict[int, tuple[Message, int]] = {}
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
+        #: The shard's qsa_ring_high_water_bytes{direction="status"}, raised after writes.
+        self.high = metrics.qsa_ring_high_water_bytes.labels("status")
 
     def put(self, sub_id: int, msg: Message) -> None:
         if not self.pending and self._try(_for_client(msg, sub_id)):
@@ -101,9 +103,18 @@ class Outbox:
             log.warning("client %d: status ring unusable: %s", self.client, exc)
             return True  # nothing more can be done for this ring; drop, do not queue
         if ok:
-            self.sent += 1
-            self.m.qsa_status_sent.value += 1
+            self._written()
         return ok
+
+    def _written(self) -> None:
+        """Count a status written and follow the deepest this ring has been."""
+        self.sent += 1
+        self.m.qsa_status_sent.value += 1
+        try:
+            depth = self.writer.depth_bytes()
+        except RingError:
+            return  # a broken ring shows at the next write
+        self.high.set_max(depth)
 
     async def _drain(self) -> None:
         try:
@@ -120,8 +131,7 @@ class Outbox:
                     log.warning("client %d: status ring failed: %s", self.client, exc)
                     self.pending.clear()
                     return
-                self.sent += 1
-                self.m.qsa_status_sent.value += 1
+                self._written()
         finally:
             self.task = None
 
@@ -156,6 +166,8 @@ class FanOut:
         self._next_did = 1
         #: perf_counter() when the datagram being handled arrived, for the latency histogram.
         self.event_started: float | None = None
+        self._ring_depth = metrics.qsa_ring_depth_bytes.labels("status")
+        metrics.add_sampler(self.sample_rings)
 
     # ------------------------------------------------------------------ clients
 
@@ -272,6 +284,14 @@ class FanOut:
         box = self.outboxes.get(client)
         if box is not None:
             box.put(sub_id, msg)
+
+    def sample_rings(self) -> None:
+        """qsa_ring_depth_bytes{direction="status"}: bytes waiting in all clients' rings."""
+        total = 0
+        for box in self.outboxes.values():
+            with contextlib.suppress(RingError):
+                total += box.writer.depth_bytes()
+        self._ring_depth.set(total)
 
     def _gauges(self) -> None:
         self.m.dialogs.set(len(self._by_key))
