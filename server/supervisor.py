@@ -46,7 +46,8 @@ from .shards import Shard, ShardPool
 log = logging.getLogger("presence_b2b.server")
 
 PING_INTERVAL = 2.0
-STUCK_AFTER = 3 * PING_INTERVAL
+MISSED_PINGS = 3
+"""A shard that has not answered this many pings in a row counts as stuck."""
 MEMORY_CHECK_INTERVAL = 5.0
 STOP_MARGIN = 5.0
 """Seconds on top of wait_for_term_notify that shards get to finish on SIGTERM."""
@@ -102,6 +103,10 @@ class Supervisor:
         self._ready_sent = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ping_seq = 0
+        self.ping_interval = PING_INTERVAL
+        if self.notifier.watchdog_interval:
+            # Ping often enough that a stuck shard is noticed within one watchdog period.
+            self.ping_interval = min(PING_INTERVAL, self.notifier.watchdog_interval / MISSED_PINGS)
         requests = self.m.qsa_requests
         self._m_requests = {op: requests.labels(op) for op in ("subscribe", "unsubscribe")}
         self._m_bad = self.m.errors.labels("bad_client_record")
@@ -136,6 +141,10 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Stop taking requests, unsubscribe every dialog, wait, exit."""
         self.stopping = True
+        # No more WATCHDOG=1 or "n shards up" once STOPPING=1 is out: the status
+        # line must keep saying that the service is stopping.
+        for task in self._tasks:
+            task.cancel()
         grace = float(self.cfg.presence_b2b.wait_for_term_notify)
         self.notifier.stopping(f"unsubscribing, at most {grace:g} s")
         log.info("stopping: unsubscribing every dialog (at most %g s)", grace)
@@ -144,8 +153,6 @@ class Supervisor:
         for shard in self.pool:
             shard.send(Shutdown(grace))
         await self.pool.stop(grace + STOP_MARGIN)
-        for task in self._tasks:
-            task.cancel()
         await self.control.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
@@ -237,15 +244,17 @@ class Supervisor:
         up = sum(s.up for s in self.pool)
         return up == self.shard_count, f"{up}/{self.shard_count} shards up"
 
+    @property
+    def stuck_after(self) -> float:
+        return MISSED_PINGS * self.ping_interval
+
     def stuck_shards(self) -> list[Shard]:
         now = time.monotonic()
-        return [s for s in self.pool if s.up and now - s.last_pong > STUCK_AFTER]
+        return [s for s in self.pool if s.up and now - s.last_pong > self.stuck_after]
 
     async def _watch(self) -> None:
         """Ping shards; tell systemd we are alive only while none is stuck."""
-        interval = PING_INTERVAL
-        if self.notifier.watchdog_interval:
-            interval = min(interval, self.notifier.watchdog_interval / 3)
+        interval = self.ping_interval
         while True:
             self._ping_seq += 1
             for shard in self.pool:
@@ -254,8 +263,8 @@ class Supervisor:
             stuck = self.stuck_shards()
             if stuck:
                 log.error(
-                    "shard(s) %s not answering for %.0f s; withholding the watchdog",
-                    ", ".join(str(s.index) for s in stuck), STUCK_AFTER,
+                    "shard(s) %s not answering for %g s; withholding the watchdog",
+                    ", ".join(str(s.index) for s in stuck), self.stuck_after,
                 )
             elif self._ready_sent:
                 self.notifier.watchdog()
