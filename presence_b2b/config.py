@@ -215,7 +215,11 @@ class ServerSettings:
     """The supervisor: shard count, the control socket and who may use it."""
 
     shards: int = _opt(_int_at_least(0), 0, "number of shard processes (0: one per CPU core)")
-    control_socket: str = _opt(lambda v: None if v == "" else _path(v), "", "QSA control socket path ('' : <runtime dir>/qsa.sock)")
+    control_socket: str = _opt(
+        lambda v: None if v == "" else _path(v),
+        "",
+        "QSA control socket path ('' : <runtime dir>/qsa.sock)",
+    )
     allowed_uids: tuple[int, ...] = _opt(
         _id_list, (), "uids allowed on the control socket besides root and the service's own"
     )
