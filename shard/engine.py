@@ -464,7 +464,11 @@ class Engine:
         self._if_current(pending, lambda s: s.on_response(info, now))
 
     def _on_request(self, req: Request, addr: Address, now: float) -> None:
-        missing = [h for h in _MANDATORY if req.get(h) is None]
+        # One pass over the parsed headers (stored under their canonical names)
+        # instead of a Message.get per header: each get re-canonicalises the name
+        # and scans the list, and a NOTIFY needs about a dozen of them.
+        first = dict(reversed(req.headers))
+        missing = [h for h in _MANDATORY if h not in first]
         if missing:
             self._count(self._m_parse, "missing-header")
             self._count(self._m_errors, "parse")
@@ -480,29 +484,32 @@ class Engine:
             return
         for event in events:
             if isinstance(event, DeliverRequest):
-                code, reason, actions, usage = self._on_new_request(req, now)
+                code, reason, actions, usage = self._on_new_request(req, first, now)
                 self._respond(txn, req, (code, reason), addr, now)
                 if usage is not None:
-                    self._run(usage, usage.sub.state, actions, notify=req)
+                    content_type = first.get("Content-Type", "")
+                    self._run(usage, usage.sub.state, actions, (req.body, content_type))
             elif isinstance(event, Send):  # the stored response, for a retransmission
                 self._m_retrans_received.value += 1
                 self._transmit(event.data, addr, None, now)
 
     def _on_new_request(
-        self, req: Request, now: float
+        self, req: Request, first: dict[str, str], now: float
     ) -> tuple[int, str, list[Action], _Usage | None]:
+        """Reply code, reason and actions for a new request; ``first`` maps each
+        header name to its first value."""
         if req.method == "OPTIONS":
             return 200, "OK", [], None
         if req.method != "NOTIFY":
             return 405, "Method Not Allowed", [], None
         try:
-            event = parse_event(req.get("Event") or "")
-            to_tag = parse_name_addr(req.get("To") or "").tag
-            from_tag = parse_name_addr(req.get("From") or "").tag
+            event = parse_event(first.get("Event", ""))
+            to_tag = parse_name_addr(first["To"]).tag
+            from_tag = parse_name_addr(first["From"]).tag
         except SipParseError as exc:
             self._count(self._m_parse, exc.kind)
             return 400, f"Bad Request ({exc})", [], None
-        usage = self._by_dialog.get((req.get("Call-ID") or "", to_tag or ""))
+        usage = self._by_dialog.get((first["Call-ID"], to_tag or ""))
         if usage is None or usage.dialog is None:
             return 481, "Subscription Does Not Exist", [], None
         dialog = usage.dialog
@@ -510,7 +517,7 @@ class Engine:
             return 481, "Subscription Does Not Exist (forked)", [], None
         if event.package != PACKAGE:
             return 489, "Bad Event", [], None
-        state_value = req.get("Subscription-State")
+        state_value = first.get("Subscription-State")
         if state_value is None:
             self._count(self._m_parse, "missing-header")
             return 400, "Missing Subscription-State", [], None
@@ -560,9 +567,15 @@ class Engine:
     # ------------------------------------------------------------------ actions
 
     def _run(
-        self, usage: _Usage, before: State, actions: list[Action], notify: Request | None = None
+        self,
+        usage: _Usage,
+        before: State,
+        actions: list[Action],
+        notify: tuple[bytes, str] | None = None,
     ) -> None:
-        """Carry out a state machine's actions, then settle its timer and metrics."""
+        """Carry out a state machine's actions, then settle its timer and metrics.
+
+        ``notify`` is the (body, Content-Type) of the NOTIFY being handled, if any."""
         sub = usage.sub
         for action in actions:
             if isinstance(action, SendInitial):
@@ -584,17 +597,18 @@ class Engine:
             self._sync_timer(usage)
         self._settle_state(usage)
 
-    def _emit_status(self, sub: Subscription, action: EmitStatus, notify: Request | None) -> None:
+    def _emit_status(
+        self, sub: Subscription, action: EmitStatus, notify: tuple[bytes, str] | None
+    ) -> None:
         if action.state is SubscriptionState.TERMINATED:
             self._count(self._m_term, action.reason or "other")
-        if notify is None or not notify.body:
-            content_type = "" if notify is None else (notify.get("Content-Type") or "")
+        body, content_type = notify or (b"", "")
+        if not body:
             self._deliver(
                 Status(sub.sub_id, action.state, action.reason, content_type=content_type)
             )
             return
-        content_type = notify.get("Content-Type") or ""
-        presentity, error = decode_body(content_type, notify.body)
+        presentity, error = decode_body(content_type, body)
         if error:
             self._count(self._m_errors, "pidf")
         self._deliver(
@@ -604,7 +618,7 @@ class Engine:
                 action.reason,
                 presentity=presentity,
                 content_type=content_type,
-                body=notify.body,
+                body=body,
                 error=error,
             )
         )
