@@ -133,18 +133,6 @@ def test_status_delivery_latency_is_observed_for_every_notify(load: Run) -> None
     load.expect_rise("notify_to_client_seconds_count", N)
 
 
-def test_the_status_ring_gauges_report_the_clients_ring(load: Run) -> None:
-    # The client drains its rings, so what is waiting is small; the deepest a
-    # status ring has been is at least one status record.
-    scrape = load.service.wait_figure(
-        "presence_b2b_qsa_ring_high_water_bytes{direction=status} above 0",
-        lambda s: float(s.total("qsa_ring_high_water_bytes", direction="status") > 0),
-        1.0,
-    )
-    assert scrape.has("qsa_ring_depth_bytes", direction="status", shard="0")
-    assert scrape.has("qsa_ring_depth_bytes", direction="request", shard="supervisor")
-
-
 def test_promtool_finds_nothing_to_say_about_the_live_scrape(load: Run) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -160,6 +148,96 @@ def test_promtool_finds_nothing_to_say_about_the_live_scrape(load: Run) -> None:
     )
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
         result.stdout + result.stderr
+    )
+
+
+# ---------------------------------------------------------------------- a client stops reading
+
+RING = 4096
+"""The smallest status ring the configuration allows."""
+STALLED = 12
+"""Statuses sent to a client that stopped reading: about four times what the ring holds."""
+
+
+@pytest.fixture(scope="module")
+def stalled_client() -> Iterator[Run]:
+    """A client that takes one status and then reads no more; its status ring fills.
+
+    Each NOTIFY carries a 300-byte note, so a status record is about 1 KB (below
+    the 2 KiB largest record of a 4 KiB ring) and three or four fill the ring.
+    """
+    service = OpsService(
+        shards=1,
+        config={
+            "presence_b2b": {"default_expiration": 60},
+            "server": {"status_ring_bytes": RING},
+        },
+    )
+    peer = SippProcess(
+        "uas_basic", role="uas", calls=1 + STALLED, keys={"expires": 60, "note": "n" * 300}
+    )
+    client: BlockingQsaClient | None = None
+    try:
+        peer.start()
+        service.start()
+        client = BlockingQsaClient(service.control_socket, name="metrics-e2e-stalled")
+        # The client stops draining its rings once this many events wait for the caller
+        # (and nobody here calls get()): after the first status it reads nothing more.
+        client.client.max_pending_events = 1
+        client.subscribe(record(peer, "first"), "sip:watcher@example.com")
+        service.wait_figure(
+            "the first status written and read by the client",
+            lambda s: float(
+                s.total("qsa_status_sent_total") == 1
+                and s.total("qsa_ring_depth_bytes", direction="status") == 0
+            ),
+            1.0,
+        )
+        before = service.scrape()
+        for i in range(STALLED):
+            client.subscribe(record(peer, f"busy{i}"), f"sip:watcher{i}@example.com")
+        run = Run(service, before, peer)
+        run.expect_rise("sip_notify_received_total", STALLED, state="active")
+        yield run
+    finally:
+        if client is not None:
+            client.close()
+        service.close()
+        peer.cleanup()
+
+
+def test_a_status_that_finds_the_ring_full_is_counted_as_an_overflow(
+    stalled_client: Run,
+) -> None:
+    # Every status is either written at once or waits for room, counted as an overflow;
+    # the client never makes room, so none of the waiting ones is written later.
+    run = stalled_client
+    sent_before = run.before.total("qsa_status_sent_total")
+    scrape = run.service.wait_figure(
+        "statuses written plus statuses waiting for room",
+        lambda s: s.total("qsa_status_sent_total") - sent_before
+        + s.total("errors_total", kind="ring_overflow"),
+        STALLED,
+    )
+    assert scrape.total("errors_total", kind="ring_overflow") > 0
+
+
+def test_the_high_water_of_a_filled_status_ring_is_close_to_its_size(
+    stalled_client: Run,
+) -> None:
+    scrape = stalled_client.service.wait_figure(
+        "presence_b2b_qsa_ring_high_water_bytes{direction=status} above half the ring",
+        lambda s: float(s.total("qsa_ring_high_water_bytes", direction="status") > RING / 2),
+        1.0,
+    )
+    assert scrape.total("qsa_ring_high_water_bytes", direction="status") <= RING
+
+
+def test_bytes_left_unread_in_a_status_ring_show_as_its_depth(stalled_client: Run) -> None:
+    stalled_client.service.wait_figure(
+        "presence_b2b_qsa_ring_depth_bytes{direction=status} above half the ring",
+        lambda s: float(s.total("qsa_ring_depth_bytes", direction="status") > RING / 2),
+        1.0,
     )
 
 
