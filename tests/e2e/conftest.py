@@ -88,14 +88,23 @@ def clients() -> Iterator[Callable[[ServiceProcess], BlockingQsaClient]]:
 
 
 @pytest.fixture
-def hold_uas(sipp_uas: SippUasFactory) -> Callable[..., SippProcess]:
-    """Factory: a SIPp presence server that keeps ``calls`` dialogs open until unsubscribed."""
+def hold_uas(sipp_uas: SippUasFactory) -> Iterator[Callable[..., SippProcess]]:
+    """Factory: a SIPp presence server that keeps ``calls`` dialogs open until unsubscribed.
+
+    At teardown it is stopped at once: with dialogs still open SIPp's graceful quit
+    would only wait them out (the peers' fixture still prints its report).
+    """
+    started: list[SippProcess] = []
 
     def start(calls: int = 10, **keys: Any) -> SippProcess:
         keys.setdefault("expires", 60)
         keys.setdefault("note", "at lunch")
-        return sipp_uas(
+        uas = sipp_uas(
             str(SCENARIOS / "uas_hold.xml"), calls=calls, recv_timeout_ms=120_000, **keys
         )
+        started.append(uas)
+        return uas
 
-    return start
+    yield start
+    for uas in started:
+        uas.stop(grace=0.1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from presence_b2b.ipc.client import BlockingQsaClient, ClientEvent
 from presence_b2b.presence.status import Failure, Status
@@ -102,6 +102,30 @@ def next_event(
             return event
         if skipped is not None:
             skipped.append(event)
+
+
+def wait_each(
+    client: BlockingQsaClient,
+    ids: Iterable[int],
+    what: str,
+    match: Callable[[ClientEvent], bool],
+    timeout: float = 15.0,
+) -> dict[int, ClientEvent]:
+    """Wait until every id in ``ids`` has had a matching event, in any order."""
+    wanted = set(ids)
+    got: dict[int, ClientEvent] = {}
+    skipped: list[ClientEvent] = []
+    deadline = time.monotonic() + timeout
+    while wanted - set(got):
+        event = next_event(
+            client,
+            f"{what} for ids {sorted(wanted - set(got))}",
+            lambda e: e.id in wanted and e.id not in got and match(e),
+            max(deadline - time.monotonic(), 0.01),
+            skipped,
+        )
+        got[event.id] = event
+    return got
 
 
 def status_of(event: ClientEvent) -> Status:

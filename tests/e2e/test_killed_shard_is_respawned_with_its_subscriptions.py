@@ -15,6 +15,7 @@ from tests.e2e.helpers import (
     next_event,
     record_at,
     wait_dialogs,
+    wait_each,
 )
 from tests.e2e.service import wait_for
 
@@ -34,12 +35,8 @@ def test_sigkilled_shard_is_respawned_and_its_subscriptions_come_back_once(
     a = first.subscribe(record, victim)
     b = second.subscribe(record, victim)
     c = first.subscribe(record, bystander)
-    for client, sub_id in ((first, a), (second, b), (first, c)):
-        next_event(
-            client,
-            f"the first status of #{sub_id}",
-            lambda e, i=sub_id: e.id == i and is_open_with("at lunch")(e),
-        )
+    wait_each(first, [a, c], "the first status", is_open_with("at lunch"))
+    wait_each(second, [b], "the first status", is_open_with("at lunch"))
     wait_dialogs(uas, record, victim)
     wait_dialogs(uas, record, bystander)
     old_pids = svc.shard_pids()

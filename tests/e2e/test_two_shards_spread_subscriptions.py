@@ -7,10 +7,11 @@ import pytest
 from tests.e2e.helpers import (
     contact_port,
     is_open_with,
-    next_event,
+    no_more_events,
     record_at,
     status_of,
     wait_dialogs,
+    wait_each,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,17 +41,15 @@ def test_each_shard_owns_the_dialogs_hashed_to_it_and_statuses_reach_their_clien
         assert contact_port(dialog) == svc.shard_port(shard)
 
     for client_no in (0, 1):
-        got = {}
-        for _ in range(2):
-            event = next_event(qsa[client_no], "an open status", is_open_with("at lunch"))
-            got[event.id] = event
-        mine = {ids[(client_no, shard)] for shard in (0, 1)}
-        assert set(got) == mine, "each client gets its own statuses under its own ids"
-        for event in got.values():
-            assert event.subscriber in {pairs[(client_no, s)] for s in (0, 1)}
+        mine = [ids[(client_no, shard)] for shard in (0, 1)]
+        got = wait_each(qsa[client_no], mine, "an open status", is_open_with("at lunch"))
+        for sub_id, event in got.items():
+            shard = mine.index(sub_id)
+            assert event.subscriber == pairs[(client_no, shard)]
             status = status_of(event)
             assert status.presentity is not None
             assert status.presentity.entity == record
+        assert no_more_events(qsa[client_no]) == [], "and nothing for the other client's ids"
 
     listing = svc.admin("list")
     by_shard = {row["id"].split(":")[0] for row in listing}
