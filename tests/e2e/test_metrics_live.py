@@ -215,8 +215,11 @@ def test_a_status_that_finds_the_ring_full_is_counted_as_an_overflow(
     sent_before = run.before.total("qsa_status_sent_total")
     scrape = run.service.wait_figure(
         "statuses written plus statuses waiting for room",
-        lambda s: s.total("qsa_status_sent_total") - sent_before
-        + s.total("errors_total", kind="ring_overflow"),
+        lambda s: (
+            s.total("qsa_status_sent_total")
+            - sent_before
+            + s.total("errors_total", kind="ring_overflow")
+        ),
         STALLED,
     )
     assert scrape.total("errors_total", kind="ring_overflow") > 0
