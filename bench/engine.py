@@ -63,7 +63,7 @@ from tests.peers.sipp import SippProcess
 ROOT = Path(__file__).resolve().parent.parent
 UAS_SCENARIO = ROOT / "tests" / "integration" / "scenarios" / "uas_load_notify.xml"
 NOTIFIES_PER_REFRESH = 5
-STALL_SECONDS = 3.0
+STALL_SECONDS = 8.0  # longer than T1-based SUBSCRIBE retransmissions take to recover a loss
 LOOPBACK = "127.0.0.1"
 
 
