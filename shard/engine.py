@@ -44,6 +44,7 @@ from ..sip.transaction import (
     TransportError,
     make_response,
 )
+from .ratelimit import TokenBucket
 from .subscription import (
     Action,
     DropDialog,
@@ -168,6 +169,7 @@ class Engine:
         metrics: ShardMetrics,
         rng: random.Random | None = None,
         finished: Callable[[int], None] | None = None,
+        subscribe_rate: float = 0.0,
     ) -> None:
         self.params = params
         self.sip = sip
@@ -177,6 +179,9 @@ class Engine:
         self._deliver = deliver
         self.m = metrics
         self._finished = finished
+        # Out-of-dialog SUBSCRIBEs waiting for a token, in arrival order.
+        self._limiter = TokenBucket(subscribe_rate) if subscribe_rate > 0 else None
+        self._held: dict[int, tuple[_Usage, SendInitial]] = {}
         self.rng = rng or random.Random()
         self.timers = TimerSettings(sip.t1, sip.t2, sip.t4)
         self.table = TransactionTable(self.timers)
@@ -280,7 +285,12 @@ class Engine:
         usage = self.usages.get(sub_id)
         if usage is None:
             return False
-        self._run(usage, usage.sub.state, usage.sub.unsubscribe(self.clock()))
+        sub = usage.sub
+        now = self.clock()
+        self._run(usage, sub.state, sub.unsubscribe(now))
+        if self._held.pop(sub_id, None) is not None and self.usages.get(sub_id) is usage:
+            # Its SUBSCRIBE never left: nothing to wait for, end it as if unanswered.
+            self._run(usage, sub.state, sub.on_timeout(now, sub.txn))
         return True
 
     def refresh(self, sub_id: int) -> bool:
@@ -347,19 +357,44 @@ class Engine:
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
-        a = self.queue.next_deadline()
-        b = self.table.next_deadline()
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return min(a, b)
+        deadlines = [
+            d
+            for d in (self.queue.next_deadline(), self.table.next_deadline(), self._release_at())
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def _release_at(self) -> float | None:
+        if not self._held or self._limiter is None:
+            return None
+        return self._limiter.next_token_at(self.clock())
+
+    def _release_held(self, now: float) -> None:
+        """Send held out-of-dialog SUBSCRIBEs, oldest first, as tokens allow."""
+        limiter = self._limiter
+        while self._held and limiter is not None:
+            sub_id = next(iter(self._held))
+            usage, action = self._held[sub_id]
+            if self.usages.get(sub_id) is not usage or usage.sub.txn != action.txn:
+                del self._held[sub_id]  # superseded while it waited
+                continue
+            if not limiter.take(now):
+                return
+            del self._held[sub_id]
+            self._send_initial(usage, action, held=True)
+
+    @property
+    def held(self) -> int:
+        """Out-of-dialog SUBSCRIBEs waiting for the rate limit."""
+        return len(self._held)
 
     def on_timer(self) -> None:
         """Fire every transaction and subscription timer that is due now."""
         now = self.clock()
         for txn, event in self.table.on_timer(now):
             self._client_event(txn, event, now)
+        if self._held:
+            self._release_held(now)
         lag = self.m.timer_lag_seconds
         for sub in self.queue.pop_due(now):
             usage = self.usages.get(sub.sub_id)
@@ -635,9 +670,14 @@ class Engine:
         headers.extend(self._headers)
         return headers
 
-    def _send_initial(self, usage: _Usage, action: SendInitial) -> None:
+    def _send_initial(self, usage: _Usage, action: SendInitial, *, held: bool = False) -> None:
         sub = usage.sub
         self._forget_dialog(usage)
+        if self._limiter is not None and not held:
+            self._held.pop(sub.sub_id, None)
+            if self._held or not self._limiter.take(self.clock()):
+                self._held[sub.sub_id] = (usage, action)
+                return
         target = action.target or sub.record
         req = build_initial_request(
             "SUBSCRIBE",
@@ -721,6 +761,7 @@ class Engine:
     def _drop(self, usage: _Usage) -> None:
         sub = usage.sub
         self._forget_dialog(usage)
+        self._held.pop(sub.sub_id, None)
         if usage.armed_at is not None:
             self.queue.cancel(sub)
             usage.armed_at = None

@@ -128,6 +128,7 @@ class ShardProcess:
             deliver=fanout.deliver,
             metrics=self.m,
             finished=fanout.finished,
+            subscribe_rate=cfg.sip.subscribe_rate / cfg.server.shard_count(),
         )
         driver.engine = engine
         self.driver, self.engine, self.fanout = driver, engine, fanout

@@ -336,3 +336,66 @@ def test_state_gauges_follow_the_subscription() -> None:
     h.answer(h.requests()[-1], 200)
     h.advance(31)
     assert sum(h.engine.m.subscriptions.labels(s).value for s in ("confirmed", "waiting")) == 0
+
+
+def _dialogs(h: Harness) -> list[Request]:
+    """First SUBSCRIBE of each dialog, in sending order (retransmissions left out)."""
+    seen: dict[str, Request] = {}
+    for r in h.requests():
+        seen.setdefault(r.get("Call-ID") or "", r)
+    return list(seen.values())
+
+
+def _limited(rate: float) -> Harness:
+    h = Harness()
+    h.engine = Engine(
+        B2BParams(),
+        SipSettings(),
+        LocalEndpoint("127.0.0.1", 5070),
+        clock=h.clock,
+        send=lambda data, addr: h.sent.append((parse_message(data), addr)),
+        deliver=h.delivered.append,
+        metrics=ShardMetrics(MetricsBlock.create("0")),
+        subscribe_rate=rate,
+    )
+    return h
+
+
+def test_subscribe_rate_holds_out_of_dialog_subscribes_beyond_the_rate() -> None:
+    h = _limited(rate=2.0)
+    for i in range(6):
+        h.engine.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
+    assert len(_dialogs(h)) == 2  # the bucket starts with one second's worth
+    assert h.engine.held == 4
+    h.advance(1.0)
+    assert len(_dialogs(h)) == 4
+    h.advance(1.0)
+    assert len(_dialogs(h)) == 6 and h.engine.held == 0
+
+
+def test_held_subscribes_leave_in_the_order_they_were_asked_for() -> None:
+    h = _limited(rate=1.0)
+    for i in range(3):
+        h.engine.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
+    h.advance(2.0)
+    users = [r.uri.split("@")[0] for r in _dialogs(h)]
+    assert users == ["sip:user0", "sip:user1", "sip:user2"]
+
+
+def test_unsubscribing_a_held_subscription_ends_it_without_sending_anything() -> None:
+    h = _limited(rate=1.0)
+    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.engine.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)
+    h.engine.unsubscribe(2)
+    h.advance(5.0)
+    assert len(_dialogs(h)) == 1
+    assert h.delivered[-1] == Status(2, SubscriptionState.TERMINATED, "unsubscribed")
+    assert 2 not in h.engine.usages
+
+
+def test_in_dialog_requests_are_not_rate_limited() -> None:
+    h = _limited(rate=1.0)
+    h.established()
+    h.engine.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)  # waits for a token
+    h.engine.refresh(1)
+    assert h.requests()[-1].get("CSeq") == "2 SUBSCRIBE"
