@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any, cast
 
@@ -140,6 +141,8 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps(reply.data, sort_keys=True, default=str))
+    elif reply.data is None:
+        print("ok")
     else:
         _print_human(args.command, reply.data)
     return 0
@@ -189,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and friends: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
