@@ -79,7 +79,10 @@ class Outbox:
         self.high = metrics.qsa_ring_high_water_bytes.labels("status")
 
     def put(self, sub_id: int, msg: Message) -> None:
-        if not self.pending and self._try(_for_client(msg, sub_id)):
+        # Write at once only when nothing is queued or in flight: the drain task may
+        # hold an older status it is waiting to write, and a newer one must not
+        # overtake it (the client would end up with the older state).
+        if self.task is None and not self.pending and self._try(_for_client(msg, sub_id)):
             return
         previous = self.pending.pop(sub_id, None)
         merged = 0

@@ -1,0 +1,268 @@
+"""FanOut: one dialog per (package, record, subscriber), statuses to every client that
+asked, through real status rings; newest-wins merging when a client's ring is full."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+from presence_b2b.ipc.messages import decode_status
+from presence_b2b.ipc.ring import Ring, RingReader
+from presence_b2b.metrics.block import MetricsBlock
+from presence_b2b.metrics.shard import ShardMetrics
+from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
+from presence_b2b.shard.fanout import FanOut
+
+ACTIVE = SubscriptionState.ACTIVE
+TERMINATED = SubscriptionState.TERMINATED
+RECORD = "sip:bob@example.com"
+WATCHER = "sip:alice@example.com"
+BIG = b"x" * 900
+"""A body that makes four statuses fill a 4 KiB ring."""
+
+
+class FakeEngine:
+    """What FanOut asks of the engine: start and stop dialogs."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, str, str, str]] = []
+        self.stopped: list[int] = []
+
+    def start(self, did: int, record: str, subscriber: str, package: str) -> None:
+        self.started.append((did, record, subscriber, package))
+
+    def stop(self, did: int) -> None:
+        self.stopped.append(did)
+
+
+class Client:
+    """A client's status ring for this shard, read the way the client library does."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.ring = Ring.create(capacity)
+        self.reader: RingReader = self.ring.reader()
+
+    def read(self) -> list[Status | Failure]:
+        out: list[Status | Failure] = []
+        while batch := self.reader.read_batch():
+            out.extend(decode_status(raw) for raw in batch)
+        return out
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.engine = FakeEngine()
+        self.metrics = ShardMetrics(MetricsBlock.create("0"))
+        self.fanout = FanOut(self.metrics, self.engine.start, self.engine.stop)
+        self.clients: dict[int, Client] = {}
+
+    def attach(self, client: int, capacity: int = 4096) -> Client:
+        c = Client(capacity)
+        # The shard gets its own mapping of the client's ring, as over the channel.
+        self.fanout.attach(client, Ring.attach(*(os.dup(fd) for fd in c.ring.fds())))
+        self.clients[client] = c
+        return c
+
+    def did(self, record: str = RECORD, subscriber: str = WATCHER) -> int:
+        (entry,) = self.fanout.find(record, subscriber)
+        return entry.did
+
+    def close(self) -> None:
+        self.fanout.close()
+        for c in self.clients.values():
+            c.ring.close()
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def active(did: int, note: str = "", body: bytes = b"") -> Status:
+    return Status(did, ACTIVE, note, body=body)
+
+
+def test_identical_subscriptions_from_two_clients_share_one_dialog(h: Harness) -> None:
+    a, b = h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    assert len(h.engine.started) == 1
+    h.fanout.deliver(active(h.did(), "lunch"))
+    assert [(m.id, m.reason) for m in a.read()] == [(10, "lunch")]
+    assert [(m.id, m.reason) for m in b.read()] == [(20, "lunch")]
+
+
+def test_another_subscriber_or_package_is_another_dialog(h: Harness) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(1, 2, "presence", RECORD, "sip:carol@example.com")
+    h.fanout.subscribe(1, 3, "dialog", RECORD, WATCHER)
+    assert len(h.engine.started) == 3
+
+
+def test_a_late_joiner_gets_the_last_status_at_once_and_nobody_else_gets_it_again(
+    h: Harness,
+) -> None:
+    a, b = h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.deliver(active(h.did(), "first"))
+    h.fanout.deliver(active(h.did(), "second"))
+    a.read()
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    assert [(m.id, m.reason) for m in b.read()] == [(20, "second")]
+    assert a.read() == []
+    assert len(h.engine.started) == 1
+
+
+def test_unsubscribe_tells_the_client_at_once_and_ends_the_dialog_with_the_last_one(
+    h: Harness,
+) -> None:
+    a, b = h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    did = h.did()
+
+    assert h.fanout.unsubscribe(1, 10)
+    (final,) = a.read()
+    assert isinstance(final, Status)
+    assert (final.id, final.state, final.reason) == (10, TERMINATED, "unsubscribed")
+    assert h.engine.stopped == [], "the other client still uses the dialog"
+    h.fanout.deliver(active(did, "still here"))
+    assert a.read() == []
+    assert [m.reason for m in b.read()] == ["still here"]
+
+    assert h.fanout.unsubscribe(2, 20)
+    assert h.engine.stopped == [did]
+
+
+def test_a_subscribe_after_the_last_unsubscribe_does_not_join_the_dying_dialog(
+    h: Harness,
+) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    h.fanout.unsubscribe(1, 1)
+    h.fanout.subscribe(1, 2, "presence", RECORD, WATCHER)
+    assert len(h.engine.started) == 2
+
+
+def test_a_full_ring_keeps_the_newest_status_per_subscription_counting_merges(
+    h: Harness,
+) -> None:
+    c = h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(1, 2, "presence", RECORD, "sip:carol@example.com")
+    x, y = h.did(RECORD, WATCHER), h.did(RECORD, "sip:carol@example.com")
+
+    async def steps() -> list[Status | Failure]:
+        for i in range(10):
+            h.fanout.deliver(active(x, f"x{i}", BIG))
+        for i in range(3):
+            h.fanout.deliver(active(y, f"y{i}", BIG))
+        got: list[Status | Failure] = []
+        for _ in range(100):
+            got += c.read()
+            await asyncio.sleep(0.01)
+            if any(m.id == 2 for m in got) and not h.fanout.outboxes[1].pending:
+                got += c.read()
+                break
+        return got
+
+    got = asyncio.run(steps())
+    direct = [m for m in got if m.id == 1 and isinstance(m, Status) and m.merged == 0]
+    assert 1 <= len(direct) < 10, "some fitted at once, the rest waited"
+    xs = [m for m in got if m.id == 1]
+    assert isinstance(xs[-1], Status)
+    assert xs[-1].reason == "x9", "the newest one wins"
+    assert xs[-1].merged == 10 - len(direct) - 1, "and says how many it replaced"
+    ys = [m for m in got if m.id == 2]
+    assert len(ys) == 1 and isinstance(ys[0], Status)
+    assert (ys[0].reason, ys[0].merged) == ("y2", 2)
+    assert h.metrics.qsa_status_merges.value == (10 - len(direct) - 1) + 2
+
+
+def test_the_final_status_always_arrives_even_through_a_full_ring(h: Harness) -> None:
+    c = h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    did = h.did()
+
+    async def steps() -> list[Status | Failure]:
+        for i in range(8):
+            h.fanout.deliver(active(did, f"s{i}", BIG))
+        h.fanout.deliver(Failure(did, FailureKind.TERMINATED, detail="rejected"))
+        h.fanout.finished(did)
+        got: list[Status | Failure] = []
+        for _ in range(100):
+            got += c.read()
+            if got and isinstance(got[-1], Failure):
+                break
+            await asyncio.sleep(0.01)
+        return got
+
+    got = asyncio.run(steps())
+    assert isinstance(got[-1], Failure)
+    assert (got[-1].id, got[-1].detail, got[-1].retry_in) == (1, "rejected", None)
+
+
+def test_a_status_put_while_an_older_one_waits_for_room_is_written_after_it(
+    h: Harness,
+) -> None:
+    c = h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    did = h.did()
+
+    async def steps() -> list[Status | Failure]:
+        for i in range(6):
+            h.fanout.deliver(active(did, f"s{i}", BIG))
+        await asyncio.sleep(0)  # the outbox's writer now waits for room for s5
+        got = c.read()  # room at last...
+        h.fanout.deliver(active(did, "newest", BIG))  # ...and a newer status at once
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            got += c.read()
+            if not h.fanout.outboxes[1].pending and h.fanout.outboxes[1].task is None:
+                break
+        return got
+
+    got = asyncio.run(steps())
+    assert isinstance(got[-1], Status)
+    assert got[-1].reason == "newest", [m.reason for m in got if isinstance(m, Status)]
+
+
+def test_detach_drops_the_clients_interests_and_ends_dialogs_only_it_used(
+    h: Harness,
+) -> None:
+    h.attach(1)
+    b = h.attach(2)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(2, 1, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(1, 2, "presence", RECORD, "sip:carol@example.com")
+    shared, own = h.did(RECORD, WATCHER), h.did(RECORD, "sip:carol@example.com")
+
+    h.fanout.detach(1)
+    assert h.engine.stopped == [own]
+    assert 1 not in h.fanout.outboxes
+    h.fanout.deliver(active(shared, "for the one left"))
+    assert [(m.id, m.reason) for m in b.read()] == [(1, "for the one left")]
+    (entry,) = h.fanout.find(RECORD, WATCHER)
+    assert entry.interests == {(2, 1)}
+
+
+def test_a_subscription_id_in_use_is_refused_without_touching_the_dialog(h: Harness) -> None:
+    a = h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    h.fanout.subscribe(1, 1, "presence", RECORD, "sip:carol@example.com")
+    (msg,) = a.read()
+    assert isinstance(msg, Failure) and msg.kind == FailureKind.REFUSED
+    assert len(h.engine.started) == 1
+
+
+def test_a_replayed_subscription_first_says_it_is_being_reestablished(h: Harness) -> None:
+    a = h.attach(1)
+    h.fanout.subscribe(1, 3, "presence", RECORD, WATCHER, replay=True)
+    (msg,) = a.read()
+    assert isinstance(msg, Status)
+    assert (msg.id, msg.state, msg.reason) == (3, SubscriptionState.PENDING, "reestablishing")
