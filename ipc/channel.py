@@ -56,7 +56,9 @@ class Sub(msgspec.Struct, tag="sub", frozen=True):
     """Client ``client`` asks for (package, record, subscriber) under its ``id``.
 
     ``replay`` marks a subscription re-sent to a restarted shard: the client first
-    gets a pending status with reason ``reestablishing``.
+    gets a pending status with reason ``reestablishing``. ``seq`` is the
+    supervisor's number for this registry entry, echoed in :class:`Ended`, so a
+    late Ended cannot remove a newer subscription that reuses the id.
     """
 
     client: int
@@ -65,13 +67,31 @@ class Sub(msgspec.Struct, tag="sub", frozen=True):
     record: str
     subscriber: str
     replay: bool = False
+    seq: int = 0
 
 
 class Unsub(msgspec.Struct, tag="unsub", frozen=True):
-    """Client ``client`` ends its subscription ``id``."""
+    """Client ``client`` ends its subscription ``id``.
+
+    ``missed`` marks an unsubscribe the shard never got the subscription for (it
+    was down meanwhile): there is no dialog to end, but the client still waits for
+    its final status, and only the shard can write it.
+    """
 
     client: int
     id: int
+    missed: bool = False
+
+
+class Ended(msgspec.Struct, tag="ended", frozen=True):
+    """Shard → supervisor: these client subscriptions are over without an Unsub.
+
+    The notifier ended them for good, the engine refused them, or an operator
+    killed them; each item is (client, id, seq of the Sub). The supervisor drops
+    them from its registry so that a restarted shard does not get them back.
+    """
+
+    items: list[tuple[int, int, int]]
 
 
 class Batch(msgspec.Struct, tag="batch", frozen=True):
@@ -129,8 +149,8 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
 
 
 ChannelMessage = (
-    Configure | Attach | Detach | Sub | Unsub | Batch | Query | Answer | Ping | Pong | Reload
-    | Shutdown | Ready
+    Configure | Attach | Detach | Sub | Unsub | Ended | Batch | Query | Answer | Ping | Pong
+    | Reload | Shutdown | Ready
 )
 
 _encoder: Final = msgspec.msgpack.Encoder()
@@ -208,14 +228,18 @@ class Channel:
         loop.add_reader(self.sock.fileno(), self._readable)
 
     def send(self, message: ChannelMessage, fds: Sequence[int] = ()) -> bool:
-        """Queue ``message`` (with copies of ``fds``); False if the channel is closed."""
+        """Queue ``message`` (with copies of ``fds``); False if the channel is closed.
+
+        Also False when this very send found the peer gone: the caller may have
+        to keep the message for the peer's successor.
+        """
         if self.closed:
             return False
         data = _encoder.encode(message)
         owned = [os.dup(fd) for fd in fds]
         self._queue.append((data, owned))
         self._flush()
-        return True
+        return not self.closed
 
     @property
     def backlog(self) -> int:

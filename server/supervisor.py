@@ -26,6 +26,7 @@ from ..ipc.channel import (
     ChannelMessage,
     Configure,
     Detach,
+    Ended,
     Ping,
     Pong,
     Reload,
@@ -61,6 +62,8 @@ class Entry:
     package: str
     record: str
     subscriber: str
+    seq: int = 0
+    """Unique per Sub sent; the shard echoes it when the subscription ends on its own."""
 
 
 def config_tables(cfg: config_mod.Config) -> dict[str, Any]:
@@ -94,6 +97,9 @@ class Supervisor:
         self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
         self.clients: dict[int, ConnectedClient] = {}
         self.registry: dict[int, dict[int, Entry]] = {}
+        self._seq = 0
+        #: Unsubscribes that found their shard down, owed a final status once it is back.
+        self._missed: dict[int, list[Unsub]] = {i: [] for i in range(self.shard_count)}
         self.notifier = SystemdNotifier()
         self.admin = AdminCommands(self)
         self.metrics_server: MetricsServer | None = None
@@ -211,16 +217,19 @@ class Supervisor:
         self.blocks.shard_started(shard.index, restart=restarted)
         for client in self.clients.values():
             shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
-        subs = [
-            Sub(client_id, sub_id, e.package, e.record, e.subscriber, replay=restarted)
+        items: list[Sub | Unsub] = [
+            Sub(client_id, sub_id, e.package, e.record, e.subscriber, replay=restarted, seq=e.seq)
             for client_id, entries in self.registry.items()
             for sub_id, e in entries.items()
             if e.shard == shard.index
         ]
-        for batch in batches(subs):
+        subs = len(items)
+        missed, self._missed[shard.index] = self._missed[shard.index], []
+        items += [u for u in missed if u.client in self.clients]
+        for batch in batches(items):
             shard.send(batch)
         if restarted:
-            log.info("shard %d: back up; %d subscriptions replayed", shard.index, len(subs))
+            log.info("shard %d: back up; %d subscriptions replayed", shard.index, subs)
         if not self._ready_sent and all(s.up for s in self.pool):
             self._ready_sent = True
             log.info("all %d shards up", self.shard_count)
@@ -232,6 +241,12 @@ class Supervisor:
     def _shard_message(self, shard: Shard, msg: ChannelMessage) -> None:
         if isinstance(msg, Pong):
             shard.last_pong = time.monotonic()
+        elif isinstance(msg, Ended):
+            for client, sub_id, seq in msg.items:
+                entries = self.registry.get(client, {})
+                entry = entries.get(sub_id)
+                if entry is not None and entry.shard == shard.index and entry.seq == seq:
+                    del entries[sub_id]
 
     def _pids(self) -> dict[str, int]:
         pids = {"supervisor": os.getpid()}
@@ -361,19 +376,28 @@ class Supervisor:
                 self._m_requests["unsubscribe"].value += 1
                 entry = entries.pop(msg.id, None)
                 if entry is not None:
-                    self.pool.shards[entry.shard].send(Unsub(client.id, msg.id))
+                    self._unsubscribe(client.id, msg.id, entry)
 
     def _subscribe(self, client: int, entries: dict[int, Entry], msg: Subscribe) -> None:
         existing = entries.get(msg.id)
         if existing is not None:
             # The shard that holds the id refuses the duplicate and tells the client.
             self.pool.shards[existing.shard].send(
-                Sub(client, msg.id, msg.package, msg.record, msg.subscriber)
+                Sub(client, msg.id, msg.package, msg.record, msg.subscriber, seq=existing.seq)
             )
             return
         index = shard_of(msg.record, msg.subscriber, self.shard_count)
-        entries[msg.id] = Entry(index, msg.package, msg.record, msg.subscriber)
-        self.pool.shards[index].send(Sub(client, msg.id, msg.package, msg.record, msg.subscriber))
+        self._seq += 1
+        entries[msg.id] = Entry(index, msg.package, msg.record, msg.subscriber, self._seq)
+        self.pool.shards[index].send(
+            Sub(client, msg.id, msg.package, msg.record, msg.subscriber, seq=self._seq)
+        )
+
+    def _unsubscribe(self, client: int, sub_id: int, entry: Entry) -> None:
+        if not self.pool.shards[entry.shard].send(Unsub(client, sub_id)):
+            # The shard is down, so its replay will not include this subscription; but
+            # the client waits for its final status, and only the shard writes to it.
+            self._missed[entry.shard].append(Unsub(client, sub_id, missed=True))
 
     async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
         return await self.admin.run(request, peer)

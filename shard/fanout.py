@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Message = Status | Failure
 Key = tuple[str, str, str]  # package, record, subscriber
 Interest = tuple[int, int]  # client, the client's subscription id
+EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
 
 
 class DialogEntry:
@@ -150,7 +151,10 @@ class FanOut:
     """The dedup table and the outboxes of one shard.
 
     ``start`` and ``stop`` are the engine's subscribe and unsubscribe; the engine's
-    ``deliver`` and ``finished`` callbacks come back here.
+    ``deliver`` and ``finished`` callbacks come back here. ``ended`` is told of
+    client subscriptions that ended without the client's unsubscribe (refused,
+    ended for good by the notifier, killed by an operator), so the supervisor can
+    forget them.
     """
 
     def __init__(
@@ -158,14 +162,18 @@ class FanOut:
         metrics: ShardMetrics,
         start: Callable[[int, str, str, str], None],
         stop: Callable[[int], None],
+        ended: Callable[[list[EndedItem]], None] | None = None,
     ) -> None:
         self.m = metrics
         self._start = start
         self._stop = stop
+        self._ended = ended
         self.outboxes: dict[int, Outbox] = {}
         self.dialogs: dict[int, DialogEntry] = {}
         self._by_key: dict[Key, DialogEntry] = {}
         self._by_interest: dict[Interest, DialogEntry] = {}
+        #: The supervisor's seq of each interest's Sub, echoed when it ends on its own.
+        self._seqs: dict[Interest, int] = {}
         self._next_did = 1
         #: perf_counter() when the datagram being handled arrived, for the latency histogram.
         self.event_started: float | None = None
@@ -184,6 +192,8 @@ class FanOut:
         """The client is gone: drop its interests (ending dialogs nobody else uses)."""
         for interest in [i for i in self._by_interest if i[0] == client]:
             self._remove(interest, tell=False)
+        for interest in [i for i in self._seqs if i[0] == client]:
+            del self._seqs[interest]
         box = self.outboxes.pop(client, None)
         if box is not None:
             box.close()
@@ -193,7 +203,7 @@ class FanOut:
 
     def subscribe(
         self, client: int, sub_id: int, package: str, record: str, subscriber: str, *,
-        replay: bool = False,
+        replay: bool = False, seq: int = 0,
     ) -> None:
         interest = (client, sub_id)
         if interest in self._by_interest:
@@ -203,6 +213,7 @@ class FanOut:
             return
         if replay:
             self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
+        self._seqs[interest] = seq
         key = (package, record, subscriber)
         entry = self._by_key.get(key)
         if entry is not None:
@@ -222,13 +233,24 @@ class FanOut:
         self._gauges()
         self._start(did, record, subscriber, package)
 
-    def unsubscribe(self, client: int, sub_id: int) -> bool:
+    def unsubscribe(self, client: int, sub_id: int, *, missed: bool = False) -> bool:
+        """End one client subscription; the client gets its final status at once.
+
+        ``missed``: the subscription never reached this shard (it was down when
+        the client subscribed and unsubscribed); only the final status is owed.
+        """
+        if missed and (client, sub_id) not in self._by_interest:
+            self._send(client, sub_id, Status(
+                sub_id, SubscriptionState.TERMINATED, "unsubscribed"
+            ))
+            return False
         return self._remove((client, sub_id), tell=True)
 
     def _remove(self, interest: Interest, *, tell: bool) -> bool:
         entry = self._by_interest.pop(interest, None)
         if entry is None:
             return False
+        self._seqs.pop(interest, None)
         entry.interests.discard(interest)
         if tell:
             # The client is told at once; the SIP teardown goes on without it.
@@ -254,6 +276,7 @@ class FanOut:
         entry.interests.clear()
         if self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
+        self._report_ended(gone)
         self._stop(did)
         self._gauges()
         return gone
@@ -279,7 +302,14 @@ class FanOut:
             self._by_interest.pop(interest, None)
         if self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
+        self._report_ended(sorted(entry.interests))
+        entry.interests.clear()
         self._gauges()
+
+    def _report_ended(self, interests: list[Interest]) -> None:
+        items = [(c, i, self._seqs.pop((c, i), 0)) for c, i in interests]
+        if items and self._ended is not None:
+            self._ended(items)
 
     # ------------------------------------------------------------------ helpers
 

@@ -35,6 +35,7 @@ from ..ipc.channel import (
     ChannelMessage,
     Configure,
     Detach,
+    Ended,
     Ping,
     Pong,
     Query,
@@ -118,7 +119,7 @@ class ShardProcess:
         driver = EngineDriver(self.loop)
         await self.loop.create_datagram_endpoint(lambda: driver, sock=sock)
         host = cfg.sip.advertise or cfg.sip.listen
-        fanout = FanOut(self.m, self._start_sub, self._stop_sub)
+        fanout = FanOut(self.m, self._start_sub, self._stop_sub, self._ended)
         engine = Engine(
             cfg.presence_b2b,
             cfg.sip,
@@ -162,6 +163,10 @@ class ShardProcess:
         self.engine.unsubscribe(did)
         self.driver.rearm()
 
+    def _ended(self, items: list[tuple[int, int, int]]) -> None:
+        """Client subscriptions over without an unsubscribe: the registry must forget them."""
+        self.channel.send(Ended(items))
+
     # ------------------------------------------------------------------ channel
 
     def _on_message(self, msg: ChannelMessage, fds: list[int]) -> None:
@@ -177,13 +182,13 @@ class ShardProcess:
         if isinstance(msg, Sub):
             self._sub(fanout, msg)
         elif isinstance(msg, Unsub):
-            fanout.unsubscribe(msg.client, msg.id)
+            fanout.unsubscribe(msg.client, msg.id, missed=msg.missed)
         elif isinstance(msg, Batch):
             for item in msg.items:
                 if isinstance(item, Sub):
                     self._sub(fanout, item)
                 else:
-                    fanout.unsubscribe(item.client, item.id)
+                    fanout.unsubscribe(item.client, item.id, missed=item.missed)
         elif isinstance(msg, Attach):
             self._attach(fanout, msg, fds)
             return
@@ -206,7 +211,8 @@ class ShardProcess:
         if self._stopping:
             return
         fanout.subscribe(
-            msg.client, msg.id, msg.package, msg.record, msg.subscriber, replay=msg.replay
+            msg.client, msg.id, msg.package, msg.record, msg.subscriber,
+            replay=msg.replay, seq=msg.seq,
         )
 
     def _attach(self, fanout: FanOut, msg: Attach, fds: list[int]) -> None:

@@ -55,7 +55,8 @@ class Harness:
     def __init__(self) -> None:
         self.engine = FakeEngine()
         self.metrics = ShardMetrics(MetricsBlock.create("0"))
-        self.fanout = FanOut(self.metrics, self.engine.start, self.engine.stop)
+        self.ended: list[list[tuple[int, int, int]]] = []
+        self.fanout = FanOut(self.metrics, self.engine.start, self.engine.stop, self.ended.append)
         self.clients: dict[int, Client] = {}
 
     def attach(self, client: int, capacity: int = 4096) -> Client:
@@ -137,6 +138,7 @@ def test_unsubscribe_tells_the_client_at_once_and_ends_the_dialog_with_the_last_
 
     assert h.fanout.unsubscribe(2, 20)
     assert h.engine.stopped == [did]
+    assert h.ended == [], "an unsubscribe the supervisor sent is not reported back"
 
 
 def test_a_subscribe_after_the_last_unsubscribe_does_not_join_the_dying_dialog(
@@ -249,6 +251,40 @@ def test_detach_drops_the_clients_interests_and_ends_dialogs_only_it_used(
     assert [(m.id, m.reason) for m in b.read()] == [(1, "for the one left")]
     (entry,) = h.fanout.find(RECORD, WATCHER)
     assert entry.interests == {(2, 1)}
+    assert h.ended == []
+
+
+def test_a_dialog_that_ends_on_its_own_is_reported_with_each_subs_seq(h: Harness) -> None:
+    h.attach(1)
+    h.attach(2)
+    h.fanout.subscribe(1, 5, "presence", RECORD, WATCHER, seq=41)
+    h.fanout.subscribe(2, 6, "presence", RECORD, WATCHER, seq=42)
+    did = h.did()
+    h.fanout.deliver(Failure(did, FailureKind.TERMINATED, detail="rejected"))
+    h.fanout.finished(did)
+    assert h.ended == [[(1, 5, 41), (2, 6, 42)]]
+    assert h.fanout.dialogs == {}
+    assert h.fanout.find() == []
+
+
+def test_kill_tells_every_client_finally_and_reports_them_ended(h: Harness) -> None:
+    a = h.attach(1)
+    h.fanout.subscribe(1, 5, "presence", RECORD, WATCHER, seq=7)
+    did = h.did()
+    assert h.fanout.kill(did, "ended by the operator") == [(1, 5)]
+    (msg,) = a.read()
+    assert isinstance(msg, Failure) and msg.retry_in is None
+    assert h.engine.stopped == [did]
+    assert h.ended == [[(1, 5, 7)]]
+
+
+def test_an_unsubscribe_the_shard_missed_still_gets_its_final_status(h: Harness) -> None:
+    a = h.attach(1)
+    assert not h.fanout.unsubscribe(1, 9, missed=True)
+    (msg,) = a.read()
+    assert isinstance(msg, Status)
+    assert (msg.id, msg.state, msg.reason) == (9, TERMINATED, "unsubscribed")
+    assert h.engine.stopped == []
 
 
 def test_a_subscription_id_in_use_is_refused_without_touching_the_dialog(h: Harness) -> None:
