@@ -118,8 +118,13 @@ def _print_human(command: str, data: Any) -> None:
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
     from .ipc.client import QsaError, admin
+    from .watch import control_socket_of
 
-    path = args.control_socket or config_mod.ServerSettings().control_socket_path()
+    try:
+        path = args.control_socket or control_socket_of(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"presence-b2b ctl: configuration refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     extra: dict[str, str] = {}
     if args.command == "list":
         if args.record:
@@ -177,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("ctl", help="admin commands over the control socket")
     ctl.add_argument("--control-socket", help="QSA control socket path")
+    ctl.add_argument("--config", help="take the control socket path from this configuration")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
     ctl.add_argument("command", choices=("stats", "list", "show", "kill", "refresh", "clients"))
     ctl.add_argument("id", nargs="?", help="subscription id (shard:number) for show/kill/refresh")

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import uvloop
 
-from .config import ServerSettings
+from .config import ConfigError, ServerSettings, load
 from .ipc.client import ClientEvent, ConnectError, QsaClient, QsaError
 from .presence.status import Failure, Status
 
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="QSA control socket (default: server.control_socket's default, "
         f"{ServerSettings().control_socket_path()})",
+    )
+    parser.add_argument(
+        "--config", default=None, help="take the control socket path from this configuration"
     )
     parser.add_argument("--package", default="presence", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -136,8 +139,15 @@ def as_line(event: ClientEvent) -> str:
     return " ".join(parts)
 
 
+def control_socket_of(config_path: str | None) -> str:
+    """The control socket a configuration file names (the default one without a file)."""
+    if config_path is None:
+        return ServerSettings().control_socket_path()
+    return load(config_path).server.control_socket_path()
+
+
 async def _watch(args: argparse.Namespace) -> int:
-    path = args.control_socket or ServerSettings().control_socket_path()
+    path = args.control_socket or control_socket_of(args.config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,5 +211,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return uvloop.run(_watch(args))
+    except ConfigError as exc:
+        print(f"{PROG}: configuration refused: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
