@@ -12,6 +12,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from ..ipc.control import Peer
 from ..ipc.messages import AdminReply, AdminRequest
 
@@ -19,6 +21,23 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 COMMANDS = ("stats", "list", "show", "kill", "refresh", "clients")
+
+
+def _process_figures(pid: int) -> dict[str, Any]:
+    """CPU seconds, RSS and open fds of a live process, as psutil reads them."""
+    if not pid:
+        return {}
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            return {
+                "cpu_seconds": round(cpu.user + cpu.system, 3),
+                "rss_bytes": proc.memory_info().rss,
+                "open_fds": proc.num_fds(),
+            }
+    except psutil.Error:
+        return {}
 
 
 def _split_id(value: str) -> tuple[int, int]:
@@ -63,12 +82,16 @@ class AdminCommands:
                     "up": s.up,
                     "sip_port": s.port,
                     "restarts": max(0, s.starts - 1),
+                    **_process_figures(s.pid if s.up else 0),
                     **(detail if isinstance(detail, dict) else {}),
                 }
                 for s, detail in zip(sup.pool, shards, strict=True)
             ],
             "clients": len(sup.clients),
             "subscriptions": sum(len(e) for e in sup.registry.values()),
+            "log_level": sup.cfg.server.log_level,
+            "shard_memory_limit_bytes": sup.cfg.server.shard_memory_limit_bytes,
+            **_process_figures(os.getpid()),
         }
 
     async def _list(self, args: dict[str, str]) -> list[Any]:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -260,6 +261,8 @@ class ShardProcess:
                     "clients": len(fanout.outboxes),
                     "states": engine.state_counts(),
                     "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),
+                    "held_subscribes": engine.held,
+                    "params": dataclasses.asdict(engine.params),
                 })
             if q.command == "list":
                 rows = []
