@@ -9,7 +9,7 @@ can never carry a stale or duplicated one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "COMPACT_FORMS",
@@ -72,6 +72,9 @@ _KNOWN_NAMES = (
 
 _CANON: dict[str, str] = {n.lower(): n for n in _KNOWN_NAMES}
 _CANON.update(COMPACT_FORMS)
+#: Names already in their canonical spelling (what this code and most peers write):
+#: found without lower-casing first.
+_EXACT: dict[str, str] = {n: n for n in _KNOWN_NAMES}
 _CANON_CACHE_LIMIT = 4096
 _CANON_BUILTIN = len(_CANON)
 
@@ -92,6 +95,9 @@ _MAX_HEADERS = 256
 
 def canonical_name(name: str) -> str:
     """Map a header name as received to the one spelling stored and compared."""
+    canon = _EXACT.get(name)
+    if canon is not None:
+        return canon
     key = name.lower()
     canon = _CANON.get(key)
     if canon is None:
@@ -145,26 +151,42 @@ def _check_value(value: str) -> str:
 
 
 class Message:
-    """Headers and body shared by requests and responses."""
+    """Headers and body shared by requests and responses.
 
-    __slots__ = ("body", "headers")
+    `headers` is the message: one (canonical name, value) entry per header line, in
+    order. `get` answers from an index of first values that is built on the first
+    lookup and rebuilt whenever the list's length changed; `add`, `set` and
+    `remove` keep it right. Replacing an entry in place (`headers[i] = ...`) is the
+    one change it cannot see: use `set` for that.
+    """
+
+    __slots__ = ("_first", "_first_n", "body", "headers")
 
     def __init__(self, headers: Iterable[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         self.headers: list[tuple[str, str]] = []
+        self._first: dict[str, str] | None = None
+        self._first_n = 0
         if headers is not None:
             for name, value in headers:
                 self.add(name, value)
         self.body = body
 
+    def first_values(self) -> Mapping[str, str]:
+        """Canonical name -> first value, for every header present (read only)."""
+        first = self._first
+        headers = self.headers
+        if first is None or self._first_n != len(headers):
+            # reversed(): the first of repeated names is the one dict() keeps.
+            first = self._first = dict(reversed(headers))
+            self._first_n = len(headers)
+        return first
+
     def get(self, name: str) -> str | None:
         """First value of `name` as received, or None."""
-        canon = canonical_name(name)
+        canon = _EXACT.get(name) or canonical_name(name)
         if canon == "Content-Length":
             return str(len(self.body))
-        for n, v in self.headers:
-            if n == canon:
-                return v
-        return None
+        return self.first_values().get(canon)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of `name` in order, list headers split at their commas."""
@@ -185,6 +207,7 @@ class Message:
         if canon == "Content-Length":
             return
         self.headers.append((canon, _check_value(value)))
+        self._first = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header by one with `value`, at the first one's place."""
@@ -192,6 +215,7 @@ class Message:
         if canon == "Content-Length":
             return
         _check_value(value)
+        self._first = None
         for i, (n, _) in enumerate(self.headers):
             if n == canon:
                 self.headers[i] = (canon, value)
@@ -203,12 +227,13 @@ class Message:
         """Drop every `name` header."""
         canon = canonical_name(name)
         self.headers = [h for h in self.headers if h[0] != canon]
+        self._first = None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
         canon = canonical_name(name)
-        return canon == "Content-Length" or any(n == canon for n, _ in self.headers)
+        return canon == "Content-Length" or canon in self.first_values()
 
     def start_line(self) -> str:
         raise NotImplementedError
@@ -361,6 +386,7 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
 
     headers = msg.headers
     canon_map = _CANON
+    exact = _EXACT
     length: int | None = None
     last_was_length = False
     for line in lines[1:]:
@@ -375,7 +401,7 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
                 headers[-1] = (name, f"{value} {cont}" if value else cont)
             continue
         name, sep, value = line.partition(":")
-        canon = canon_map.get(name.lower())
+        canon = exact.get(name) or canon_map.get(name.lower())
         if canon is None or not sep:
             if not sep:
                 raise SipParseError("header", f"no colon in header line {line[:40]!r}")
@@ -408,7 +434,8 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
 
 def require(msg: Message, *names: str) -> None:
     """Raise SipParseError("missing-header") unless every header in `names` is present."""
+    first = msg.first_values()
     for name in names:
         canon = canonical_name(name)
-        if not any(n == canon for n, _ in msg.headers):
+        if canon not in first:
             raise SipParseError("missing-header", f"no {canon} header")
