@@ -85,12 +85,18 @@ def parse_params(text: str) -> Params:
     """Parse `;k=v;flag` (leading `;` optional). Names are lower-cased, quoted values
     unquoted, flags map to None. Empty segments are skipped."""
     params: Params = {}
-    for seg in _split_unquoted(text, ";"):
+    for seg in text.split(";") if '"' not in text else _split_unquoted(text, ";"):
+        if not seg:
+            continue
         name, eq, value = seg.partition("=")
         name = name.strip().lower()
         if not name:
             continue
-        params[name] = _unquote(value.strip()) if eq else None
+        if eq:
+            value = value.strip()
+            params[name] = _unquote(value) if value[:1] == '"' else value
+        else:
+            params[name] = None
     return params
 
 
