@@ -45,6 +45,22 @@ def _contact_uri(msg: Message) -> str | None:
     return _uri_of(contacts[0]) if contacts else None
 
 
+def _same_target(value: str, target: str) -> bool:
+    """Is the (first) Contact header value `value` exactly `<target>`? Then
+    `_contact_uri` would give `target` back: without a comma the value is one
+    entry, and without a `>` inside, the URI is all that lies between the brackets."""
+    return (
+        len(value) == len(target) + 2
+        and value[0] == "<"
+        and value[-1] == ">"
+        and value[1:-1] == target
+        and ">" not in target
+        and "," not in target
+        and target == target.strip()
+        and bool(target)
+    )
+
+
 def _strip_uri_headers(uri: str) -> str:
     # A URI used as Request-URI may not carry ?headers (RFC 3261 §19.1.5).
     q = uri.find("?")
@@ -137,6 +153,7 @@ class Dialog:
     """Dialog state for one subscription, seen from the subscriber (UAC) side."""
 
     __slots__ = (
+        "_routes",
         "call_id",
         "confirmed",
         "keep_preset_route",
@@ -147,7 +164,6 @@ class Dialog:
         "remote_tag",
         "remote_target",
         "remote_uri",
-        "route_set",
     )
 
     def __init__(
@@ -170,8 +186,7 @@ class Dialog:
         self.remote_uri = remote_uri
         self.remote_tag = remote_tag
         self.remote_target = remote_target
-        #: Route URIs in the order requests visit them.
-        self.route_set = list(route_set)
+        self.route_set = route_set
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.confirmed = False
@@ -216,6 +231,17 @@ class Dialog:
         )
 
     @property
+    def route_set(self) -> list[str]:
+        """Route URIs in the order requests visit them (a copy: assign to change it).
+
+        Stored as a tuple, so the usual empty route set costs nothing per dialog."""
+        return list(self._routes)
+
+    @route_set.setter
+    def route_set(self, routes: Sequence[str]) -> None:
+        self._routes = tuple(routes)
+
+    @property
     def id(self) -> tuple[str, str, str | None]:
         """(Call-ID, local tag, remote tag), as RFC 3261 §12 identifies a dialog."""
         return self.call_id, self.local_tag, self.remote_tag
@@ -225,9 +251,12 @@ class Dialog:
             routes = parse_route_set(record_route)
             self.route_set = routes[::-1] if reverse else routes
         elif not self.keep_preset_route:
-            self.route_set = []
+            self._routes = ()
 
     def _refresh_target(self, msg: Message) -> None:
+        value = msg.get("Contact")
+        if value is not None and _same_target(value, self.remote_target):
+            return  # most refreshes repeat the Contact: nothing to parse
         target = _contact_uri(msg)
         if target is not None:
             self.remote_target = target
@@ -311,7 +340,7 @@ class Dialog:
     ) -> Request:
         """An in-dialog request with the next local CSeq (RFC 3261 §12.2.1.1)."""
         self.local_cseq += 1
-        ruri, routes = _routing(self.remote_target, self.route_set)
+        ruri, routes = _routing(self.remote_target, self._routes)
         to_value = f"<{self.remote_uri}>"
         if self.remote_tag:
             to_value += f";tag={self.remote_tag}"
@@ -359,7 +388,8 @@ def next_hop(target: Request | Dialog, *, outbound_proxy: str | None = None) -> 
     if outbound_proxy:
         return resolve_uri(_uri_of(outbound_proxy))
     if isinstance(target, Dialog):
-        return resolve_uri(target.route_set[0] if target.route_set else target.remote_target)
+        route_set = target._routes
+        return resolve_uri(route_set[0] if route_set else target.remote_target)
     routes = target.get_all("Route")
     if routes:
         first = _uri_of(routes[0])
