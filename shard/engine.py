@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ from ..sip.transaction import (
     TimerSettings,
     TransactionTable,
     TransportError,
-    make_response,
+    response_bytes,
 )
 from .ratelimit import TokenBucket
 from .subscription import (
@@ -67,6 +67,7 @@ PACKAGE = "presence"
 ACCEPT = "application/pidf+xml"
 ALLOW = "NOTIFY, OPTIONS"
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_ALLOW = (("Allow", ALLOW),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,10 +500,9 @@ class Engine:
         self._if_current(pending, lambda s: s.on_response(info, now))
 
     def _on_request(self, req: Request, addr: Address, now: float) -> None:
-        # One pass over the parsed headers (stored under their canonical names)
-        # instead of a Message.get per header: each get re-canonicalises the name
-        # and scans the list, and a NOTIFY needs about a dozen of them.
-        first = dict(reversed(req.headers))
+        # The message's index of first values (canonical name -> value), built once
+        # per message and shared with the transaction and dialog layers' lookups.
+        first = req.first_values()
         missing = [h for h in _MANDATORY if h not in first]
         if missing:
             self._count(self._m_parse, "missing-header")
@@ -529,7 +529,7 @@ class Engine:
                 self._transmit(event.data, addr, None, now)
 
     def _on_new_request(
-        self, req: Request, first: dict[str, str], now: float
+        self, req: Request, first: Mapping[str, str], now: float
     ) -> tuple[int, str, list[Action], _Usage | None]:
         """Reply code, reason and actions for a new request; ``first`` maps each
         header name to its first value."""
@@ -583,17 +583,15 @@ class Engine:
         now: float,
     ) -> None:
         code, reason = reply
-        resp = make_response(req, code, reason)
-        if code == 405:
-            resp.add("Allow", ALLOW)
+        data = response_bytes(req, code, reason, headers=_ALLOW if code == 405 else ())
         self.m.response_sent(code)
-        for event in self.table.respond(txn, resp, now):
+        for event in self.table.respond_data(txn, code, data, now):
             if isinstance(event, Send):
                 self._transmit(event.data, addr, None, now)
 
     def _reply_stateless(self, req: Request, code: int, reason: str, addr: Address) -> None:
         try:
-            data = make_response(req, code, reason).to_bytes()
+            data = response_bytes(req, code, reason)
         except (SipParseError, ValueError):
             return
         self.m.response_sent(code)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .headers import parse_cseq, parse_name_addr, parse_via
 from .ids import BRANCH_COOKIE
-from .message import Request, Response, SipParseError, split_list
+from .message import Request, Response, SipParseError, canonical_name, split_list
 
 __all__ = [
     "ClientTransaction",
@@ -37,6 +37,7 @@ __all__ = [
     "client_key",
     "make_response",
     "reason_phrase",
+    "response_bytes",
     "response_key",
     "server_key",
 ]
@@ -293,8 +294,12 @@ class ClientTransaction:
 class ServerTransaction:
     """Non-INVITE server transaction (RFC 3261 §17.2.2), used for NOTIFY.
 
-    It keeps the last response sent, so a retransmitted request is answered with the
-    same bytes and never reaches the TU again.
+    It keeps the bytes of the last response sent, so a retransmitted request is
+    answered with the same bytes and never reaches the TU again. A TransactionTable
+    drops `request` and `response` (None) once the final response is sent: for the
+    64*T1 of Timer J only the key, the response bytes and the deadline remain, so a
+    shard that answers thousands of NOTIFYs a second does not keep thousands of
+    parsed messages alive.
     """
 
     __slots__ = (
@@ -320,7 +325,7 @@ class ServerTransaction:
         context: Any = None,
         key: tuple[str | int, ...] | None = None,
     ) -> None:
-        self.request = request
+        self.request: Request | None = request
         self.key = server_key(request) if key is None else key
         self.timers = timers
         self.reliable = reliable
@@ -343,12 +348,20 @@ class ServerTransaction:
 
     def respond(self, response: Response, now: float) -> list[Event]:
         """Send a response from the TU; a final one starts timer J."""
+        events = self.respond_data(response.status, response.to_bytes(), now)
+        self.response = response
+        return events
+
+    def forget_messages(self) -> None:
+        """Drop the parsed request and response; the response bytes stay."""
+        self.request = self.response = None
+
+    def respond_data(self, status: int, data: bytes, now: float) -> list[Event]:
+        """`respond` for a response the TU serialised itself (`data` is its wire form)."""
         if self.state is TransactionState.COMPLETED or self.state is TransactionState.TERMINATED:
             raise RuntimeError("the transaction already sent its final response")
-        data = response.to_bytes()
-        self.response = response
         self.response_data = data
-        if response.status < 200:
+        if status < 200:
             self.state = TransactionState.PROCEEDING
             return [Send(data)]
         if self.reliable:
@@ -457,7 +470,20 @@ class TransactionTable:
         return txn, txn.receive(request, now)
 
     def respond(self, txn: ServerTransaction, response: Response, now: float) -> list[Event]:
+        """Send `response`; after a final one the transaction keeps only its bytes."""
         events = txn.respond(response, now)
+        if response.status >= 200:
+            txn.forget_messages()
+        self._after(txn)
+        return events
+
+    def respond_data(
+        self, txn: ServerTransaction, status: int, data: bytes, now: float
+    ) -> list[Event]:
+        """`respond` with a response already serialised (see `response_bytes`)."""
+        events = txn.respond_data(status, data, now)
+        if status >= 200:
+            txn.forget_messages()
         self._after(txn)
         return events
 
@@ -588,3 +614,32 @@ def make_response(
         resp.add(name, value)
     resp.body = body
     return resp
+
+
+_COPIED: frozenset[str] = frozenset(("Via", "From", "To", "Call-ID", "CSeq"))
+
+
+def response_bytes(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
+    """``make_response(request, status, reason, headers=headers).to_bytes()`` without
+    building the Response: the header lines are copied as they are. No To tag is
+    added, so this is for answers inside an existing dialog (a NOTIFY's 200) and for
+    errors, where RFC 3261 §8.2.6.2 lets the To stand as received."""
+    lines = [f"SIP/2.0 {status} {reason if reason is not None else reason_phrase(status)}"]
+    for name, value in request.headers:
+        if name in _COPIED or (name == "Timestamp" and status == 100):
+            lines.append(f"{name}: {value}")
+    for name, value in headers:
+        canon = canonical_name(name)
+        if canon == "Content-Length":
+            continue
+        if "\r" in value or "\n" in value:
+            raise ValueError("header values must not contain CR or LF")
+        lines.append(f"{canon}: {value}")
+    lines.append("Content-Length: 0\r\n\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")

@@ -1,0 +1,176 @@
+"""The hot path's shortcuts give exactly what the general code gives."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from presence_b2b.sip.dialog import Dialog, _contact_uri, _same_target
+from presence_b2b.sip.headers import parse_params
+from presence_b2b.sip.message import (
+    Request,
+    SipParseError,
+    canonical_name,
+    parse_message,
+    require,
+)
+from presence_b2b.sip.transaction import (
+    TransactionState,
+    TransactionTable,
+    make_response,
+    response_bytes,
+)
+from sip_samples import notify_bytes
+
+
+def notify() -> Request:
+    msg = parse_message(notify_bytes())
+    assert isinstance(msg, Request)
+    return msg
+
+
+# --- the header index ------------------------------------------------------------
+
+
+def test_get_answers_the_first_value_whatever_the_spelling() -> None:
+    msg = parse_message(notify_bytes(extra=b"Via: SIP/2.0/UDP second;branch=z9hG4bKb\r\n"))
+    assert msg.get("via") == msg.get("Via") == msg.get("v")
+    assert (msg.get("Via") or "").startswith("SIP/2.0/UDP 10.0.0.2:5060")
+    assert msg.get("CALL-ID") == "a84b4c76e66710@10.0.0.1"
+    assert msg.get("X-Absent") is None
+    assert msg.first_values()["Event"] == "presence"
+
+
+def test_the_index_follows_add_set_remove_and_list_growth() -> None:
+    msg = notify()
+    assert msg.get("Expires") is None
+    msg.add("Expires", "10")
+    assert msg.get("Expires") == "10"
+    msg.set("Event", "dialog")
+    assert msg.get("Event") == "dialog"
+    msg.remove("Event")
+    assert msg.get("Event") is None and "Event" not in msg
+    msg.headers.insert(0, ("Event", "presence.winfo"))  # direct growth is seen too
+    assert msg.get("Event") == "presence.winfo"
+    assert msg.get("Content-Length") == str(len(msg.body))
+
+
+def test_require_uses_the_index() -> None:
+    msg = notify()
+    require(msg, "Via", "f", "call-id")
+    with pytest.raises(SipParseError) as e:
+        require(msg, "Expires")
+    assert e.value.kind == "missing-header"
+
+
+@pytest.mark.parametrize("name", ["Call-ID", "call-id", "i", "CSEQ", "x-sipp-foo", "X-Foo"])
+def test_canonical_name_is_the_same_through_the_exact_shortcut(name: str) -> None:
+    expected = {"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}.get(
+        name.lower(), "-".join(p[:1].upper() + p[1:] for p in name.lower().split("-"))
+    )
+    assert canonical_name(name) == expected
+
+
+# --- parse_params -------------------------------------------------------------------
+
+
+def _reference_params(text: str) -> dict[str, str | None]:
+    """The original, simple reading: split outside quotes, lower-case names, unquote."""
+    from presence_b2b.sip.headers import _split_unquoted, _unquote
+
+    params: dict[str, str | None] = {}
+    for seg in _split_unquoted(text, ";"):
+        name, eq, value = seg.partition("=")
+        name = name.strip().lower()
+        if name:
+            params[name] = _unquote(value.strip()) if eq else None
+    return params
+
+
+@given(st.text(alphabet=';="\\ \tabcTAG=-.1', max_size=40))
+def test_parse_params_matches_the_reference_reading(text: str) -> None:
+    assert parse_params(text) == _reference_params(text)
+
+
+# --- Contact target refresh -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        "<sip:a@10.0.0.2:5060>",
+        "<sip:a@10.0.0.2:5060>;expires=10",
+        '"Al" <sip:a@10.0.0.2:5060>',
+        "sip:a@10.0.0.2:5060",
+        "<sip:a@10.0.0.2:5060>, <sip:b@x>",
+        "< sip:a@10.0.0.2:5060>",
+        "<sip:a@10.0.0.2:5060;lr>",
+    ],
+)
+@pytest.mark.parametrize("target", ["sip:a@10.0.0.2:5060", "sip:a@10.0.0.2:5060;lr", "sip:b@x"])
+def test_the_unchanged_contact_shortcut_agrees_with_parsing(contact: str, target: str) -> None:
+    msg = notify()
+    msg.set("Contact", contact)
+    if _same_target(contact, target):
+        assert _contact_uri(msg) == target
+
+
+def test_a_changed_contact_still_moves_the_target() -> None:
+    d = Dialog(
+        call_id="c", local_tag="t", local_uri="sip:l@x", remote_uri="sip:r@x",
+        remote_target="sip:alice@10.0.0.2:5060",
+    )  # fmt: skip
+    msg = notify()
+    assert d.update_from_request(msg)
+    assert d.remote_target == "sip:alice@10.0.0.2:5060"
+    msg.set("Contact", "<sip:alice@10.0.0.9:5060>;expires=5")
+    msg.set("CSeq", "3 NOTIFY")
+    assert d.update_from_request(msg)
+    assert d.remote_target == "sip:alice@10.0.0.9:5060"
+
+
+def test_route_set_reads_as_a_list_and_is_a_copy() -> None:
+    d = Dialog(
+        call_id="c", local_tag="t", local_uri="sip:l@x", remote_uri="sip:r@x",
+        remote_target="sip:t@x", route_set=["sip:p1;lr"],
+    )  # fmt: skip
+    assert d.route_set == ["sip:p1;lr"]
+    d.route_set.append("sip:p2;lr")
+    assert d.route_set == ["sip:p1;lr"]
+    d.route_set = []
+    assert d.route_set == []
+
+
+# --- responses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [100, 200, 400, 405, 481, 489])
+def test_response_bytes_equal_make_response_to_bytes(status: int) -> None:
+    req = parse_message(
+        notify_bytes(extra=b"Timestamp: 54\r\nRecord-Route: <sip:p;lr>\r\nv: SIP/2.0/UDP p\r\n")
+    )
+    assert isinstance(req, Request)
+    extra = [("Allow", "NOTIFY, OPTIONS"), ("content-length", "99"), ("x-foo", "1")]
+    assert response_bytes(req, status, "Why", headers=extra) == make_response(
+        req, status, "Why", headers=extra
+    ).to_bytes()
+    assert response_bytes(req, status) == make_response(req, status).to_bytes()
+
+
+def test_response_bytes_refuse_header_injection() -> None:
+    with pytest.raises(ValueError):
+        response_bytes(notify(), 200, headers=[("X-A", "1\r\nX-B: 2")])
+
+
+def test_a_completed_server_transaction_keeps_only_the_response_bytes() -> None:
+    table = TransactionTable()
+    txn, _ = table.receive_request(notify(), 0.0)
+    data = response_bytes(notify(), 200, "OK")
+    [sent] = table.respond_data(txn, 200, data, 0.0)
+    assert sent.data == data
+    assert txn.state is TransactionState.COMPLETED
+    assert txn.request is None and txn.response is None
+    _, again = table.receive_request(notify(), 1.0)
+    assert [e.data for e in again] == [data]  # type: ignore[union-attr]
+    txn2, _ = TransactionTable().receive_request(notify(), 0.0)
+    assert txn2.request is not None
