@@ -429,6 +429,8 @@ class Engine:
         try:
             msg = parse_message(data, max_size=self.sip.max_message_size)
         except SipParseError as exc:
+            if exc.kind == "empty":
+                return  # a CRLF keep-alive (RFC 5626 §4.4.1): not an error
             self._count(self._m_parse, exc.kind)
             self._count(self._m_errors, "parse")
             log.debug("unparseable datagram from %s:%d: %s", addr[0], addr[1], exc)
