@@ -28,6 +28,7 @@ from ..sip.headers import (
     parse_name_addr,
     parse_retry_after,
     parse_subscription_state,
+    parse_tag,
     parse_uri,
 )
 from ..sip.message import Request, Response, SipParseError, parse_message
@@ -68,6 +69,8 @@ ACCEPT = "application/pidf+xml"
 ALLOW = "NOTIFY, OPTIONS"
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _ALLOW = (("Allow", ALLOW),)
+_SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
+_SubState = tuple[str, str | None, int | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ class Engine:
         self._proxy = params.presence_outbound_proxy or None
         self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
         self._states: dict[State, int] = dict.fromkeys(State, 0)
+        self._sub_states: dict[str, _SubState] = {}
         self._bind_metrics()
 
     # ------------------------------------------------------------------ metrics
@@ -540,9 +544,11 @@ class Engine:
         if req.method != "NOTIFY":
             return 405, "Method Not Allowed", [], None
         try:
-            event = parse_event(first.get("Event", ""))
-            to_tag = parse_name_addr(first["To"]).tag
-            from_tag = parse_name_addr(first["From"]).tag
+            event_value = first.get("Event", "")
+            # "presence" is a valid Event whose package is itself: nothing to parse.
+            package = PACKAGE if event_value == PACKAGE else parse_event(event_value).package
+            to_tag = parse_tag(first["To"])
+            from_tag = parse_tag(first["From"])
         except SipParseError as exc:
             self._count(self._m_parse, exc.kind)
             return 400, f"Bad Request ({exc})", [], None
@@ -552,14 +558,14 @@ class Engine:
         dialog = usage.dialog
         if dialog.confirmed and from_tag != dialog.remote_tag:
             return 481, "Subscription Does Not Exist (forked)", [], None
-        if event.package != PACKAGE:
+        if package != PACKAGE:
             return 489, "Bad Event", [], None
         state_value = first.get("Subscription-State")
         if state_value is None:
             self._count(self._m_parse, "missing-header")
             return 400, "Missing Subscription-State", [], None
         try:
-            state = parse_subscription_state(state_value)
+            substate, reason, expires, retry_after = self._subscription_state(state_value)
             if dialog.confirmed:
                 in_order = dialog.update_from_request(req)
             else:
@@ -568,13 +574,26 @@ class Engine:
         except SipParseError as exc:
             self._count(self._m_parse, exc.kind)
             return 400, f"Bad Request ({exc})", [], None
-        child = self._m_notify.get(state.value)
+        child = self._m_notify.get(substate)
         (child or self._m_notify_other).value += 1
-        info = NotifyInfo(state.value, state.reason, state.expires, state.retry_after, in_order)
+        info = NotifyInfo(substate, reason, expires, retry_after, in_order)
         code, actions = usage.sub.on_notify(info, now)
         if code == 481:
             return 481, "Subscription Does Not Exist", actions, usage
         return code, "OK", actions, usage
+
+    def _subscription_state(self, value: str) -> _SubState:
+        """Subscription-State as (value, reason, expires, retry-after). Notifiers repeat
+        a handful of values (``active;expires=3600``), so parses are kept in a small
+        dict, emptied when full so that a peer cannot grow it."""
+        cached = self._sub_states.get(value)
+        if cached is None:
+            s = parse_subscription_state(value)
+            cached = (s.value, s.reason, s.expires, s.retry_after)
+            if len(self._sub_states) >= _SUB_STATE_CACHE:
+                self._sub_states.clear()
+            self._sub_states[value] = cached
+        return cached
 
     def _respond(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .headers import parse_cseq, parse_name_addr, parse_uri
+from .headers import parse_cseq, parse_name_addr, parse_tag, parse_uri
 from .message import Message, Request, Response, SipParseError, split_list
 
 __all__ = [
@@ -37,7 +37,7 @@ def _tag(msg: Message, name: str) -> str | None:
     value = msg.get(name)
     if value is None:
         raise SipParseError("missing-header", f"no {name} header")
-    return parse_name_addr(value).tag
+    return parse_tag(value)
 
 
 def _contact_uri(msg: Message) -> str | None:

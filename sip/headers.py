@@ -30,6 +30,7 @@ __all__ = [
     "parse_params",
     "parse_retry_after",
     "parse_subscription_state",
+    "parse_tag",
     "parse_uri",
     "parse_via",
 ]
@@ -250,6 +251,21 @@ def parse_name_addr(value: str) -> NameAddr:
     if tail and tail[0] != ";":
         raise _bad(f"junk after <uri> {v[:60]!r}")
     return NameAddr(display, uri, parse_params(tail))
+
+
+def parse_tag(value: str) -> str | None:
+    """``parse_name_addr(value).tag``, raising the same errors, without building the
+    NameAddr for the usual ``<uri>;params`` form (the From and To of every NOTIFY)."""
+    v = value.strip()
+    if v[:1] == "<":
+        gt = v.find(">")
+        if gt > 1 and v[1:gt].strip():
+            tail = v[gt + 1 :].strip()
+            if not tail:
+                return None
+            if tail[0] == ";":
+                return parse_params(tail).get("tag")
+    return parse_name_addr(value).tag
 
 
 @dataclass(slots=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from presence_b2b.config import B2BParams, SipSettings
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
 from presence_b2b.shard.engine import Engine, LocalEndpoint
+
+from presence_b2b.config import B2BParams, SipSettings
 
 
 def test_crlf_keepalives_are_dropped_without_counting_an_error() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from presence_b2b.sip.dialog import Dialog, _contact_uri, _same_target
-from presence_b2b.sip.headers import parse_params
+from presence_b2b.sip.headers import parse_name_addr, parse_params, parse_tag
 from presence_b2b.sip.message import (
     Request,
     SipParseError,
@@ -174,3 +174,27 @@ def test_a_completed_server_transaction_keeps_only_the_response_bytes() -> None:
     assert [e.data for e in again] == [data]  # type: ignore[union-attr]
     txn2, _ = TransactionTable().receive_request(notify(), 0.0)
     assert txn2.request is not None
+
+
+# --- tags ------------------------------------------------------------------------
+
+
+@given(st.text(alphabet='<>;="\\ \tsip:a@tagTG=x,', max_size=30))
+def test_parse_tag_agrees_with_parse_name_addr(value: str) -> None:
+    try:
+        expected: str | type[SipParseError] | None = parse_name_addr(value).tag
+    except SipParseError:
+        expected = SipParseError
+    try:
+        got: str | type[SipParseError] | None = parse_tag(value)
+    except SipParseError:
+        got = SipParseError
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["<sip:a@x>;tag=1", "<sip:a@x>", '"A" <sip:a@x>;tag=2', "sip:a@x;tag=3", "<sip:a@x>;TAG=4;x"],
+)
+def test_parse_tag_examples(value: str) -> None:
+    assert parse_tag(value) == parse_name_addr(value).tag
