@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any, cast
 
-from . import __version__, logs
+from . import __version__, limits, logs
 from . import config as config_mod
 
 EXIT_CONFIG = 2
@@ -52,6 +52,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"presence-b2b: option refused: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     logs.setup(args.log_level or cfg.server.log_level)
+    limits.raise_fd_limit()
     logging.getLogger("presence_b2b").info(
         "presence-b2b %s starting: %d shards, SIP %s:%d..., control socket %s",
         __version__,

@@ -27,7 +27,7 @@ from typing import Any
 import uvloop
 
 from .. import config as config_mod
-from .. import logs
+from .. import limits, logs
 from ..ipc.channel import (
     Answer,
     Attach,
@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logs.setup("info")
+    limits.raise_fd_limit()
     channel_sock = socket.socket(fileno=args.channel_fd)
     block = MetricsBlock(args.metrics_fd, str(args.shard))
 

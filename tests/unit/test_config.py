@@ -75,3 +75,4 @@ def test_every_key_is_described_with_its_default() -> None:
     keys = {k for k, _, _ in config.describe()}
     assert "presence_b2b.max_subscribe_delay" in keys
     assert all(doc for _, _, doc in config.describe())
+
