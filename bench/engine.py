@@ -56,8 +56,8 @@ from presence_b2b.presence.status import Failure, Status, SubscriptionState
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.transport import bind_udp, open_driver
 
+from bench.common import run_sipp_uac
 from presence_b2b.config import B2BParams, SipSettings
-from tests.peers.load import _retransmissions, _screen_counter
 from tests.peers.sipp import SippProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,31 +260,15 @@ def run_engine(n: int, window: int, measure_rss: bool, profile: bool, idle_wait:
 def run_sipp(n: int, window: int) -> float:
     """SIPp uac_load against SIPp uas_load, ``window`` calls in flight: cycles per second."""
     uas = SippProcess("uas_load", calls=n, trace_msg=False, recv_timeout_ms=10_000).start()
-    uac = SippProcess(
-        "uac_load",
-        role="uac",
-        remote_port=uas.port,
-        calls=n,
-        rate=30_000,  # above what the pair can do: the window is the limit
-        max_open_calls=window,
-        trace_msg=False,
-        recv_timeout_ms=10_000,
-        inf_rows=[(f"rec{i}", f"sub{i}") for i in range(n)],
-    )
     try:
-        t0 = time.perf_counter()
-        uac.start()
-        uac.wait(max(60.0, n / 100))
-        seconds = time.perf_counter() - t0
+        run = run_sipp_uac(
+            "uac_load", uas, n, window, inf_rows=[(f"rec{i}", f"sub{i}") for i in range(n)]
+        )
         uas.wait(10)
-        screen = uac.screen_log()
-        ok = _screen_counter(screen, "Successful call")
-        retrans = _retransmissions(screen)
-        if ok != n or retrans:
-            print(f"  sipp baseline: {ok}/{n} calls ok, {retrans} retransmissions")
-        return ok / seconds
+        if run.ok != n or run.retransmissions:
+            print(f"  sipp baseline: {run.ok}/{n} calls ok, {run.retransmissions} retransmissions")
+        return run.rate
     finally:
-        uac.cleanup()
         uas.cleanup()
 
 
