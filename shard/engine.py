@@ -191,7 +191,9 @@ class Engine:
         self.table = TransactionTable(self.timers)
         self.queue: TimerQueue[Subscription] = TimerQueue()
         self.usages: dict[int, _Usage] = {}
-        self._by_dialog: dict[tuple[str, str], _Usage] = {}
+        # Dialogs by Call-ID alone: ours are 128 random bits, new for every dialog,
+        # so the local tag (checked on lookup) need not be part of the key.
+        self._by_dialog: dict[str, _Usage] = {}
         self._headers = _header_lines(params.additional_presence_headers)
         self._contact = f"<sip:{local.hostport}>"
         self._proxy = params.presence_outbound_proxy or None
@@ -552,8 +554,8 @@ class Engine:
         except SipParseError as exc:
             self._count(self._m_parse, exc.kind)
             return 400, f"Bad Request ({exc})", [], None
-        usage = self._by_dialog.get((first["Call-ID"], to_tag or ""))
-        if usage is None or usage.dialog is None:
+        usage = self._by_dialog.get(first["Call-ID"])
+        if usage is None or usage.dialog is None or usage.dialog.local_tag != (to_tag or ""):
             return 481, "Subscription Does Not Exist", [], None
         dialog = usage.dialog
         if dialog.confirmed and from_tag != dialog.remote_tag:
@@ -698,11 +700,12 @@ class Engine:
                 self._held[sub.sub_id] = (usage, action)
                 return
         target = action.target or sub.record
+        from_tag = ids.new_tag()
         req = build_initial_request(
             "SUBSCRIBE",
             target,
             from_uri=sub.subscriber,
-            from_tag=ids.new_tag(),
+            from_tag=from_tag,
             call_id=ids.new_call_id(self.local.host),
             via_sent_by=self.local.hostport,
             branch=ids.new_branch(),
@@ -713,11 +716,19 @@ class Engine:
         try:
             dialog = Dialog.from_request(req)
             dest = self._proxy_hop or next_hop(req)
+            # The dialog's parsed copies equal strings the subscription already
+            # holds: keep one of each (a million subscriptions, ~200 B each).
+            if dialog.local_uri == sub.subscriber:
+                dialog.local_uri = sub.subscriber
+            if dialog.remote_uri == sub.record:
+                dialog.remote_uri = sub.record
+            if dialog.local_tag == from_tag:
+                dialog.local_tag = from_tag
         except (SipParseError, ValueError) as exc:
             self._local_failure(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
             return
         usage.dialog = dialog
-        self._by_dialog[(dialog.call_id, dialog.local_tag)] = usage
+        self._by_dialog[dialog.call_id] = usage
         self._m_sent["initial"].value += 1
         self._start(usage, req, dest, action.txn, "initial")
 
@@ -772,9 +783,8 @@ class Engine:
     def _forget_dialog(self, usage: _Usage) -> None:
         d = usage.dialog
         if d is not None:
-            key = (d.call_id, d.local_tag)
-            if self._by_dialog.get(key) is usage:
-                del self._by_dialog[key]
+            if self._by_dialog.get(d.call_id) is usage:
+                del self._by_dialog[d.call_id]
             usage.dialog = None
 
     def _drop(self, usage: _Usage) -> None:

@@ -8,6 +8,7 @@ NAPTR lookups are out of scope.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 
 from .headers import parse_cseq, parse_name_addr, parse_tag, parse_uri
@@ -259,7 +260,9 @@ class Dialog:
             return  # most refreshes repeat the Contact: nothing to parse
         target = _contact_uri(msg)
         if target is not None:
-            self.remote_target = target
+            # Many dialogs share a notifier's Contact; interned, they share one string
+            # (interned strings are freed with their last user, so this cannot leak).
+            self.remote_target = sys.intern(target)
 
     def confirm(self, response: Response) -> bool:
         """Apply a 2xx to the SUBSCRIBE. The first one (or a NOTIFY before it)
