@@ -204,7 +204,7 @@ class ClientTransaction:
         reliable: bool = False,
         context: Any = None,
     ) -> None:
-        self.request = request
+        self.request: Request | None = request
         self.key = client_key(request)
         self.data = request.to_bytes()
         self.timers = timers
@@ -245,6 +245,12 @@ class ClientTransaction:
             self._k = now + self.timers.t4
             return [Deliver(response)]
         return []
+
+    def forget_messages(self) -> None:
+        """Drop the request, its bytes and the final response: a completed
+        transaction only absorbs retransmitted responses until Timer K."""
+        self.request = self.last_response = None
+        self.data = b""
 
     def on_timer(self, now: float) -> list[Event]:
         """Fire whatever timer is due at `now`: F before E, then K."""
@@ -395,12 +401,19 @@ class ServerTransaction:
 Transaction = ClientTransaction | ServerTransaction
 
 
+_SHRINK_MIN = 1024  # smaller dicts are left alone
+
+
 class TransactionTable:
     """Every live transaction of one transport, and their deadlines.
 
     Lookups are dict hits; deadlines live in one heap whose entries go stale instead
     of being removed (each transaction remembers which entry is current). The heap
     is rebuilt when stale entries outnumber live ones, so memory stays O(live).
+    A dict does not shrink when emptied, so one that falls to a quarter of its
+    peak (after a burst) is copied into a smaller one. Completed transactions keep
+    no parsed messages: a server transaction keeps its response bytes for Timer J,
+    a client one nothing but its key for Timer K.
     """
 
     def __init__(self, timers: TimerSettings = DEFAULT_TIMERS, *, reliable: bool = False):
@@ -408,6 +421,8 @@ class TransactionTable:
         self.reliable = reliable
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[str | int, ...], ServerTransaction] = {}
+        self._clients_peak = 0
+        self._servers_peak = 0
         self._heap: list[tuple[float, int, Transaction]] = []
         self._seq = itertools.count()
         self._scheduled = 0
@@ -440,6 +455,7 @@ class TransactionTable:
             raise ValueError(f"branch {txn.key[0]!r} already in use")
         events = txn.start(now)
         self._clients[txn.key] = txn
+        self._clients_peak = max(self._clients_peak, len(self._clients))
         self._after(txn)
         return txn, events
 
@@ -451,6 +467,8 @@ class TransactionTable:
         if txn is None:
             return None, []
         events = txn.receive(response, now)
+        if txn.state is TransactionState.COMPLETED:
+            txn.forget_messages()  # Timer K needs only the key
         self._after(txn)
         return txn, events
 
@@ -466,6 +484,7 @@ class TransactionTable:
                 request, timers=self.timers, reliable=self.reliable, context=context, key=key
             )
             self._servers[key] = txn
+            self._servers_peak = max(self._servers_peak, len(self._servers))
             return txn, [DeliverRequest(request)]
         return txn, txn.receive(request, now)
 
@@ -521,10 +540,19 @@ class TransactionTable:
                 txn._entry = -1
                 self._scheduled -= 1
             if isinstance(txn, ClientTransaction):
-                if self._clients.get(txn.key) is txn:
-                    del self._clients[txn.key]
-            elif self._servers.get(txn.key) is txn:
-                del self._servers[txn.key]
+                clients = self._clients
+                if clients.get(txn.key) is txn:
+                    del clients[txn.key]
+                    if self._clients_peak > _SHRINK_MIN and len(clients) < self._clients_peak // 4:
+                        self._clients = dict(clients)
+                        self._clients_peak = len(clients)
+            else:
+                servers = self._servers
+                if servers.get(txn.key) is txn:
+                    del servers[txn.key]
+                    if self._servers_peak > _SHRINK_MIN and len(servers) < self._servers_peak // 4:
+                        self._servers = dict(servers)
+                        self._servers_peak = len(servers)
             return
         deadline = txn.next_deadline()
         if txn._entry >= 0:

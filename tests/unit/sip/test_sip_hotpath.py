@@ -15,6 +15,7 @@ from presence_b2b.sip.message import (
     require,
 )
 from presence_b2b.sip.transaction import (
+    TimerSettings,
     TransactionState,
     TransactionTable,
     make_response,
@@ -151,9 +152,10 @@ def test_response_bytes_equal_make_response_to_bytes(status: int) -> None:
     )
     assert isinstance(req, Request)
     extra = [("Allow", "NOTIFY, OPTIONS"), ("content-length", "99"), ("x-foo", "1")]
-    assert response_bytes(req, status, "Why", headers=extra) == make_response(
-        req, status, "Why", headers=extra
-    ).to_bytes()
+    assert (
+        response_bytes(req, status, "Why", headers=extra)
+        == make_response(req, status, "Why", headers=extra).to_bytes()
+    )
     assert response_bytes(req, status) == make_response(req, status).to_bytes()
 
 
@@ -198,3 +200,35 @@ def test_parse_tag_agrees_with_parse_name_addr(value: str) -> None:
 )
 def test_parse_tag_examples(value: str) -> None:
     assert parse_tag(value) == parse_name_addr(value).tag
+
+
+# --- memory of completed transactions -----------------------------------------------
+
+
+def test_a_completed_client_transaction_keeps_only_its_key() -> None:
+    from sip_samples import subscribe_bytes
+
+    table = TransactionTable()
+    req = parse_message(subscribe_bytes(branch="z9hG4bKc1"))
+    assert isinstance(req, Request)
+    txn, _ = table.start_client(req, 0.0)
+    ok = make_response(req, 200, to_tag="x")
+    found, events = table.receive_response(parse_message(ok.to_bytes()), 0.1)  # type: ignore[arg-type]
+    assert found is txn and len(events) == 1
+    assert txn.request is None and txn.last_response is None and txn.data == b""
+    assert table.receive_response(parse_message(ok.to_bytes()), 0.2) == (txn, [])  # type: ignore[arg-type]
+
+
+def test_the_server_dict_shrinks_after_a_burst() -> None:
+    import sys
+
+    table = TransactionTable(TimerSettings(t1=0.01))
+    for i in range(5000):
+        req = parse_message(notify_bytes(branch=f"z9hG4bKs{i}"))
+        assert isinstance(req, Request)
+        txn, _ = table.receive_request(req, 0.0)
+        table.respond_data(txn, 200, b"ok", 0.0)
+    grown = sys.getsizeof(table._servers)
+    table.on_timer(1.0)
+    assert len(table) == 0
+    assert sys.getsizeof(table._servers) < grown // 8
