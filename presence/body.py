@@ -8,12 +8,57 @@ the raw body alongside it so the consumer loses nothing.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final
 
 from .document import Presentity
 from .pidf import PidfError, parse_pidf
 
-__all__ = ["PIDF_CONTENT_TYPES", "decode_body", "media_type"]
+__all__ = [
+    "CACHE_BYTES",
+    "CACHE_ENTRIES",
+    "PIDF_CONTENT_TYPES",
+    "clear_cache",
+    "decode_body",
+    "media_type",
+]
+
+#: Parsed documents remembered, most recently used first out last. A refresh
+#: NOTIFY repeats the body of the one before, and watchers of one presentity get
+#: the same body: those are parsed once. Presentity is frozen, so sharing is safe.
+CACHE_ENTRIES: Final = 1024
+#: Bound on the bodies' bytes held by the cache; larger bodies are never kept.
+CACHE_BYTES: Final = 1 << 20
+_CACHE_MAX_BODY: Final = 16 * 1024
+_cache: OrderedDict[bytes, tuple[Presentity | None, str]] = OrderedDict()
+_cache_bytes = 0
+
+
+def clear_cache() -> None:
+    """Forget every parsed document (tests, and a reload that changes the parser)."""
+    global _cache_bytes
+    _cache.clear()
+    _cache_bytes = 0
+
+
+def _parse(body: bytes) -> tuple[Presentity | None, str]:
+    global _cache_bytes
+    hit = _cache.get(body)
+    if hit is not None:
+        _cache.move_to_end(body)
+        return hit
+    try:
+        result: tuple[Presentity | None, str] = (parse_pidf(body), "")
+    except PidfError as e:
+        result = (None, f"pidf: {e}")
+    size = len(body)
+    if size <= _CACHE_MAX_BODY:
+        _cache[body] = result
+        _cache_bytes += size
+        while len(_cache) > CACHE_ENTRIES or _cache_bytes > CACHE_BYTES:
+            old, _ = _cache.popitem(last=False)
+            _cache_bytes -= len(old)
+    return result
 
 PIDF_CONTENT_TYPES: Final = frozenset(("application/pidf+xml", "application/cpim-pidf+xml"))
 _XML_WS: Final = b" \t\r\n"
@@ -43,8 +88,6 @@ def decode_body(content_type: str | None, body: bytes) -> tuple[Presentity | Non
                 return None, "body without a content type, and it is not XML"
         elif mtype not in PIDF_CONTENT_TYPES:
             return None, f"unsupported content type {mtype}"
-        return parse_pidf(body), ""
-    except PidfError as e:
-        return None, f"pidf: {e}"
+        return _parse(body)
     except Exception as e:  # a parser bug must cost one status, not the dialog
         return None, f"pidf: unexpected failure ({type(e).__name__})"
