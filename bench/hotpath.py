@@ -96,8 +96,9 @@ def _pidf(entity: str, basic: str, note: str) -> bytes:
 class Peer:
     """Per established dialog, what the server needs to send it NOTIFYs."""
 
-    def __init__(self, keep: bool) -> None:
+    def __init__(self, keep: bool, shared_entity: str | None = None) -> None:
         self.keep = keep
+        self.shared_entity = shared_entity
         self.dialogs: list[tuple[str, str, str, str]] = []  # (call-id, from, to, entity)
         self.cseq: list[int] = []
         self.branch = 0
@@ -119,7 +120,7 @@ class Peer:
             f"Expires: {EXPIRES}\r\n"
             "Content-Length: 0\r\n\r\n"
         ).encode()
-        dialog = (h["Call-ID"], f"{to};tag={tag}", h["From"], entity)
+        dialog = (h["Call-ID"], f"{to};tag={tag}", h["From"], self.shared_entity or entity)
         if self.keep:
             self.dialogs.append(dialog)
             self.cseq.append(1)
@@ -155,7 +156,7 @@ class Peer:
 
 
 class Harness:
-    def __init__(self, keep: bool) -> None:
+    def __init__(self, keep: bool, shared_entity: str | None = None) -> None:
         self.clock = Clock()
         self.out: list[bytes] = []
         self.statuses = 0
@@ -169,7 +170,7 @@ class Harness:
             deliver=self._deliver,
             metrics=ShardMetrics(MetricsBlock.create("hotpath")),
         )
-        self.peer = Peer(keep)
+        self.peer = Peer(keep, shared_entity)
         self.next_id = 0
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -238,8 +239,10 @@ def notify_rounds(h: Harness, rounds: int, first_round: int) -> tuple[float, flo
     return spent, h.idle(), count
 
 
-def throughput(n: int, repeat: int, rounds: int, profile: bool) -> dict[str, float]:
-    h = Harness(keep=True)
+def throughput(
+    n: int, repeat: int, rounds: int, profile: bool, shared: bool = False
+) -> dict[str, float]:
+    h = Harness(keep=True, shared_entity=f"sip:shared@{PEER_HOSTPORT}" if shared else None)
     setup: list[float] = []
     for _ in range(5):
         h.establish(n // 5, setup)
@@ -333,6 +336,11 @@ def main() -> None:
         "--quick", action="store_true", help="2000 dialogs, 3 measurements, 10 000 for memory"
     )
     ap.add_argument("--profile", action="store_true", help="cProfile the last measurement")
+    ap.add_argument(
+        "--shared-body",
+        action="store_true",
+        help="one presentity for every dialog, so a round's bodies repeat (best case)",
+    )
     ap.add_argument("--mem-child", choices=("tracemalloc", "rss"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child:
@@ -342,7 +350,7 @@ def main() -> None:
         args.subs, args.repeat, args.mem_subs = 2000, 3, 10_000
 
     print(f"hot path: {args.subs} dialogs, {args.rounds} NOTIFYs each, {args.repeat} measurements")
-    result = throughput(args.subs, args.repeat, args.rounds, args.profile)
+    result = throughput(args.subs, args.repeat, args.rounds, args.profile, args.shared_body)
     tm = rss = 0.0
     if not args.no_mem:
         tm = _child_memory(args.mem_subs, "tracemalloc")
