@@ -266,10 +266,10 @@ def plot(plot_dir: str | None, samples: list[Sample], marks: dict[str, float], m
     bottom.set_yscale("log")
     bottom.set_ylabel("timer lag (ms, log)")
     bottom.set_xlabel("seconds since start")
-    for name, t in marks.items():
+    for k, (name, t) in enumerate(marks.items()):
         for ax in (top, bottom):
             ax.axvline(t, color="grey", ls=":", lw=1)
-        top.annotate(name, (t, 0), xytext=(2, 2), textcoords="offset points", fontsize=7)
+        top.text(t, 0.55 - 0.15 * k, f" {name}", transform=top.get_xaxis_transform(), fontsize=7)
     if series:
         bottom.legend(fontsize=7)
     bottom.grid(alpha=0.3, which="both")

@@ -27,7 +27,9 @@ one asyncio ``QsaClient`` on uvloop, the library applications use. Phases:
                just before sending ([timestamp]); latency = time.time() when the
                client takes the status off its queue - that stamp: UDP,
                the shard, its status ring, the client library's decoding and
-               queue all included -> p50/p99/max.
+               queue all included -> p50/p99/max. The shards' own histogram
+               notify_to_client_seconds (datagram read -> status in the ring),
+               scraped before and after, splits off the part inside the shard.
 
 Medians over --repeat repetitions. Human-readable lines, then the last line: one
 JSON object. Never fails on a time: the figures are a report.
@@ -60,6 +62,7 @@ from presence_b2b.server.routing import shard_of
 from bench.common import (
     SCENARIOS,
     CpuMeter,
+    Histogram,
     Service,
     exit_on_sigterm,
     median,
@@ -74,6 +77,7 @@ from tests.peers.ports import LOOPBACK
 from tests.peers.sipp import SippProcess
 
 UAS = SCENARIOS / "uas_stream.xml"
+INSIDE = "notify_to_client_seconds"
 UAC_SETUP = SCENARIOS / "uac_setup.xml"
 STALL_SECONDS = 8.0  # longer than SUBSCRIBE/NOTIFY retransmissions take to recover a loss
 EXPIRES = 3600
@@ -320,6 +324,8 @@ class StreamRun:
     cpu_s_per_1k_by_shard: list[float] = field(default_factory=list)
     merged: int = 0
     failures: int = 0
+    service_ms: tuple[float, float] = (0.0, 0.0)
+    """p50, p99 of the service's own notify_to_client_seconds (datagram read -> ring)."""
 
 
 def stream_run(
@@ -344,12 +350,16 @@ def stream_run(
     uas = stream_uas(dialogs, count, gap_ms, starts)
     meter = CpuMeter(process_names(svc, uas))
     before: list[int] = []
+    inside: list[Histogram] = []
     prof = cProfile.Profile() if profile else None
     try:
 
         async def go() -> tuple[Load, dict[str, float], dict[str, float]]:
+            loop = asyncio.get_running_loop()
             async with Load(svc.control_socket, uas.port, dialogs, svc.shards) as load:
                 await load.subscribe_all(window)
+                await asyncio.sleep(0.6)  # shards publish their metrics every 0.5 s
+                inside0 = await loop.run_in_executor(None, svc.scrape)
                 if epoch_ms() > start:
                     print("  streams started before every dialog was up", file=sys.stderr)
 
@@ -364,6 +374,9 @@ def stream_run(
                 if prof is not None:
                     prof.disable()
                 shares, cpu = meter.shares(), meter.cpu_seconds()
+                await asyncio.sleep(0.6)
+                inside1 = await loop.run_in_executor(None, svc.scrape)
+                inside.append(inside1.histogram(INSIDE) - inside0.histogram(INSIDE))
                 await load.unsubscribe_all(window)
                 return load, shares, cpu
 
@@ -386,6 +399,8 @@ def stream_run(
         failures=load.failures,
     )
     run.cpu_share = shares
+    if inside:
+        run.service_ms = (inside[0].quantile(0.5) * 1000, inside[0].quantile(0.99) * 1000)
     if before:
         for i in range(svc.shards):
             handled = load.stream_by_shard[i] - before[i]
@@ -545,7 +560,9 @@ def main() -> None:
             print(
                 f"  latency at {rate}/s offered ({s.notify_per_s:.0f}/s measured, "
                 f"{len(xs)} samples): p50 {percentile(xs, 0.5):.3f} ms  "
-                f"p99 {percentile(xs, 0.99):.3f} ms  max {xs[-1] if xs else 0:.3f} ms"
+                f"p99 {percentile(xs, 0.99):.3f} ms  max {xs[-1] if xs else 0:.3f} ms; "
+                f"inside the shard (/metrics): p50 {s.service_ms[0]:.3f} ms "
+                f"p99 {s.service_ms[1]:.3f} ms"
             )
     finally:
         svc.close()
@@ -602,6 +619,8 @@ def main() -> None:
                     "p99": round(percentile(s.latencies_ms, 0.99), 3),
                     "max": round(s.latencies_ms[-1], 3) if s.latencies_ms else 0.0,
                     "samples": len(s.latencies_ms),
+                    "shard_p50": round(s.service_ms[0], 3),
+                    "shard_p99": round(s.service_ms[1], 3),
                 }
                 for rate, s in sorted(latency.items())
             },
