@@ -56,6 +56,7 @@ from bench.common import (
     Histogram,
     Scrape,
     Service,
+    code_version,
     cpu_of,
     exit_on_sigterm,
     print_json,
@@ -294,6 +295,7 @@ def main() -> None:
         args.subs, args.rate, args.idle_wait, args.delta, args.sample = 2000, 1000.0, 1.0, 2, 0.5
     logging.basicConfig(level=logging.WARNING)
     exit_on_sigterm()
+    version = code_version()
     m = args.subs
     estimate = m / args.rate
     # Refreshes start once establishment and the idle wait are over.
@@ -451,6 +453,7 @@ def main() -> None:
             "cpu_ms_per_refresh": round(ms_per_refresh, 3),
             "steady_refresh_per_s_at_3600": round(steady, 1),
             "failures": holder.failures,
+            "code": version,
             "establish_cpu_share": {
                 k: round(v, 2)
                 for k, v in report.get("establish_cpu_share", {}).items()  # type: ignore[attr-defined]

@@ -81,6 +81,32 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+CODE_DIRS = ("presence_b2b", "sip", "presence", "shard", "server", "ipc", "metrics")
+
+
+def code_version() -> str:
+    """The commit the service runs from, ``+local`` when its code has uncommitted edits."""
+    root = str(Path(__file__).resolve().parent.parent)
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", *CODE_DIRS],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+local" if dirty else "")  # fmt: skip
+
+
 def print_json(report: Mapping[str, Any]) -> None:
     """The report line: one JSON object, last line of the output."""
     print(json.dumps(report), flush=True)

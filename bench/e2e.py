@@ -64,6 +64,7 @@ from bench.common import (
     CpuMeter,
     Histogram,
     Service,
+    code_version,
     exit_on_sigterm,
     median,
     percentile,
@@ -487,6 +488,7 @@ def main() -> None:
         args.latency_rates, args.latency_seconds, args.latency_gap_ms = "500", 2.0, 500.0
     logging.basicConfig(level=logging.WARNING)
     exit_on_sigterm()
+    version = code_version()
     shards = max(1, args.shards)
     rates = [int(r) for r in args.latency_rates.split(",") if r.strip()]
     print(
@@ -626,6 +628,7 @@ def main() -> None:
             },
             "subs": args.subs,
             "repeat": args.repeat,
+            "code": version,
             "failures": sum(r.failures for r in setups)
             + sum(s.failures for v in streams.values() for s in v),
         }
