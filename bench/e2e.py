@@ -564,7 +564,7 @@ def main() -> None:
                 f"{len(xs)} samples): p50 {percentile(xs, 0.5):.3f} ms  "
                 f"p99 {percentile(xs, 0.99):.3f} ms  max {xs[-1] if xs else 0:.3f} ms; "
                 f"inside the shard (/metrics): p50 {s.service_ms[0]:.3f} ms "
-                f"p99 {s.service_ms[1]:.3f} ms"
+                f"p99 {s.service_ms[1]:.3f} ms; CPU share: {fmt_shares(s.cpu_share)}"
             )
     finally:
         svc.close()
@@ -623,6 +623,7 @@ def main() -> None:
                     "samples": len(s.latencies_ms),
                     "shard_p50": round(s.service_ms[0], 3),
                     "shard_p99": round(s.service_ms[1], 3),
+                    "others_cpu": round(s.cpu_share.get("others", 0.0), 2),
                 }
                 for rate, s in sorted(latency.items())
             },
