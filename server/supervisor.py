@@ -110,6 +110,7 @@ class Supervisor:
         self._ready_sent = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ping_seq = 0
+        self._stuck_logged = ""
         self.ping_interval = PING_INTERVAL
         if self.notifier.watchdog_interval:
             # Ping often enough that a stuck shard is noticed within one watchdog period.
@@ -277,12 +278,17 @@ class Supervisor:
                 shard.send(Ping(self._ping_seq))
             await asyncio.sleep(interval)
             stuck = self.stuck_shards()
-            if stuck:
-                log.error(
-                    "shard(s) %s not answering for %g s; withholding the watchdog",
-                    ", ".join(str(s.index) for s in stuck), self.stuck_after,
-                )
-            elif self._ready_sent:
+            names = ", ".join(str(s.index) for s in stuck)
+            if names != self._stuck_logged:  # say it when it changes, not every round
+                if stuck:
+                    log.error(
+                        "shard(s) %s not answering for %g s; withholding the watchdog",
+                        names, self.stuck_after,
+                    )
+                else:
+                    log.info("every shard answers again")
+                self._stuck_logged = names
+            if not stuck and self._ready_sent:
                 self.notifier.watchdog()
             if self._ready_sent:
                 self.notifier.status(self._status_line())
