@@ -58,7 +58,9 @@ class Sub(msgspec.Struct, tag="sub", frozen=True):
     ``replay`` marks a subscription re-sent to a restarted shard: the client first
     gets a pending status with reason ``reestablishing``. ``seq`` is the
     supervisor's number for this registry entry, echoed in :class:`Ended`, so a
-    late Ended cannot remove a newer subscription that reuses the id.
+    late Ended cannot remove a newer subscription that reuses the id. A non-empty
+    ``refuse`` asks the shard only to tell the client why it is refused (the
+    supervisor cannot write to status rings itself).
     """
 
     client: int
@@ -68,6 +70,7 @@ class Sub(msgspec.Struct, tag="sub", frozen=True):
     subscriber: str
     replay: bool = False
     seq: int = 0
+    refuse: str = ""
 
 
 class Unsub(msgspec.Struct, tag="unsub", frozen=True):

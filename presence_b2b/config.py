@@ -226,6 +226,9 @@ class ServerSettings:
     allowed_gids: tuple[int, ...] = _opt(
         _id_list, (), "gids whose members may use the control socket"
     )
+    max_subscriptions_per_client: int = _opt(
+        _int_at_least(0), 0, "refuse a client's subscriptions beyond this many (0: no limit)"
+    )
     shard_memory_limit_bytes: int = _opt(
         _int_at_least(0), 0, "restart a shard whose RSS exceeds this (0: no limit)"
     )

@@ -198,6 +198,7 @@ class Supervisor:
                 allowed_gids=new.server.allowed_gids,
                 log_level=new.server.log_level,
                 shard_memory_limit_bytes=new.server.shard_memory_limit_bytes,
+                max_subscriptions_per_client=new.server.max_subscriptions_per_client,
             ),
         )
         self.control.allowed_uids = frozenset(new.server.allowed_uids)
@@ -394,6 +395,14 @@ class Supervisor:
             )
             return
         index = shard_of(msg.record, msg.subscriber, self.shard_count)
+        limit = self.cfg.server.max_subscriptions_per_client
+        if limit and len(entries) >= limit:
+            self.pool.shards[index].send(Sub(
+                client, msg.id, msg.package, msg.record, msg.subscriber,
+                refuse=f"this client already has {len(entries)} subscriptions, the limit"
+                " (server.max_subscriptions_per_client)",
+            ))
+            return
         self._seq += 1
         entries[msg.id] = Entry(index, msg.package, msg.record, msg.subscriber, self._seq)
         self.pool.shards[index].send(

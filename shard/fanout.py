@@ -201,6 +201,10 @@ class FanOut:
 
     # ------------------------------------------------------------------ requests
 
+    def refuse(self, client: int, sub_id: int, detail: str) -> None:
+        """Tell a client its subscription was refused before it reached the engine."""
+        self._send(client, sub_id, Failure(sub_id, FailureKind.REFUSED, detail=detail))
+
     def subscribe(
         self, client: int, sub_id: int, package: str, record: str, subscriber: str, *,
         replay: bool = False, seq: int = 0,

@@ -211,6 +211,9 @@ class ShardProcess:
     def _sub(self, fanout: FanOut, msg: Sub) -> None:
         if self._stopping:
             return
+        if msg.refuse:
+            fanout.refuse(msg.client, msg.id, msg.refuse)
+            return
         fanout.subscribe(
             msg.client, msg.id, msg.package, msg.record, msg.subscriber,
             replay=msg.replay, seq=msg.seq,

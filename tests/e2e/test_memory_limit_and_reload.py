@@ -81,3 +81,22 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(service: Serv
     wait_for("the refusal", lambda: "configuration refused" in svc.stderr() or None, 15.0)
     assert svc.running()
     assert _shard_params(svc) == before
+
+
+def test_subscriptions_beyond_the_per_client_limit_are_refused_with_a_reason(
+    service: Service, clients: Callable[[ServiceProcess], Any]
+) -> None:
+    svc = service(shards=2, config={"server": {"max_subscriptions_per_client": 2}})
+    client = clients(svc)
+    for user in ("a", "b", "c"):
+        client.subscribe(f"sip:{user}@127.0.0.1:9", "sip:watcher@example.com")
+
+    def refused() -> Any:
+        event = client.get(0.5)
+        if event is not None and event.kind == "error" and "limit" in event.message.detail:
+            return event
+        return None
+
+    event = wait_for("the third subscription refused", refused, 15.0)
+    assert event.record == "sip:c@127.0.0.1:9"
+    assert (svc.stats() or {}).get("subscriptions") == 2
