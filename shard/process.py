@@ -52,6 +52,7 @@ from ..metrics.block import MetricsBlock
 from ..metrics.shard import ShardMetrics
 from .engine import Engine, LocalEndpoint
 from .fanout import FanOut
+from .gc_policy import GcPolicy
 from .transport import EngineDriver, bind_udp
 
 log = logging.getLogger("presence_b2b.shard")
@@ -59,6 +60,7 @@ log = logging.getLogger("presence_b2b.shard")
 PR_SET_PDEATHSIG = 1
 EXIT_BIND_FAILED = 3
 EXIT_BAD_START = 4
+GC_TICK = 10.0
 
 
 def die_with_parent(parent: int) -> None:
@@ -136,7 +138,15 @@ class ShardProcess:
         self.driver, self.engine, self.fanout = driver, engine, fanout
         self._wrap_datagrams(driver, fanout)
         self.channel.send(Ready(self.index, os.getpid(), port))
+        self.loop.create_task(self._gc_ticks(engine))
         log.info("shard %d: SIP on %s:%d (advertised %s)", self.index, cfg.sip.listen, port, host)
+
+    async def _gc_ticks(self, engine: Engine) -> None:
+        policy = GcPolicy()
+        while not self._stopping:
+            await asyncio.sleep(GC_TICK)
+            if policy.tick(len(engine)):
+                log.debug("shard %d: froze the heap at %d subscriptions", self.index, len(engine))
 
     @staticmethod
     def _wrap_datagrams(driver: EngineDriver, fanout: FanOut) -> None:
