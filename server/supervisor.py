@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -404,7 +405,11 @@ class Supervisor:
             ))
             return
         self._seq += 1
-        entries[msg.id] = Entry(index, msg.package, msg.record, msg.subscriber, self._seq)
+        # One subscriber (or package) string for all its entries: a watcher with
+        # a thousand buddies costs one copy, not a thousand.
+        entries[msg.id] = Entry(
+            index, sys.intern(msg.package), msg.record, sys.intern(msg.subscriber), self._seq
+        )
         self.pool.shards[index].send(
             Sub(client, msg.id, msg.package, msg.record, msg.subscriber, seq=self._seq)
         )
