@@ -56,27 +56,63 @@ _PIDF_NAMESPACES: Final = frozenset((PIDF_NS, CPIM_PIDF_NS, ""))
 _XML_LANG: Final = _XML_NS + _SEP + "lang" + _SEP + "xml"
 _XML_WS: Final = " \t\n\r"
 
-# What an open element is to the parser.
+# What an open element is to the parser. Text elements come last: a mode of
+# _IGNORED or above means "markup inside a text element is skipped".
 _ROOT: Final = 0
 _TUPLE: Final = 1
 _STATUS: Final = 2
-_TEXT: Final = 3  # contact, basic, timestamp, note: their text is collected
+_EXT: Final = 3  # inside an extension subtree, serialised as it goes
 _IGNORED: Final = 4  # elements inside a text element, and repeated singletons
-_EXT: Final = 5  # inside an extension subtree, serialised as it goes
+_BASIC: Final = 5  # basic, contact, timestamp, note: their text is collected
+_CONTACT: Final = 6
+_TIMESTAMP: Final = 7
+_NOTE: Final = 8
 
-# Names as expat reports them for PIDF elements, in each accepted namespace.
-_NAMES: Final[dict[str, str]] = {}
+# The PIDF local names, as small ints; 0 is "not a PIDF element".
+_K_OTHER: Final = 0
+_K_PRESENCE: Final = 1
+_K_TUPLE: Final = 2
+_K_STATUS: Final = 3
+_K_BASIC: Final = 4
+_K_CONTACT: Final = 5
+_K_NOTE: Final = 6
+_K_TIMESTAMP: Final = 7
+_LOCALS: Final = {
+    "presence": _K_PRESENCE,
+    "tuple": _K_TUPLE,
+    "status": _K_STATUS,
+    "basic": _K_BASIC,
+    "contact": _K_CONTACT,
+    "note": _K_NOTE,
+    "timestamp": _K_TIMESTAMP,
+}
+
+# Names as expat reports them for PIDF elements ("uri local" or, in no
+# namespace, "local"), to their kind. A prefixed name ("uri local prefix") is
+# looked up without its prefix; those, and the names of other elements, are
+# remembered in _SEEN, emptied when full so that documents cannot grow it.
+_KINDS: Final[dict[str, int]] = {}
 for _ns in _PIDF_NAMESPACES:
-    for _local in ("presence", "tuple", "status", "basic", "contact", "note", "timestamp"):
-        _NAMES[f"{_ns}{_SEP}{_local}" if _ns else _local] = _local
+    for _local, _k in _LOCALS.items():
+        _KINDS[f"{_ns}{_SEP}{_local}" if _ns else _local] = _k
+_SEEN: Final[dict[str, int]] = {}
+_SEEN_MAX: Final = 512
 
 
-def _pidf_local(name: str) -> str | None:
-    """The PIDF local name of an expat name, whatever prefix the document chose."""
-    local = _NAMES.get(name)
-    if local is None and name.count(_SEP) == 2:  # "uri local prefix"
-        local = _NAMES.get(name[: name.rindex(_SEP)])
-    return local
+def _kind(name: str) -> int:
+    """The PIDF kind of an expat name, whatever prefix the document chose."""
+    kind = _KINDS.get(name)
+    if kind is not None:
+        return kind
+    kind = _SEEN.get(name)
+    if kind is None:
+        kind = _K_OTHER
+        if name.count(_SEP) == 2:  # "uri local prefix"
+            kind = _KINDS.get(name[: name.rindex(_SEP)], _K_OTHER)
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[name] = kind
+    return kind
 
 
 class PidfError(ValueError):
@@ -114,6 +150,7 @@ def parse_pidf(
     parser.ExternalEntityRefHandler = _refuse_external_entity
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.texts.append
     try:
         parser.Parse(body, True)
     except PidfError:
@@ -123,8 +160,7 @@ def parse_pidf(
     except (TypeError, ValueError, LookupError) as e:  # e.g. an encoding Python lacks
         raise PidfError("not-xml", f"cannot parse the body: {e}") from None
     finally:  # leave no parser <-> builder cycle for the GC on this hot path
-        parser.StartElementHandler = parser.EndElementHandler = None
-        parser.CharacterDataHandler = None
+        builder.parser = None
     return builder.result()
 
 
@@ -168,11 +204,6 @@ _ATTR_ESCAPES: Final = str.maketrans(
 def _escape_attr(s: str) -> str:
     # Attribute-value normalisation would turn raw tabs and newlines into spaces.
     return s.translate(_ATTR_ESCAPES)
-
-
-def _strip(s: str) -> str:
-    """Trim XML whitespace only: a non-breaking space is content."""
-    return s.strip(_XML_WS)
 
 
 class _Extension:
@@ -253,25 +284,23 @@ def _bind(name: str, scope: dict[str, str], element: bool) -> tuple[str, str | N
     return qname, prefix, uri
 
 
-class _TupleBuilder:
-    __slots__ = ("basic", "contact", "extensions", "id", "notes", "priority", "timestamp")
-
-    def __init__(self, tuple_id: str) -> None:
-        self.id = tuple_id
-        self.basic: Basic | None = None
-        self.contact: str | None = None
-        self.priority: float | None = None
-        self.timestamp: str | None = None
-        self.notes: list[Note] = []
-        self.extensions: list[str] = []
+_NO_NOTES: Final[tuple[Note, ...]] = ()
+_NO_STRINGS: Final[tuple[str, ...]] = ()
+# Bits of _Builder.seen: the singletons of the current tuple met so far.
+_SEEN_BASIC: Final = 1
+_SEEN_CONTACT: Final = 2
+_SEEN_TIMESTAMP: Final = 4
 
 
 class _Builder:
     """Expat callbacks: a stack of what each open element is, and the result so far.
 
-    Character data is only wanted inside text elements and extensions, so the
-    character handler is installed on entering them and removed on leaving:
-    the whitespace between the other elements never reaches Python.
+    Character data goes straight into ``texts`` (a C-level ``list.append``, no
+    Python frame): the list is emptied when a text element starts and joined
+    when it ends, so the whitespace between other elements is dropped there.
+    Inside an extension, the extension's serialiser takes the text instead.
+    The current tuple's fields are kept flat here and made into a
+    :class:`PresenceTuple` when it ends.
     """
 
     __slots__ = (
@@ -284,18 +313,30 @@ class _Builder:
         "modes",
         "notes",
         "parser",
-        "seen_basic",
-        "seen_contact",
-        "seen_timestamp",
-        "text_buf",
-        "text_kind",
+        "seen",
+        "t_basic",
+        "t_contact",
+        "t_extensions",
+        "t_id",
+        "t_notes",
+        "t_priority",
+        "t_timestamp",
         "text_lang",
-        "tuple",
+        "texts",
         "tuples",
     )
 
+    # The current tuple, set when it starts (t_id is None outside a tuple).
+    seen: int
+    t_basic: Basic | None
+    t_contact: str | None
+    t_priority: float | None
+    t_timestamp: str | None
+    t_notes: list[Note] | None
+    t_extensions: list[str] | None
+
     def __init__(self, parser: XMLParserType, max_depth: int, max_elements: int) -> None:
-        self.parser = parser
+        self.parser: XMLParserType | None = parser
         self.max_depth = max_depth
         self.max_elements = max_elements
         self.count = 0
@@ -304,160 +345,169 @@ class _Builder:
         self.tuples: list[PresenceTuple] = []
         self.notes: list[Note] = []
         self.extensions: list[str] = []
-        self.tuple: _TupleBuilder | None = None
+        self.texts: list[str] = []
         self.ext: _Extension | None = None
-        self.text_buf: list[str] = []
-        self.text_kind = ""
+        self.t_id: str | None = None  # None: not inside a tuple
         self.text_lang: str | None = None
-        self.seen_basic = False
-        self.seen_contact = False
-        self.seen_timestamp = False
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        self.count += 1
-        if self.count > self.max_elements:
+        count = self.count = self.count + 1
+        if count > self.max_elements:
             raise PidfError(
                 "too-many-elements", f"more than {self.max_elements} elements in the document"
             )
         modes = self.modes
-        if len(modes) >= self.max_depth:
+        depth = len(modes)
+        if depth >= self.max_depth:
             raise PidfError("too-deep", f"elements nested deeper than {self.max_depth}")
-        if not modes:
+        if not depth:
             self._start_root(name, attrs)
             return
         parent = modes[-1]
+        if parent >= _IGNORED:  # markup inside a text element: only its text counts
+            modes.append(_IGNORED)
+            return
         if parent == _EXT:
             assert self.ext is not None
             self.ext.start(name, attrs)
             modes.append(_EXT)
             return
-        if parent >= _TEXT:  # markup inside a text element: only its text counts
-            modes.append(_IGNORED)
-            return
-        local = _pidf_local(name)
-        if parent == _ROOT:
-            if local == "tuple":
-                self.tuple = _TupleBuilder(attrs.get("id", ""))
-                self.seen_basic = self.seen_contact = self.seen_timestamp = False
-                modes.append(_TUPLE)
-                return
-            if local == "note":
-                self._start_text("note", attrs)
-                return
-        elif parent == _TUPLE:
-            if local == "status":
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if parent == _TUPLE:
+            if kind == _K_STATUS:
                 modes.append(_STATUS)
                 return
-            if local == "note":
-                self._start_text("note", attrs)
-                return
-            if local == "contact":
-                if self.seen_contact:  # RFC 3863 allows one; the first wins
+            if kind == _K_CONTACT:
+                if self.seen & _SEEN_CONTACT:  # RFC 3863 allows one; the first wins
                     modes.append(_IGNORED)
                     return
-                self.seen_contact = True
-                assert self.tuple is not None
-                self.tuple.priority = _priority(attrs.get("priority"))
-                self._start_text("contact", attrs)
+                self.seen |= _SEEN_CONTACT
+                priority = attrs.get("priority")
+                if priority is not None:
+                    self.t_priority = _priority(priority)
+                self.texts.clear()
+                modes.append(_CONTACT)
                 return
-            if local == "timestamp":
-                if self.seen_timestamp:
+            if kind == _K_NOTE:
+                self.text_lang = attrs.get(_XML_LANG)
+                self.texts.clear()
+                modes.append(_NOTE)
+                return
+            if kind == _K_TIMESTAMP:
+                if self.seen & _SEEN_TIMESTAMP:
                     modes.append(_IGNORED)
                     return
-                self.seen_timestamp = True
-                self._start_text("timestamp", attrs)
+                self.seen |= _SEEN_TIMESTAMP
+                self.texts.clear()
+                modes.append(_TIMESTAMP)
                 return
-        elif local == "basic":  # parent is a status
-            if self.seen_basic:
-                modes.append(_IGNORED)
+        elif parent == _STATUS:
+            if kind == _K_BASIC:
+                if self.seen & _SEEN_BASIC:
+                    modes.append(_IGNORED)
+                    return
+                self.seen |= _SEEN_BASIC
+                self.texts.clear()
+                modes.append(_BASIC)
                 return
-            self.seen_basic = True
-            self._start_text("basic", attrs)
+        elif kind == _K_TUPLE:  # parent is the root
+            self.t_id = attrs.get("id", "")
+            self.t_basic = self.t_contact = self.t_priority = self.t_timestamp = None
+            self.t_notes = None
+            self.t_extensions = None
+            self.seen = 0
+            modes.append(_TUPLE)
+            return
+        elif kind == _K_NOTE:
+            self.text_lang = attrs.get(_XML_LANG)
+            self.texts.clear()
+            modes.append(_NOTE)
             return
         # Anything else below the root, a tuple or a status is an extension.
         ext = self.ext = _Extension()
         ext.start(name, attrs)
         modes.append(_EXT)
+        assert self.parser is not None
         self.parser.CharacterDataHandler = ext.text
 
     def _start_root(self, name: str, attrs: dict[str, str]) -> None:
-        if _pidf_local(name) != "presence":
+        if _kind(name) != _K_PRESENCE:
             shown = name.split(_SEP)
             what = f"{{{shown[0]}}}{shown[1]}" if len(shown) > 1 else shown[0]
             raise PidfError("not-pidf", f"the root element is {what}, not a PIDF presence")
         self.entity = attrs.get("entity", "")
         self.modes.append(_ROOT)
 
-    def _start_text(self, kind: str, attrs: dict[str, str]) -> None:
-        self.text_kind = kind
-        buf = self.text_buf = []
-        self.text_lang = attrs.get(_XML_LANG) if kind == "note" else None
-        self.modes.append(_TEXT)
-        self.parser.CharacterDataHandler = buf.append
-
     def end(self, name: str) -> None:
-        modes = self.modes
-        mode = modes.pop()
-        if mode == _EXT:
+        mode = self.modes.pop()
+        if mode > _IGNORED:
+            # XML whitespace only: a non-breaking space is content.
+            value = "".join(self.texts).strip(_XML_WS)
+            if mode == _BASIC:
+                if value == "open":
+                    self.t_basic = "open"
+                elif value == "closed":
+                    self.t_basic = "closed"
+                else:
+                    lowered = value.lower()
+                    self.t_basic = (
+                        "open" if lowered == "open" else "closed" if lowered == "closed" else None
+                    )
+            elif mode == _CONTACT:
+                self.t_contact = value or None
+            elif mode == _NOTE:
+                if value:
+                    note = Note(value, self.text_lang)
+                    if self.t_id is None:
+                        self.notes.append(note)
+                    elif self.t_notes is None:
+                        self.t_notes = [note]
+                    else:
+                        self.t_notes.append(note)
+            else:
+                self.t_timestamp = value or None
+        elif mode == _TUPLE:
+            assert self.t_id is not None
+            notes = self.t_notes
+            extensions = self.t_extensions
+            self.tuples.append(
+                PresenceTuple(
+                    self.t_id,
+                    self.t_basic,
+                    self.t_contact,
+                    self.t_priority,
+                    self.t_timestamp,
+                    _NO_NOTES if notes is None else tuple(notes),
+                    _NO_STRINGS if extensions is None else tuple(extensions),
+                )
+            )
+            self.t_id = None
+        elif mode == _EXT:
             ext = self.ext
             assert ext is not None
             ext.end(name)
-            if modes[-1] != _EXT:
-                self.parser.CharacterDataHandler = None
+            parent = self.modes[-1]
+            if parent != _EXT:
+                assert self.parser is not None
+                self.parser.CharacterDataHandler = self.texts.append
                 self.ext = None
-                if modes[-1] == _ROOT:
+                if parent == _ROOT:
                     self.extensions.append(ext.result())
-                else:  # a tuple's or a status' child
-                    assert self.tuple is not None
-                    self.tuple.extensions.append(ext.result())
-        elif mode == _TEXT:
-            self.parser.CharacterDataHandler = None
-            self._end_text()
-        elif mode == _TUPLE:
-            t = self.tuple
-            assert t is not None
-            self.tuples.append(
-                PresenceTuple(
-                    id=t.id,
-                    basic=t.basic,
-                    contact=t.contact,
-                    priority=t.priority,
-                    timestamp=t.timestamp,
-                    notes=tuple(t.notes),
-                    extensions=tuple(t.extensions),
-                )
-            )
-            self.tuple = None
-
-    def _end_text(self) -> None:
-        value = _strip("".join(self.text_buf))
-        kind = self.text_kind
-        if kind == "note":
-            if value:
-                note = Note(value, self.text_lang)
-                if self.tuple is None:
-                    self.notes.append(note)
+                elif self.t_extensions is None:  # a tuple's or a status' child
+                    self.t_extensions = [ext.result()]
                 else:
-                    self.tuple.notes.append(note)
-            return
-        t = self.tuple
-        assert t is not None
-        if kind == "basic":
-            lowered = value.lower()
-            t.basic = "open" if lowered == "open" else "closed" if lowered == "closed" else None
-        elif kind == "contact":
-            t.contact = value or None
-        else:
-            t.timestamp = value or None
+                    self.t_extensions.append(ext.result())
 
     def result(self) -> Presentity:
         if self.entity is None:  # expat reports a missing root itself; kept for safety
             raise PidfError("not-xml", "no root element")
         return Presentity(
-            entity=self.entity,
-            tuples=tuple(self.tuples),
-            notes=tuple(self.notes),
-            extensions=tuple(self.extensions),
+            self.entity,
+            tuple(self.tuples),
+            tuple(self.notes) if self.notes else _NO_NOTES,
+            tuple(self.extensions) if self.extensions else _NO_STRINGS,
         )
 
 
