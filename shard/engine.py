@@ -21,7 +21,7 @@ from ..metrics.shard import Counter, ShardMetrics
 from ..presence.body import decode_body
 from ..presence.status import Failure, FailureKind, Status, SubscriptionState
 from ..sip import ids
-from ..sip.dialog import Dialog, build_initial_request, next_hop, resolve_uri
+from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop, resolve_uri
 from ..sip.headers import (
     parse_delta_seconds,
     parse_event,
@@ -31,6 +31,7 @@ from ..sip.headers import (
     parse_tag,
     parse_uri,
 )
+from ..sip.message import Message as SipMessage
 from ..sip.message import Request, Response, SipParseError, parse_message
 from ..sip.transaction import (
     ClientTransaction,
@@ -70,6 +71,7 @@ ALLOW = "NOTIFY, OPTIONS"
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _ALLOW = (("Allow", ALLOW),)
 _SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
+_SUB_HEADERS_CACHE = 64  # distinct Expires values whose SUBSCRIBE headers are kept
 _SubState = tuple[str, str | None, int | None, int | None]
 
 
@@ -200,6 +202,7 @@ class Engine:
         self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
         self._states: dict[State, int] = dict.fromkeys(State, 0)
         self._sub_states: dict[str, _SubState] = {}
+        self._sub_headers: dict[int, tuple[tuple[str, str], ...]] = {}
         self._bind_metrics()
 
     # ------------------------------------------------------------------ metrics
@@ -679,17 +682,25 @@ class Engine:
             )
         )
 
-    def _subscribe_headers(self, expires: int) -> list[tuple[str, str]]:
-        headers = [
-            ("Contact", self._contact),
-            ("Event", PACKAGE),
-            ("Accept", ACCEPT),
-            ("Expires", str(expires)),
-        ]
-        if self.sip.user_agent:
-            headers.append(("User-Agent", self.sip.user_agent))
-        headers.extend(self._headers)
-        return headers
+    def _subscribe_headers(self, expires: int) -> tuple[tuple[str, str], ...]:
+        """The SUBSCRIBE's own headers, canonical and checked: made once per Expires
+        value (a subscription asks for one, raised only by a 423's Min-Expires)."""
+        cached = self._sub_headers.get(expires)
+        if cached is None:
+            headers = [
+                ("Contact", self._contact),
+                ("Event", PACKAGE),
+                ("Accept", ACCEPT),
+                ("Expires", str(expires)),
+            ]
+            if self.sip.user_agent:
+                headers.append(("User-Agent", self.sip.user_agent))
+            headers.extend(self._headers)
+            cached = tuple(SipMessage(headers).headers)  # canonical names, no CR/LF
+            if len(self._sub_headers) >= _SUB_HEADERS_CACHE:
+                self._sub_headers.clear()
+            self._sub_headers[expires] = cached
+        return cached
 
     def _send_initial(self, usage: _Usage, action: SendInitial, *, held: bool = False) -> None:
         sub = usage.sub
@@ -700,37 +711,32 @@ class Engine:
                 self._held[sub.sub_id] = (usage, action)
                 return
         target = action.target or sub.record
-        from_tag = ids.new_tag()
-        req = build_initial_request(
-            "SUBSCRIBE",
-            target,
-            from_uri=sub.subscriber,
-            from_tag=from_tag,
-            call_id=ids.new_call_id(self.local.host),
-            via_sent_by=self.local.hostport,
-            branch=ids.new_branch(),
-            to_uri=sub.record,
-            route=self.params.presence_route,
-            headers=self._subscribe_headers(action.expires),
-        )
+        branch = ids.new_branch()
         try:
-            dialog = Dialog.from_request(req)
+            # The dialog is made from the values the request is built from, so it
+            # holds the subscription's own strings (one copy of each, a million
+            # subscriptions) and nothing is parsed back.
+            req, dialog = build_initial_with_dialog(
+                "SUBSCRIBE",
+                target,
+                from_uri=sub.subscriber,
+                from_tag=ids.new_tag(),
+                call_id=ids.new_call_id(self.local.host),
+                via_sent_by=self.local.hostport,
+                branch=branch,
+                to_uri=sub.record,
+                route=self.params.presence_route,
+                headers=self._subscribe_headers(action.expires),
+                canonical_headers=True,
+            )
             dest = self._proxy_hop or next_hop(req)
-            # The dialog's parsed copies equal strings the subscription already
-            # holds: keep one of each (a million subscriptions, ~200 B each).
-            if dialog.local_uri == sub.subscriber:
-                dialog.local_uri = sub.subscriber
-            if dialog.remote_uri == sub.record:
-                dialog.remote_uri = sub.record
-            if dialog.local_tag == from_tag:
-                dialog.local_tag = from_tag
         except (SipParseError, ValueError) as exc:
             self._local_failure(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
             return
         usage.dialog = dialog
         self._by_dialog[dialog.call_id] = usage
         self._m_sent["initial"].value += 1
-        self._start(usage, req, dest, action.txn, "initial")
+        self._start(usage, req, dest, action.txn, "initial", key=(branch, "SUBSCRIBE"))
 
     def _send_in_dialog(self, usage: _Usage, action: SendInDialog) -> None:
         dialog = usage.dialog
@@ -752,10 +758,19 @@ class Engine:
         self._m_sent[kind].value += 1
         self._start(usage, req, dest, action.txn, kind)
 
-    def _start(self, usage: _Usage, req: Request, dest: Address, txn_no: int, kind: str) -> None:
+    def _start(
+        self,
+        usage: _Usage,
+        req: Request,
+        dest: Address,
+        txn_no: int,
+        kind: str,
+        *,
+        key: tuple[str, str] | None = None,
+    ) -> None:
         now = self.clock()
         pending = _Pending(usage, txn_no, dest, kind)
-        txn, events = self.table.start_client(req, now, context=pending)
+        txn, events = self.table.start_client(req, now, context=pending, key=key)
         self._m_armed["transaction"].value += 1
         for event in events:
             if isinstance(event, Send):

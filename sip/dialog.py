@@ -17,6 +17,7 @@ from .message import Message, Request, Response, SipParseError, split_list
 __all__ = [
     "Dialog",
     "build_initial_request",
+    "build_initial_with_dialog",
     "next_hop",
     "parse_route_set",
     "resolve_uri",
@@ -93,6 +94,7 @@ def _build(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     max_forwards: int,
+    canonical: bool = False,
 ) -> Request:
     req = Request(method, request_uri)
     h = req.headers
@@ -103,8 +105,11 @@ def _build(
     h.append(("To", to_value))
     h.append(("Call-ID", call_id))
     h.append(("CSeq", f"{cseq} {method}"))
-    for name, value in headers:
-        req.add(name, value)
+    if canonical:  # already (canonical name, checked value), Content-Length left out
+        h.extend(headers)
+    else:
+        for name, value in headers:
+            req.add(name, value)
     req.body = body
     return req
 
@@ -148,6 +153,57 @@ def build_initial_request(
         body=body,
         max_forwards=max_forwards,
     )
+
+
+def build_initial_with_dialog(
+    method: str,
+    request_uri: str,
+    *,
+    from_uri: str,
+    from_tag: str,
+    call_id: str,
+    via_sent_by: str,
+    branch: str,
+    to_uri: str,
+    route: str | Sequence[str] = (),
+    headers: Iterable[tuple[str, str]] = (),
+    canonical_headers: bool = False,
+) -> tuple[Request, Dialog]:
+    """`build_initial_request` (CSeq 1, UDP) and the unconfirmed dialog that
+    `Dialog.from_request` would read back from it, made from the same values
+    instead of parsing the request: local URI and tag, remote URI, the
+    Request-URI as remote target, the Route URIs in order as route set.
+
+    ``canonical_headers``: every name is canonical and every value free of CR
+    and LF (e.g. checked once by a ``Message.add``); they are copied as they are.
+    """
+    ruri, routes = _routing(request_uri, parse_route_set(route))
+    req = _build(
+        method,
+        ruri,
+        routes=routes,
+        from_value=f"<{from_uri}>;tag={from_tag}",
+        to_value=f"<{to_uri}>",
+        call_id=call_id,
+        cseq=1,
+        via_sent_by=via_sent_by,
+        branch=branch,
+        transport="UDP",
+        headers=headers,
+        body=b"",
+        max_forwards=70,
+        canonical=canonical_headers,
+    )
+    dialog = Dialog(
+        call_id=call_id,
+        local_tag=from_tag,
+        local_uri=from_uri,
+        remote_uri=to_uri,
+        remote_target=ruri,
+        # _routing wrote each route as "<uri>": its URI is what lies inside.
+        route_set=[r[1:-1] for r in routes],
+    )
+    return req, dialog
 
 
 class Dialog:

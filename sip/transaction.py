@@ -203,9 +203,11 @@ class ClientTransaction:
         timers: TimerSettings = DEFAULT_TIMERS,
         reliable: bool = False,
         context: Any = None,
+        key: tuple[str, str] | None = None,
     ) -> None:
         self.request: Request | None = request
-        self.key = client_key(request)
+        # A caller that built the request passes its (branch, method) key.
+        self.key = client_key(request) if key is None else key
         self.data = request.to_bytes()
         self.timers = timers
         self.reliable = reliable
@@ -445,11 +447,17 @@ class TransactionTable:
         return self._servers.values()
 
     def start_client(
-        self, request: Request, now: float, *, context: Any = None
+        self,
+        request: Request,
+        now: float,
+        *,
+        context: Any = None,
+        key: tuple[str, str] | None = None,
     ) -> tuple[ClientTransaction, list[Event]]:
-        """Create and start a client transaction for `request` (already complete)."""
+        """Create and start a client transaction for `request` (already complete).
+        ``key`` is its (Via branch, method) when the caller knows it, else it is parsed."""
         txn = ClientTransaction(
-            request, timers=self.timers, reliable=self.reliable, context=context
+            request, timers=self.timers, reliable=self.reliable, context=context, key=key
         )
         if txn.key in self._clients:
             raise ValueError(f"branch {txn.key[0]!r} already in use")
