@@ -88,17 +88,29 @@ class LocalEndpoint:
         return f"{host}:{self.port}"
 
 
-class _Usage:
-    """The SIP side of one subscription: its dialog and where its requests go.
+class _Usage(Subscription):
+    """One subscription with its SIP side: its dialog, and what the engine's timer
+    queue and gauges know of it.
 
-    Kept apart from :class:`Subscription` so the state machine stays free of SIP
-    objects; one per subscription, slotted, because there may be a million.
+    The state machine stays free of SIP objects (:class:`Subscription` never
+    touches these slots); the engine's fields are slots of the same object
+    rather than a second object that points at it, which saves an object and a
+    reference per subscription (there may be a million).
     """
 
-    __slots__ = ("armed_at", "counted", "dialog", "sub")
+    __slots__ = ("armed_at", "counted", "dialog")
 
-    def __init__(self, sub: Subscription) -> None:
-        self.sub = sub
+    def __init__(
+        self,
+        sub_id: int,
+        record: str,
+        subscriber: str,
+        params: B2BParams,
+        *,
+        t1: float,
+        rng: random.Random | None,
+    ) -> None:
+        super().__init__(sub_id, record, subscriber, params, t1=t1, rng=rng)
         self.dialog: Dialog | None = None
         self.armed_at: float | None = None
         self.counted: State | None = None  # the state the subscriptions gauge counts it in
@@ -245,13 +257,13 @@ class Engine:
 
         Safe when re-entered: a send failure can run the machine again from inside
         an action, so the gauge follows what was counted, not the caller's view."""
-        after = usage.sub.state
+        after = usage.state
         counted = usage.counted
         if after is counted:
             return
         if counted is not None:
             self._m_states[counted].value -= 1
-        if usage.sub.finished:
+        if usage.finished:
             usage.counted = None
             self._drop(usage)
         else:
@@ -271,8 +283,9 @@ class Engine:
             if self._finished is not None and sub_id not in self.usages:
                 self._finished(sub_id)
             return
-        sub = Subscription(sub_id, record, subscriber, self.params, t1=self.sip.t1, rng=self.rng)
-        usage = _Usage(sub)
+        sub = usage = _Usage(
+            sub_id, record, subscriber, self.params, t1=self.sip.t1, rng=self.rng
+        )
         self.usages[sub_id] = usage
         self._run(usage, sub.state, sub.start(self.clock()))
 
@@ -295,7 +308,7 @@ class Engine:
         usage = self.usages.get(sub_id)
         if usage is None:
             return False
-        sub = usage.sub
+        sub = usage
         now = self.clock()
         self._run(usage, sub.state, sub.unsubscribe(now))
         if self._held.pop(sub_id, None) is not None and self.usages.get(sub_id) is usage:
@@ -308,7 +321,7 @@ class Engine:
         usage = self.usages.get(sub_id)
         if usage is None:
             return False
-        self._run(usage, usage.sub.state, usage.sub.refresh(self.clock()))
+        self._run(usage, usage.state, usage.refresh(self.clock()))
         return True
 
     def reconfigure(self, params: B2BParams) -> None:
@@ -319,7 +332,7 @@ class Engine:
         self._proxy = params.presence_outbound_proxy or None
         self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
         for usage in self.usages.values():
-            usage.sub.params = params
+            usage.params = params
 
     def shutdown(self) -> None:
         """Unsubscribe everything (SIGTERM); ``idle`` says when all have ended."""
@@ -334,13 +347,13 @@ class Engine:
         return len(self.usages)
 
     def __iter__(self) -> Iterator[Subscription]:
-        return (u.sub for u in self.usages.values())
+        return iter(self.usages.values())
 
     def snapshot(self, sub_id: int) -> dict[str, Any] | None:
         usage = self.usages.get(sub_id)
         if usage is None:
             return None
-        out: dict[str, Any] = usage.sub.snapshot()
+        out: dict[str, Any] = usage.snapshot()
         d = usage.dialog
         out["dialog"] = (
             None
@@ -360,7 +373,7 @@ class Engine:
     def state_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for usage in self.usages.values():
-            name = usage.sub.state.name.lower()
+            name = usage.state.name.lower()
             counts[name] = counts.get(name, 0) + 1
         return counts
 
@@ -385,7 +398,7 @@ class Engine:
         while self._held and limiter is not None:
             sub_id = next(iter(self._held))
             usage, action = self._held[sub_id]
-            if self.usages.get(sub_id) is not usage or usage.sub.txn != action.txn:
+            if self.usages.get(sub_id) is not usage or usage.txn != action.txn:
                 del self._held[sub_id]  # superseded while it waited
                 continue
             if not limiter.take(now):
@@ -408,7 +421,7 @@ class Engine:
         lag = self.m.timer_lag_seconds
         for sub in self.queue.pop_due(now):
             usage = self.usages.get(sub.sub_id)
-            if usage is None or usage.sub is not sub:
+            if usage is None or usage is not sub:
                 continue
             usage.armed_at = None
             if sub.timer_kind is not None:
@@ -418,7 +431,7 @@ class Engine:
             self._run(usage, sub.state, sub.on_timer(now))
 
     def _sync_timer(self, usage: _Usage) -> None:
-        sub = usage.sub
+        sub = usage
         deadline = sub.deadline
         if deadline is None:
             if usage.armed_at is not None:
@@ -481,15 +494,15 @@ class Engine:
 
     def _if_current(self, pending: _Pending, step: Callable[[Subscription], list[Action]]) -> None:
         usage = pending.usage
-        if self.usages.get(usage.sub.sub_id) is not usage:
+        if self.usages.get(usage.sub_id) is not usage:
             return  # the subscription is gone; a late outcome changes nothing
-        self._run(usage, usage.sub.state, step(usage.sub))
+        self._run(usage, usage.state, step(usage))
 
     def _on_final(self, pending: _Pending, resp: Response, now: float) -> None:
         if resp.status < 200:
             return
         usage = pending.usage
-        sub = usage.sub
+        sub = usage
         current = pending.txn_no == sub.txn and self.usages.get(sub.sub_id) is usage
         if current and 200 <= resp.status < 300 and usage.dialog is not None:
             try:
@@ -534,7 +547,7 @@ class Engine:
                 self._respond(txn, req, (code, reason), addr, now)
                 if usage is not None:
                     content_type = first.get("Content-Type", "")
-                    self._run(usage, usage.sub.state, actions, (req.body, content_type))
+                    self._run(usage, usage.state, actions, (req.body, content_type))
             elif isinstance(event, Send):  # the stored response, for a retransmission
                 self._m_retrans_received.value += 1
                 self._transmit(event.data, addr, None, now)
@@ -582,7 +595,7 @@ class Engine:
         child = self._m_notify.get(substate)
         (child or self._m_notify_other).value += 1
         info = NotifyInfo(substate, reason, expires, retry_after, in_order)
-        code, actions = usage.sub.on_notify(info, now)
+        code, actions = usage.on_notify(info, now)
         if code == 481:
             return 481, "Subscription Does Not Exist", actions, usage
         return code, "OK", actions, usage
@@ -635,7 +648,7 @@ class Engine:
         """Carry out a state machine's actions, then settle its timer and metrics.
 
         ``notify`` is the (body, Content-Type) of the NOTIFY being handled, if any."""
-        sub = usage.sub
+        sub = usage
         for action in actions:
             if isinstance(action, SendInitial):
                 self._send_initial(usage, action)
@@ -703,7 +716,7 @@ class Engine:
         return cached
 
     def _send_initial(self, usage: _Usage, action: SendInitial, *, held: bool = False) -> None:
-        sub = usage.sub
+        sub = usage
         self._forget_dialog(usage)
         if self._limiter is not None and not held:
             self._held.pop(sub.sub_id, None)
@@ -791,8 +804,8 @@ class Engine:
     def _local_failure(self, usage: _Usage, txn_no: int, detail: str) -> None:
         """A request that could not even be built counts as sent and timed out."""
         self._count(self._m_errors, "transport")
-        log.warning("subscription %d: %s", usage.sub.sub_id, detail)
-        sub = usage.sub
+        log.warning("subscription %d: %s", usage.sub_id, detail)
+        sub = usage
         self._run(usage, sub.state, sub.on_timeout(self.clock(), txn_no))
 
     def _forget_dialog(self, usage: _Usage) -> None:
@@ -803,7 +816,7 @@ class Engine:
             usage.dialog = None
 
     def _drop(self, usage: _Usage) -> None:
-        sub = usage.sub
+        sub = usage
         self._forget_dialog(usage)
         self._held.pop(sub.sub_id, None)
         if usage.armed_at is not None:
