@@ -72,7 +72,11 @@ _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _ALLOW = (("Allow", ALLOW),)
 _SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
 _SUB_HEADERS_CACHE = 64  # distinct Expires values whose SUBSCRIBE headers are kept
-_SubState = tuple[str, str | None, int | None, int | None]
+# A Subscription-State value's parse: the NotifyInfo for an in-order NOTIFY and
+# the one for an out-of-order NOTIFY (frozen, so every NOTIFY with that value
+# shares them).
+_SubState = tuple[NotifyInfo, NotifyInfo]
+_MANDATORY_SET = frozenset(_MANDATORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,8 +531,8 @@ class Engine:
         # The message's index of first values (canonical name -> value), built once
         # per message and shared with the transaction and dialog layers' lookups.
         first = req.first_values()
-        missing = [h for h in _MANDATORY if h not in first]
-        if missing:
+        if not first.keys() >= _MANDATORY_SET:
+            missing = [h for h in _MANDATORY if h not in first]
             self._count(self._m_parse, "missing-header")
             self._count(self._m_errors, "parse")
             if "Via" not in missing and "CSeq" not in missing:
@@ -583,7 +587,7 @@ class Engine:
             self._count(self._m_parse, "missing-header")
             return 400, "Missing Subscription-State", [], None
         try:
-            substate, reason, expires, retry_after = self._subscription_state(state_value)
+            in_order_info, late_info = self._subscription_state(state_value)
             if dialog.confirmed:
                 in_order = dialog.update_from_request(req)
             else:
@@ -592,22 +596,25 @@ class Engine:
         except SipParseError as exc:
             self._count(self._m_parse, exc.kind)
             return 400, f"Bad Request ({exc})", [], None
-        child = self._m_notify.get(substate)
+        child = self._m_notify.get(in_order_info.state)
         (child or self._m_notify_other).value += 1
-        info = NotifyInfo(substate, reason, expires, retry_after, in_order)
-        code, actions = usage.on_notify(info, now)
+        code, actions = usage.on_notify(in_order_info if in_order else late_info, now)
         if code == 481:
             return 481, "Subscription Does Not Exist", actions, usage
         return code, "OK", actions, usage
 
     def _subscription_state(self, value: str) -> _SubState:
-        """Subscription-State as (value, reason, expires, retry-after). Notifiers repeat
-        a handful of values (``active;expires=3600``), so parses are kept in a small
-        dict, emptied when full so that a peer cannot grow it."""
+        """Subscription-State as the NotifyInfo of an in-order and of an out-of-order
+        NOTIFY. Notifiers repeat a handful of values (``active;expires=3600``), so
+        parses are kept in a small dict, emptied when full so that a peer cannot
+        grow it."""
         cached = self._sub_states.get(value)
         if cached is None:
             s = parse_subscription_state(value)
-            cached = (s.value, s.reason, s.expires, s.retry_after)
+            cached = (
+                NotifyInfo(s.value, s.reason, s.expires, s.retry_after, True),
+                NotifyInfo(s.value, s.reason, s.expires, s.retry_after, False),
+            )
             if len(self._sub_states) >= _SUB_STATE_CACHE:
                 self._sub_states.clear()
             self._sub_states[value] = cached
