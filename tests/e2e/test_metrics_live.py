@@ -22,7 +22,8 @@ import pytest
 from presence_b2b.ipc.client import BlockingQsaClient
 from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
 
-from tests.e2e.ops_service import OpsService, Scrape, wait_until
+from tests.e2e.ops_service import OpsService, Scrape
+from tests.e2e.service import wait_for as wait_until
 from tests.peers.sipp import SippProcess, sipp_binary
 
 pytestmark = [

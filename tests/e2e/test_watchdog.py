@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.ops_service import OpsService, wait_until
+from tests.e2e.ops_service import OpsService
+from tests.e2e.service import wait_for as wait_until
 
 WATCHDOG_USEC = 600_000
 """A 0.6 s watchdog period: the supervisor pings every 0.2 s while healthy."""
