@@ -236,7 +236,9 @@ class Message:
         return canon == "Content-Length" or canon in self.first_values()
 
     def start_line(self) -> str:
-        raise NotImplementedError
+        """Request and Response each define their start line; a bare Message (a header
+        block, as the engine uses to check headers once) has none to serialise."""
+        raise NotImplementedError("a bare header block has no start line")
 
     def to_bytes(self) -> bytes:
         """Wire form: CRLF line ends, exactly one Content-Length, then the body."""
