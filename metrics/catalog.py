@@ -262,7 +262,11 @@ CATALOG: tuple[Family, ...] = (
         "Subscription attempts that failed and were scheduled for retry or given up.",
         (
             Label(
-                "kind", ("sip-error", "timeout", "no-notify", "terminated", "transport", "refused")
+                "kind",
+                (
+                    "sip-error", "timeout", "no-notify", "terminated", "transport", "refused",
+                    "dns", "tls", "auth", "internal", "too-large",
+                ),
             ),
         ),
     ),

@@ -55,6 +55,11 @@ class FailureKind(StrEnum):
     TERMINATED = "terminated"  # the notifier ended it (Subscription-State: terminated)
     TRANSPORT = "transport"  # the request could not be sent
     REFUSED = "refused"  # the service will not handle it (config, limits, bad request)
+    DNS = "dns"  # the target's name did not resolve (NXDOMAIN, SERVFAIL, timeout)
+    TLS = "tls"  # the TLS handshake or the server certificate failed
+    AUTH = "auth"  # a challenge could not be answered, or the credentials were refused
+    INTERNAL = "internal"  # a bug met while handling this subscription; it is retried
+    TOO_LARGE = "too-large"  # a document over the service's limits
 
 
 class Failure(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):

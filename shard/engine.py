@@ -52,6 +52,7 @@ from .subscription import (
     DropDialog,
     EmitFailure,
     EmitStatus,
+    MachineParams,
     NotifyInfo,
     ResponseInfo,
     SendInDialog,
@@ -109,12 +110,11 @@ class _Usage(Subscription):
         sub_id: int,
         record: str,
         subscriber: str,
-        params: B2BParams,
+        params: MachineParams,
         *,
-        t1: float,
         rng: random.Random | None,
     ) -> None:
-        super().__init__(sub_id, record, subscriber, params, t1=t1, rng=rng)
+        super().__init__(sub_id, record, subscriber, params, rng=rng)
         self.dialog: Dialog | None = None
         self.armed_at: float | None = None
         self.counted: State | None = None  # the state the subscriptions gauge counts it in
@@ -162,13 +162,26 @@ def _retry_after(msg: Response) -> int | None:
         return None
 
 
-def _first_contact(msg: Response) -> str | None:
+def _first_contact(msg: Response) -> tuple[str, ...]:
     for value in msg.get_all("Contact"):
         try:
-            return parse_name_addr(value).uri
+            return (parse_name_addr(value).uri,)
         except SipParseError:
             continue
-    return None
+    return ()
+
+
+def machine_params(params: B2BParams, t1: float) -> MachineParams:
+    """The state machine's share of the configuration."""
+    return MachineParams(
+        default_expiration=params.default_expiration,
+        on_error_retry_time=params.on_error_retry_time,
+        wait_for_term_notify=params.wait_for_term_notify,
+        resubscribe_delta=params.resubscribe_delta,
+        min_resubscribe_time=params.min_resubscribe_time,
+        max_subscribe_delay=params.max_subscribe_delay,
+        t1=t1,
+    )
 
 
 class Engine:
@@ -195,6 +208,7 @@ class Engine:
     ) -> None:
         self.params = params
         self.sip = sip
+        self._machine_params = machine_params(params, sip.t1)
         self.local = local
         self.clock = clock
         self._send = send
@@ -288,7 +302,7 @@ class Engine:
                 self._finished(sub_id)
             return
         sub = usage = _Usage(
-            sub_id, record, subscriber, self.params, t1=self.sip.t1, rng=self.rng
+            sub_id, record, subscriber, self._machine_params, rng=self.rng
         )
         self.usages[sub_id] = usage
         self._run(usage, sub.state, sub.start(self.clock()))
@@ -332,11 +346,12 @@ class Engine:
         """New [presence_b2b] parameters (SIGHUP): they apply from each subscription's
         next step on; what is already armed or sent stays as it is."""
         self.params = params
+        self._machine_params = machine_params(params, self.sip.t1)
         self._headers = _header_lines(params.additional_presence_headers)
         self._proxy = params.presence_outbound_proxy or None
         self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
         for usage in self.usages.values():
-            usage.params = params
+            usage.params = self._machine_params
 
     def shutdown(self) -> None:
         """Unsubscribe everything (SIGTERM); ``idle`` says when all have ended."""
@@ -522,7 +537,7 @@ class Engine:
             expires=_int_header(resp, "Expires"),
             min_expires=_int_header(resp, "Min-Expires"),
             retry_after=_retry_after(resp),
-            contact=_first_contact(resp) if 300 <= resp.status < 400 else None,
+            contacts=_first_contact(resp) if 300 <= resp.status < 400 else (),
             txn=pending.txn_no,
         )
         self._if_current(pending, lambda s: s.on_response(info, now))

@@ -17,7 +17,6 @@ import random
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from ..config import B2BParams
 from ..presence.status import FailureKind, SubscriptionState
 
 __all__ = [
@@ -30,6 +29,7 @@ __all__ = [
     "DropDialog",
     "EmitFailure",
     "EmitStatus",
+    "MachineParams",
     "NotifyInfo",
     "ResponseInfo",
     "SendInDialog",
@@ -37,6 +37,7 @@ __all__ = [
     "State",
     "Subscription",
     "TimerKind",
+    "UnexpectedEvent",
 ]
 
 
@@ -87,6 +88,35 @@ _TEARDOWN_STATES = frozenset(
 _UNSUBSCRIBED = "unsubscribed"
 
 
+# --------------------------------------------------------------------------- params
+
+
+@dataclass(frozen=True, slots=True)
+class MachineParams:
+    """What the machine needs of the configuration: the seed's timer parameters
+    (same names and defaults as ``[presence_b2b]``) and the SIP T1 that sizes the
+    no-NOTIFY window. The engine builds it; the machine never reads the config."""
+
+    default_expiration: int = 3600
+    on_error_retry_time: int = 120
+    wait_for_term_notify: int = 30
+    resubscribe_delta: int = 30
+    min_resubscribe_time: int = 30
+    max_subscribe_delay: int = 0
+    t1: float = 0.5
+
+
+class UnexpectedEvent(Exception):  # noqa: N818 (the name the design uses)
+    """An event arrived in a state that has no row for it: a bug, never a stall.
+
+    The engine turns it into a counted ``internal`` failure of that subscription."""
+
+    def __init__(self, state: State, event: str) -> None:
+        super().__init__(f"no transition for {event} in state {state.name}")
+        self.state = state
+        self.event = event
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -95,8 +125,9 @@ class ResponseInfo:
     """A final response to one of our SUBSCRIBEs, as the engine parsed it.
 
     ``expires``/``min_expires``/``retry_after`` are None when the header is
-    missing or not a valid number. ``contact`` is the first Contact URI of a
-    3xx. ``txn`` echoes the ``txn`` of the Send action the response answers;
+    missing or not a valid number. ``contacts`` are a 3xx's SIP/SIPS Contact
+    URIs in the order to try them (highest q first; the engine drops others).
+    ``txn`` echoes the ``txn`` of the Send action the response answers;
     when given, a response for any other request is ignored as stale.
     """
 
@@ -105,7 +136,7 @@ class ResponseInfo:
     expires: int | None = None
     min_expires: int | None = None
     retry_after: int | None = None
-    contact: str | None = None
+    contacts: tuple[str, ...] = ()
     txn: int | None = None
 
 
@@ -227,16 +258,15 @@ class Subscription:
         sub_id: int,
         record: str,
         subscriber: str,
-        params: B2BParams,
+        params: MachineParams,
         *,
-        t1: float = 0.5,
         rng: random.Random | None = None,
     ) -> None:
         self.sub_id = sub_id
         self.record = record
         self.subscriber = subscriber
         self.params = params
-        self.t1 = t1
+        self.t1 = params.t1
         self.rng = rng
         self.state = State.UNCONFIRMED
         self.deadline: float | None = None
@@ -368,6 +398,26 @@ class Subscription:
         if state is State.UNCONFIRMED or state is State.RESUBSCRIPTION:
             return self._fail(now, FailureKind.TIMEOUT, 408, "no response to SUBSCRIBE", None)
         return self._finish(_UNSUBSCRIBED, dialog=True)
+
+    def on_transport_error(self, now: float, txn: int | None, detail: str) -> list[Action]:
+        """The outstanding SUBSCRIBE could not be sent (or its connection failed)."""
+        if not self._outstanding or (txn is not None and txn != self._txn):
+            self.ignored += 1
+            return []
+        self._outstanding = False
+        state = self.state
+        if state is State.UNCONFIRMED or state is State.RESUBSCRIPTION:
+            return self._fail(now, FailureKind.TRANSPORT, 0, detail, None)
+        return self._finish(_UNSUBSCRIBED, dialog=True)
+
+    def on_internal_error(self, now: float, detail: str) -> list[Action]:
+        """Something unexpected happened while handling this subscription: fail it
+        (retry later) rather than leave it without a timer or a transaction."""
+        if self.state is State.DESTROYED:
+            return []
+        if self._unsubscribed:
+            return self._finish(_UNSUBSCRIBED, dialog=True)
+        return self._fail(now, FailureKind.INTERNAL, 0, detail, None)
 
     def on_notify(self, n: NotifyInfo, now: float) -> tuple[int, list[Action]]:
         """A NOTIFY in this subscription's dialog: the reply code and the actions."""
@@ -513,9 +563,9 @@ class Subscription:
             self._rearm()
             return []
         if 300 <= code < 400:
-            if r.contact and self._redirects < MAX_REDIRECTS:
+            if code != 305 and r.contacts and self._redirects < MAX_REDIRECTS:
                 self._redirects += 1
-                return [_DROP, self._send_initial(r.contact)]
+                return [_DROP, self._send_initial(r.contacts[0])]
         elif code == 423:
             if r.min_expires is not None and r.min_expires > self._expires:
                 self._expires = r.min_expires

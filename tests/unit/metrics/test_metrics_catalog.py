@@ -31,7 +31,8 @@ REQUIRED = {
         "resubscription_destroy", "waiting_for_termination", "predestroyed", "destroyed"}},
     "subscriptions_established_total": {},
     "subscriptions_failed_total": {"kind": {"sip-error", "timeout", "no-notify", "terminated",
-                                            "transport", "refused"}},
+                                            "transport", "refused", "dns", "tls", "auth",
+                                            "internal", "too-large"}},
     "subscriptions_terminated_total": {"reason": {
         "deactivated", "probation", "rejected", "timeout", "giveup", "noresource",
         "invariant", "unsubscribed", "other"}},

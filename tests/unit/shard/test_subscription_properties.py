@@ -25,14 +25,13 @@ from presence_b2b.shard.subscription import (
     DropDialog,
     EmitFailure,
     EmitStatus,
+    MachineParams,
     NotifyInfo,
     ResponseInfo,
     SendInDialog,
     SendInitial,
     Subscription,
 )
-
-from presence_b2b.config import B2BParams
 
 CODES = [200, 202, 301, 302, 400, 403, 404, 408, 423, 481, 489, 500, 503, 603, 180]
 SUBSTATES = ["active", "pending", "terminated", "terminated", "bogus"]
@@ -58,8 +57,8 @@ class SubscriptionMachine(RuleBasedStateMachine):
         import random
 
         self.sub = Subscription(
-            1, "sip:r@example.com", "sip:s@example.com", B2BParams(**params),
-            t1=t1, rng=random.Random(seed),
+            1, "sip:r@example.com", "sip:s@example.com", MachineParams(t1=t1, **params),
+            rng=random.Random(seed),
         )
         self.now = 0.0
         self.dialog = False
@@ -121,7 +120,8 @@ class SubscriptionMachine(RuleBasedStateMachine):
         retry_after: int | None, contact: str | None,
     ) -> None:
         txn = self.outstanding
-        r = ResponseInfo(code, "", expires, min_expires, retry_after, contact, txn)
+        contacts = (contact,) if contact else ()
+        r = ResponseInfo(code, "", expires, min_expires, retry_after, contacts, txn)
         if txn is None:
             assert self.sub.on_response(r, self.now) == []
             return

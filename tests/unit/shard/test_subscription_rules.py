@@ -18,6 +18,7 @@ from presence_b2b.shard.subscription import (
     DropDialog,
     EmitFailure,
     EmitStatus,
+    MachineParams,
     NotifyInfo,
     ResponseInfo,
     SendInDialog,
@@ -27,14 +28,12 @@ from presence_b2b.shard.subscription import (
     TimerKind,
 )
 
-from presence_b2b.config import B2BParams
-
 TERMINATED = SubscriptionState.TERMINATED
 
 
 def make(t1: float = 0.5, rng: random.Random | None = None, **params: Any) -> Subscription:
     return Subscription(
-        1, "sip:alice@example.com", "sip:bob@example.com", B2BParams(**params), t1=t1, rng=rng
+        1, "sip:alice@example.com", "sip:bob@example.com", MachineParams(t1=t1, **params), rng=rng
     )
 
 
@@ -119,7 +118,7 @@ def test_repeated_423_with_the_same_min_expires_becomes_an_error() -> None:
 def test_423_to_a_redirected_subscribe_resends_to_the_same_contact() -> None:
     sub = make()
     sub.start(0.0)
-    sub.on_response(resp(302, contact="sip:a@b.example.com"), 0.1)
+    sub.on_response(resp(302, contacts=("sip:a@b.example.com",)), 0.1)
     actions = sub.on_response(resp(423, min_expires=7200), 0.2)
     assert actions == [DropDialog(), SendInitial("sip:a@b.example.com", 7200, 3)]
 
@@ -289,7 +288,7 @@ def test_every_error_retry_uses_a_new_dialog() -> None:
 def test_error_retry_after_a_redirect_goes_back_to_the_record() -> None:
     sub = make()
     sub.start(0.0)
-    sub.on_response(resp(302, contact="sip:a@b.example.com"), 0.1)
+    sub.on_response(resp(302, contacts=("sip:a@b.example.com",)), 0.1)
     sub.on_response(resp(404), 0.2)
     assert sub.on_timer(120.2) == [SendInitial(None, 3600, 3)]
 
@@ -299,11 +298,11 @@ def test_redirects_are_followed_at_most_five_times_in_a_row() -> None:
     sub.start(0.0)
     for i in range(MAX_REDIRECTS):
         contact = f"sip:a@hop{i}.example.com"
-        assert sub.on_response(resp(302, contact=contact), 0.1) == [
+        assert sub.on_response(resp(302, contacts=(contact,)), 0.1) == [
             DropDialog(),
             SendInitial(contact, 3600, i + 2),
         ]
-    actions = sub.on_response(resp(302, contact="sip:a@loop.example.com"), 0.2)
+    actions = sub.on_response(resp(302, contacts=("sip:a@loop.example.com",)), 0.2)
     assert failures(actions) == [EmitFailure(FailureKind.SIP_ERROR, 302, "302", 120.0)]
     assert sub.state is State.WAITING
 
@@ -312,11 +311,11 @@ def test_redirect_count_restarts_after_a_2xx() -> None:
     sub = make(min_resubscribe_time=1)
     sub.start(0.0)
     for _ in range(MAX_REDIRECTS):
-        sub.on_response(resp(302, contact="sip:a@b.example.com"), 0.1)
+        sub.on_response(resp(302, contacts=("sip:a@b.example.com",)), 0.1)
     sub.on_response(resp(200, expires=3600), 0.2)
     sub.on_notify(notify(), 0.3)
     sub.on_timer(3570.2)
-    actions = sub.on_response(resp(302, contact="sip:a@c.example.com"), 3571.0)
+    actions = sub.on_response(resp(302, contacts=("sip:a@c.example.com",)), 3571.0)
     assert actions == [DropDialog(), SendInitial("sip:a@c.example.com", 3600, sub.txn)]
 
 
@@ -479,7 +478,7 @@ def test_out_of_order_notify_does_not_move_the_refresh() -> None:
 def test_response_for_another_transaction_is_ignored() -> None:
     sub = make()
     sub.start(0.0)
-    sub.on_response(resp(302, contact="sip:a@b.example.com"), 0.1)  # txn 2 outstanding
+    sub.on_response(resp(302, contacts=("sip:a@b.example.com",)), 0.1)  # txn 2 outstanding
     assert sub.on_response(resp(200, expires=3600, txn=1), 0.2) == []
     assert sub.state is State.UNCONFIRMED
     assert sub.outstanding

@@ -15,6 +15,7 @@ from presence_b2b.shard.subscription import (
     DropDialog,
     EmitFailure,
     EmitStatus,
+    MachineParams,
     NotifyInfo,
     ResponseInfo,
     SendInDialog,
@@ -23,8 +24,6 @@ from presence_b2b.shard.subscription import (
     Subscription,
     TimerKind,
 )
-
-from presence_b2b.config import B2BParams
 
 ACTIVE = SubscriptionState.ACTIVE
 PENDING = SubscriptionState.PENDING
@@ -35,7 +34,7 @@ ENDED_UNSUBSCRIBED = [DropDialog(), EmitStatus(TERMINATED, "unsubscribed")]
 
 def make(t1: float = 0.5, **params: Any) -> Subscription:
     return Subscription(
-        7, "sip:alice@example.com", "sip:bob@example.com", B2BParams(**params), t1=t1
+        7, "sip:alice@example.com", "sip:bob@example.com", MachineParams(t1=t1, **params)
     )
 
 
@@ -146,7 +145,7 @@ def test_unconfirmed_2xx_after_an_early_notify_arms_the_refresh_directly() -> No
 
 def test_unconfirmed_3xx_with_contact_starts_a_new_dialog_to_that_contact() -> None:
     sub = unconfirmed()
-    actions = sub.on_response(resp(302, contact="sip:alice@other.example.com"), 1.0)
+    actions = sub.on_response(resp(302, contacts=("sip:alice@other.example.com",)), 1.0)
     assert actions == [DropDialog(), SendInitial("sip:alice@other.example.com", 3600, 2)]
     assert sub.state is State.UNCONFIRMED
 
@@ -253,7 +252,7 @@ def test_unconfirmed_destroy_error_reply_ends_with_one_terminated_status() -> No
 def test_unconfirmed_destroy_3xx_ends_without_following_the_redirect() -> None:
     sub = unconfirmed()
     sub.unsubscribe(1.0)
-    actions = sub.on_response(resp(302, contact="sip:elsewhere@example.com"), 2.0)
+    actions = sub.on_response(resp(302, contacts=("sip:elsewhere@example.com",)), 2.0)
     assert actions == ENDED_UNSUBSCRIBED
     assert sub.finished
 
@@ -419,7 +418,7 @@ def test_resubscription_2xx_confirms_and_rearms_the_refresh() -> None:
 
 def test_resubscription_3xx_with_contact_starts_a_new_dialog_to_that_contact() -> None:
     sub = resubscribing()
-    actions = sub.on_response(resp(301, contact="sip:alice@new.example.com"), 3571.0)
+    actions = sub.on_response(resp(301, contacts=("sip:alice@new.example.com",)), 3571.0)
     assert actions == [DropDialog(), SendInitial("sip:alice@new.example.com", 3600, 3)]
     assert sub.state is State.UNCONFIRMED
 
@@ -547,7 +546,7 @@ def test_resubscription_destroy_error_reply_ends_with_one_terminated_status() ->
 def test_resubscription_destroy_3xx_ends_without_following_the_redirect() -> None:
     sub = resubscribing()
     sub.unsubscribe(3571.0)
-    actions = sub.on_response(resp(302, contact="sip:elsewhere@example.com"), 3572.0)
+    actions = sub.on_response(resp(302, contacts=("sip:elsewhere@example.com",)), 3572.0)
     assert actions == ENDED_UNSUBSCRIBED
     assert sub.finished
 
@@ -641,7 +640,7 @@ def test_predestroyed_481_ends_it() -> None:
 
 def test_predestroyed_3xx_ends_it_without_following_the_redirect() -> None:
     sub = predestroyed()
-    actions = sub.on_response(resp(302, contact="sip:elsewhere@example.com"), 11.0)
+    actions = sub.on_response(resp(302, contacts=("sip:elsewhere@example.com",)), 11.0)
     assert actions == ENDED_UNSUBSCRIBED
     assert sub.finished
 

@@ -6,10 +6,8 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
-from presence_b2b.shard.subscription import SendInDialog, Subscription, TimerKind
+from presence_b2b.shard.subscription import MachineParams, SendInDialog, Subscription, TimerKind
 from presence_b2b.shard.timers import LAG_BUCKETS, TimerQueue
-
-from presence_b2b.config import B2BParams
 
 
 class Owner:
@@ -160,7 +158,7 @@ def test_heap_is_compacted_when_stale_entries_pile_up() -> None:
 
 def test_subscriptions_are_timer_owners() -> None:
     q: TimerQueue[Subscription] = TimerQueue()
-    sub = Subscription(1, "sip:r@x", "sip:s@x", B2BParams(max_subscribe_delay=3))
+    sub = Subscription(1, "sip:r@x", "sip:s@x", MachineParams(max_subscribe_delay=3))
     sub.start(0.0)
     q.schedule(sub, sub.deadline)
     (due,) = q.pop_due(10.0)
