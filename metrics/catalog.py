@@ -35,7 +35,6 @@ __all__ = [
     "MetricType",
     "Scope",
     "sample_names",
-    "shard_label_values",
 ]
 
 PREFIX = "presence_b2b_"
@@ -364,11 +363,6 @@ for _family in CATALOG:
 BY_NAME: dict[str, Family] = {f.name: f for f in CATALOG}
 if len(BY_NAME) != len(CATALOG) or len({f.attr for f in CATALOG}) != len(CATALOG):
     raise ValueError("duplicate metric family in the catalogue")
-
-
-def shard_label_values(shard_count: int) -> tuple[str, ...]:
-    """Every value the ``shard`` label can take for this shard count."""
-    return (*(str(i) for i in range(shard_count)), SUPERVISOR)
 
 
 def sample_names() -> frozenset[str]:

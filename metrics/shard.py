@@ -86,9 +86,6 @@ class Gauge:
     def inc(self, amount: float = 1) -> None:
         self.value += amount
 
-    def dec(self, amount: float = 1) -> None:
-        self.value -= amount
-
     def set_max(self, value: float) -> None:
         """Raise to ``value`` if higher: for high-water marks."""
         self.value = max(self.value, value)

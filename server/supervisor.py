@@ -168,9 +168,6 @@ class Supervisor:
         self.notifier.close()
         log.info("stopped")
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def reload(self) -> None:
         """SIGHUP: re-read the file and apply what can change while running."""
         if self.config_path is None:
