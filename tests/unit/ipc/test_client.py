@@ -37,7 +37,13 @@ from presence_b2b.ipc.client import (
 )
 from presence_b2b.ipc.control import ConnectedClient, ControlServer, Peer
 from presence_b2b.presence.document import Note, PresenceTuple, Presentity
-from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
+from presence_b2b.presence.status import (
+    Failure,
+    FailureKind,
+    Status,
+    StatusMessage,
+    SubscriptionState,
+)
 
 from presence_b2b import watch
 
@@ -88,7 +94,7 @@ class EchoShard:
                 )
             self.send(client, status)
 
-    def send(self, client: ConnectedClient, message: Status | Failure) -> None:
+    def send(self, client: ConnectedClient, message: StatusMessage) -> None:
         writer = client.status_writer(message.id % len(client.status_rings))
         assert writer.try_write(m.encode(message))
 

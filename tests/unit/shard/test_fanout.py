@@ -12,7 +12,13 @@ from presence_b2b.ipc.messages import decode_status
 from presence_b2b.ipc.ring import Ring, RingReader
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
-from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
+from presence_b2b.presence.status import (
+    Failure,
+    FailureKind,
+    Status,
+    StatusMessage,
+    SubscriptionState,
+)
 from presence_b2b.shard.fanout import FanOut
 
 ACTIVE = SubscriptionState.ACTIVE
@@ -44,8 +50,8 @@ class Client:
         self.ring = Ring.create(capacity)
         self.reader: RingReader = self.ring.reader()
 
-    def read(self) -> list[Status | Failure]:
-        out: list[Status | Failure] = []
+    def read(self) -> list[StatusMessage]:
+        out: list[StatusMessage] = []
         while batch := self.reader.read_batch():
             out.extend(decode_status(raw) for raw in batch)
         return out
@@ -159,12 +165,12 @@ def test_a_full_ring_keeps_the_newest_status_per_subscription_counting_merges(
     h.fanout.subscribe(1, 2, "presence", RECORD, "sip:carol@example.com")
     x, y = h.did(RECORD, WATCHER), h.did(RECORD, "sip:carol@example.com")
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(10):
             h.fanout.deliver(active(x, f"x{i}", BIG))
         for i in range(3):
             h.fanout.deliver(active(y, f"y{i}", BIG))
-        got: list[Status | Failure] = []
+        got: list[StatusMessage] = []
         for _ in range(100):
             got += c.read()
             await asyncio.sleep(0.01)
@@ -191,12 +197,12 @@ def test_the_final_status_always_arrives_even_through_a_full_ring(h: Harness) ->
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
     did = h.did()
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(8):
             h.fanout.deliver(active(did, f"s{i}", BIG))
         h.fanout.deliver(Failure(did, FailureKind.TERMINATED, detail="rejected"))
         h.fanout.finished(did)
-        got: list[Status | Failure] = []
+        got: list[StatusMessage] = []
         for _ in range(100):
             got += c.read()
             if got and isinstance(got[-1], Failure):
@@ -216,7 +222,7 @@ def test_a_status_put_while_an_older_one_waits_for_room_is_written_after_it(
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
     did = h.did()
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(6):
             h.fanout.deliver(active(did, f"s{i}", BIG))
         await asyncio.sleep(0)  # the outbox's writer now waits for room for s5
