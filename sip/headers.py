@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .message import SipParseError
+from .message import SipParseError, split_quoted
 
 __all__ = [
     "MAX_DELTA_SECONDS",
@@ -45,30 +45,6 @@ def _bad(message: str) -> SipParseError:
     return SipParseError("header", message)
 
 
-def _split_unquoted(text: str, sep: str) -> list[str]:
-    if '"' not in text:
-        return text.split(sep)
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == sep:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
-
-
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         inner = value[1:-1]
@@ -86,7 +62,7 @@ def parse_params(text: str) -> Params:
     """Parse `;k=v;flag` (leading `;` optional). Names are lower-cased, quoted values
     unquoted, flags map to None. Empty segments are skipped."""
     params: Params = {}
-    for seg in text.split(";") if '"' not in text else _split_unquoted(text, ";"):
+    for seg in text.split(";") if '"' not in text else split_quoted(text, ";"):
         if not seg:
             continue
         name, eq, value = seg.partition("=")

@@ -22,6 +22,7 @@ __all__ = [
     "parse_message",
     "require",
     "split_list",
+    "split_quoted",
 ]
 
 
@@ -108,40 +109,44 @@ def canonical_name(name: str) -> str:
     return canon
 
 
-def split_list(value: str) -> list[str]:
-    """Split a list header value at commas outside quotes and <...>."""
-    if "," not in value:
-        v = value.strip()
-        return [v] if v else []
+def split_quoted(text: str, sep: str) -> list[str]:
+    """Split ``text`` at every ``sep`` outside double quotes (backslash escapes
+    honoured) and outside <...>, the one splitter of the SIP core; parts are kept
+    as they are, empty ones included."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
     parts: list[str] = []
     start = 0
-    in_quotes = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
+    in_quotes = in_angle = escaped = False
+    for i, ch in enumerate(text):
         if in_quotes:
-            if ch == "\\":
-                i += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             elif ch == '"':
                 in_quotes = False
+        elif ch == sep:
+            if not in_angle:
+                parts.append(text[start:i])
+                start = i + 1
         elif ch == '"':
             in_quotes = True
         elif ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
-        elif ch == "," and not in_angle:
-            part = value[start:i].strip()
-            if part:
-                parts.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        parts.append(part)
+    parts.append(text[start:])
     return parts
+
+
+def split_list(value: str) -> list[str]:
+    """The entries of a list header value: split at commas outside quotes and
+    <...>, stripped, empty ones dropped."""
+    if "," not in value:
+        v = value.strip()
+        return [v] if v else []
+    return [p for p in (part.strip() for part in split_quoted(value, ",")) if p]
 
 
 def _check_value(value: str) -> str:
