@@ -19,6 +19,7 @@ __all__ = [
     "Response",
     "SipParseError",
     "canonical_name",
+    "parse_header_line",
     "parse_message",
     "require",
     "split_list",
@@ -410,14 +411,7 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
         name, sep, value = line.partition(":")
         canon = exact.get(name) or canon_map.get(name.lower())
         if canon is None or not sep:
-            if not sep:
-                raise SipParseError("header", f"no colon in header line {line[:40]!r}")
-            name = name.rstrip(" \t")
-            canon = canon_map.get(name.lower())
-            if canon is None:
-                if not name or not _TOKEN_CHARS.issuperset(name):
-                    raise SipParseError("header", f"bad header name {name[:40]!r}")
-                canon = canonical_name(name)
+            canon, value = parse_header_line(line)
         value = value.strip(" \t")
         if canon == "Content-Length":
             cl = _content_length(value)
@@ -437,6 +431,22 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
             raise SipParseError("truncated", f"body shorter than Content-Length {length}")
         msg.body = data[body_start:end]
     return msg
+
+
+def parse_header_line(line: str) -> tuple[str, str]:
+    """One ``Name: value`` line as the parser reads it: (canonical name, value). The
+    name must be a token; a continuation line, CR or LF is refused."""
+    if "\r" in line or "\n" in line:
+        raise SipParseError("header", f"CR or LF inside a header line {line[:40]!r}")
+    if line[:1] in (" ", "\t"):
+        raise SipParseError("header", f"continuation line without a header {line[:40]!r}")
+    name, sep, value = line.partition(":")
+    if not sep:
+        raise SipParseError("header", f"no colon in header line {line[:40]!r}")
+    name = name.rstrip(" \t")
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        raise SipParseError("header", f"bad header name {name[:40]!r}")
+    return canonical_name(name), value.strip(" \t")
 
 
 def require(msg: Message, *names: str) -> None:
