@@ -22,6 +22,30 @@ BAD = [
     ),
     pytest.param({"sip": {"t1": "fast"}}, "sip.t1", "must be a number", id="string-for-number"),
     pytest.param({"sip": {"port": 70000}}, "sip.port", "1..65535", id="port-out-of-range"),
+    pytest.param(
+        {"presence_b2b": {"presence_route": "<sip:p.example.com;lr"}},
+        "presence_b2b.presence_route",
+        "Route header text",
+        id="unterminated-route",
+    ),
+    pytest.param(
+        {"presence_b2b": {"presence_outbound_proxy": "sip:proxy:99999"}},
+        "presence_b2b.presence_outbound_proxy",
+        "bare SIP URI",
+        id="proxy-port-out-of-range",
+    ),
+    pytest.param(
+        {"presence_b2b": {"additional_presence_headers": "P-Bad Name: x\r\n"}},
+        "presence_b2b.additional_presence_headers",
+        "bad header name",
+        id="header-name-not-a-token",
+    ),
+    pytest.param(
+        {"presence_b2b": {"additional_presence_headers": "i: my-own-call-id\r\n"}},
+        "presence_b2b.additional_presence_headers",
+        "must not set Call-ID",
+        id="header-the-stack-writes",
+    ),
 ]
 
 

@@ -83,6 +83,24 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(service: Serv
     assert _shard_params(svc) == before
 
 
+def test_sighup_refuses_a_header_the_stack_writes_and_keeps_the_running_configuration(
+    service: Service,
+) -> None:
+    svc = service(shards=1)
+    svc.wait_all_shards_up()
+    before = _shard_params(svc)
+    assert before and before[0].get("default_expiration") != 777
+    tables = {k: dict(v) for k, v in svc.tables.items()}
+    tables["presence_b2b"] = {"default_expiration": 777, "additional_presence_headers": "v: x\r\n"}
+    svc.config_path.write_text(toml_text(tables))
+    os.kill(svc.pid, signal.SIGHUP)
+    refusal = "configuration refused"
+    wait_for("the refusal", lambda: refusal in svc.stderr() or None, 15.0)
+    assert "presence_b2b.additional_presence_headers" in svc.stderr()
+    assert svc.running()
+    assert _shard_params(svc) == before
+
+
 def test_subscriptions_beyond_the_per_client_limit_are_refused_with_a_reason(
     service: Service, clients: Callable[[ServiceProcess], Any]
 ) -> None:
