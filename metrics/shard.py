@@ -31,9 +31,9 @@ import asyncio
 import logging
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .block import MetricsBlock
+from .block import FloatSlots, MetricsBlock
 from .catalog import BY_NAME, CATALOG, Family
 
 __all__ = [
@@ -109,13 +109,6 @@ class Histogram:
     @property
     def count(self) -> float:
         return sum(self.counts)
-
-
-class FloatSlots(Protocol):
-    """What a block's ``memoryview.cast("d")`` is; typeshed types memoryview items as int."""
-
-    def __getitem__(self, index: int, /) -> float: ...
-    def __setitem__(self, index: int, value: float, /) -> None: ...
 
 
 class DirectCounter:
