@@ -244,7 +244,7 @@ class Service:
     def start(self, timeout: float = 30.0) -> Service:
         """Start serving; return once every shard is up and /metrics answers."""
         cli = Path(sys.executable).with_name("presence-b2b")
-        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "presence_b2b"]
+        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "presence_b2b.cli"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [*cmd, "serve", "--config", str(self.config_path)],

@@ -99,7 +99,7 @@ def cli_command() -> list[str]:
     script = Path(sys.executable).with_name("presence-b2b")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "presence_b2b"]
+    return [sys.executable, "-m", "presence_b2b.cli"]
 
 
 class ServiceProcess:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from presence_b2b.cli import watch
 from presence_b2b.ipc import messages as m
 from presence_b2b.ipc.client import (
     BlockingQsaClient,
@@ -44,8 +45,6 @@ from presence_b2b.presence.status import (
     StatusMessage,
     SubscriptionState,
 )
-
-from presence_b2b import watch
 
 SHARDS = 2
 PIDF = b'<?xml version="1.0"?><presence entity="sip:b@x"/>'
@@ -544,7 +543,7 @@ def test_watch_exits_0_on_sigterm(sock_path: str) -> None:
                 sys.executable,
                 "-c",
                 "import sys, argparse\n"
-                "from presence_b2b import watch\n"
+                "from presence_b2b.cli import watch\n"
                 "p = argparse.ArgumentParser(); watch.add_arguments(p)\n"
                 "sys.exit(watch.run(p.parse_args(sys.argv[1:])))\n",
                 "sip:b@x",

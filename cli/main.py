@@ -10,8 +10,8 @@ import os
 import sys
 from typing import Any, cast
 
-from . import __version__, limits, logs
-from . import config as config_mod
+from .. import __version__, limits, logs
+from .. import config as config_mod
 
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 2
@@ -28,7 +28,7 @@ def _load_config(path: str | None) -> config_mod.Config:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from .server.supervisor import serve
+    from ..server.supervisor import serve
 
     cfg = _load_config(args.config)
     overrides: dict[str, dict[str, Any]] = {}
@@ -41,7 +41,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.metrics_listen is not None:
         overrides.setdefault("metrics", {})["listen"] = args.metrics_listen
     if overrides:
-        from .server.supervisor import config_tables
+        from ..server.supervisor import config_tables
 
         tables = config_tables(cfg)
         for section, values in overrides.items():
@@ -118,7 +118,7 @@ def _print_human(command: str, data: Any) -> None:
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
-    from .ipc.client import QsaError, admin
+    from ..ipc.client import QsaError, admin
     from .watch import control_socket_of
 
     try:
