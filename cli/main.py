@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from .. import __version__, limits, logs
 from .. import config as config_mod
+from ..toml_writer import toml_value
 
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 2
@@ -74,7 +75,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_check_config(args: argparse.Namespace) -> int:
     if args.defaults:
         for key, default, doc in config_mod.describe():
-            print(f"{key} = {json.dumps(default)}  # {doc}")
+            print(f"{key} = {toml_value(default)}  # {doc}")
         return 0
     if not args.path:
         print("presence-b2b check-config: give a PATH or --defaults", file=sys.stderr)

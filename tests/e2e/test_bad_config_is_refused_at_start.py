@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.service import cli_command, toml_text
+from presence_b2b.toml_writer import toml_tables
+from tests.e2e.service import cli_command
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def _write(tmp_path: Path, tables: dict[str, dict[str, object]]) -> Path:
     }
     for name, table in tables.items():
         base.setdefault(name, {}).update(table)
-    path.write_text(toml_text(base))
+    path.write_text(toml_tables(base))
     return path
 
 
