@@ -35,6 +35,7 @@ import psutil
 from presence_b2b.ipc.client import QsaError, admin
 from prometheus_client.parser import text_string_to_metric_families
 
+from presence_b2b.toml_writer import toml_tables
 from tests.peers.load import _retransmissions, _screen_counter
 from tests.peers.ports import LOOPBACK, free_udp_port, udp_port_in_use
 from tests.peers.sipp import SippProcess
@@ -200,15 +201,6 @@ def free_sip_ports(count: int, attempts: int = 200) -> int:
     raise RuntimeError(f"no {count} consecutive free UDP ports found")
 
 
-def _toml(tables: Mapping[str, Mapping[str, object]]) -> str:
-    out: list[str] = []
-    for name, table in tables.items():
-        out.append(f"[{name}]")
-        out.extend(f"{key} = {json.dumps(value)}" for key, value in table.items())
-        out.append("")
-    return "\n".join(out)
-
-
 class Service:
     """``presence-b2b serve`` on 127.0.0.1 with the built-in defaults unless ``config`` says.
 
@@ -236,7 +228,7 @@ class Service:
         for name, table in (config or {}).items():
             tables.setdefault(name, {}).update(table)
         self.config_path = self.workdir / "presence-b2b.toml"
-        self.config_path.write_text(_toml(tables))
+        self.config_path.write_text(toml_tables(tables))
         self.log_path = self.workdir / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.shard_pids: list[int] = []
@@ -244,7 +236,7 @@ class Service:
     def start(self, timeout: float = 30.0) -> Service:
         """Start serving; return once every shard is up and /metrics answers."""
         cli = Path(sys.executable).with_name("presence-b2b")
-        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "presence_b2b"]
+        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "presence_b2b.cli"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [*cmd, "serve", "--config", str(self.config_path)],

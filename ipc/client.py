@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
-from ..presence.status import Failure, Status, SubscriptionState
+from ..presence.status import Failure, Status, StatusMessage, SubscriptionState
 from .fdpass import FdPassError, async_recv_fds, async_send_fds, close_fds, recv_fds
 from .messages import (
     FDS_PER_RING,
@@ -105,7 +105,7 @@ class ClientEvent:
     id: int
     record: str
     subscriber: str
-    message: Status | Failure
+    message: StatusMessage
 
     @property
     def kind(self) -> Literal["status", "error"]:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from ..presence.status import Failure, Status
+from ..presence.status import Failure, Status, StatusMessage
 
 PROTOCOL_VERSION: Final = 1
 """Bumped only for incompatible changes; adding a field with a default is compatible
@@ -76,7 +76,6 @@ class Unsubscribe(msgspec.Struct, tag="unsubscribe", frozen=True):
 
 
 Request = Subscribe | Unsubscribe
-StatusMessage = Status | Failure
 
 
 # ---------------------------------------------------------------- control socket
@@ -228,7 +227,6 @@ __all__ = [
     "Refused",
     "Request",
     "Status",
-    "StatusMessage",
     "Subscribe",
     "Unsubscribe",
     "Welcome",

@@ -28,20 +28,24 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from .catalog import CATALOG, Family
 
-if TYPE_CHECKING:
-    from .shard import FloatSlots
-
-__all__ = ["HEADER_SIZE", "LAYOUT", "BlockError", "Layout", "MetricsBlock"]
+__all__ = ["HEADER_SIZE", "LAYOUT", "BlockError", "FloatSlots", "Layout", "MetricsBlock"]
 
 MAGIC = b"PB2BMETR"
 VERSION = 1
 HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sII16s")  # magic, version, slot count, fingerprint
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+
+
+class FloatSlots(Protocol):
+    """What a block's ``memoryview.cast("d")`` is; typeshed types memoryview items as int."""
+
+    def __getitem__(self, index: int, /) -> float: ...
+    def __setitem__(self, index: int, value: float, /) -> None: ...
 
 
 class BlockError(Exception):

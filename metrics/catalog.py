@@ -5,7 +5,9 @@ included. Two things follow from that: the shared-memory slot layout of every
 process (one slot per series, see :mod:`.block`) is fixed at import time, and a
 label value that is not listed is refused when a caller binds it, long before
 it could blow up the cardinality of the time-series database. A URI, Call-ID,
-pid or any other free-form value can never become a label.
+pid or any other free-form value can never become a label. The timer kinds and
+subscription states are the state machine's own enums, so a new state or timer
+cannot be forgotten here.
 
 Every series carries one more label, ``shard``, added by the collector:
 ``"0"`` .. ``"N-1"`` for the shard processes and ``"supervisor"``; it is
@@ -20,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..shard.subscription import State, TimerKind
+
 __all__ = [
     "BY_NAME",
     "CATALOG",
@@ -30,12 +34,13 @@ __all__ = [
     "SUBSCRIPTION_STATES",
     "SUPERVISOR",
     "TIMER_KINDS",
+    "TRANSACTION_TIMER",
     "Family",
     "Label",
     "MetricType",
     "Scope",
     "sample_names",
-    "shard_label_values",
+    "state_label",
 ]
 
 PREFIX = "presence_b2b_"
@@ -152,23 +157,18 @@ def _check(family: Family) -> None:
                 raise ValueError(f"{name}: label {lb.name!r} value {v!r} is not a plain token")
 
 
-TIMER_KINDS = Label(
-    "kind", ("start-delay", "refresh", "retry", "term-wait", "no-notify", "transaction")
-)
-SUBSCRIPTION_STATES = Label(
-    "state",
-    (
-        "unconfirmed",
-        "unconfirmed_destroy",
-        "confirmed",
-        "waiting",
-        "resubscription",
-        "resubscription_destroy",
-        "waiting_for_termination",
-        "predestroyed",
-        "destroyed",
-    ),
-)
+#: The timer kind of the SIP transaction timers, which the engine runs in the same
+#: queue as the subscriptions' own deadlines.
+TRANSACTION_TIMER = "transaction"
+TIMER_KINDS = Label("kind", (*(kind.value for kind in TimerKind), TRANSACTION_TIMER))
+
+
+def state_label(state: State) -> str:
+    """The ``state`` label value of a subscription state: its name in lower case."""
+    return state.name.lower()
+
+
+SUBSCRIPTION_STATES = Label("state", tuple(state_label(state) for state in State))
 #: Ring directions: request (client -> supervisor), status (shard -> client),
 #: command (supervisor -> shard), event (shard -> supervisor).
 RING_DIRECTIONS = Label("direction", ("request", "status", "command", "event"))
@@ -364,11 +364,6 @@ for _family in CATALOG:
 BY_NAME: dict[str, Family] = {f.name: f for f in CATALOG}
 if len(BY_NAME) != len(CATALOG) or len({f.attr for f in CATALOG}) != len(CATALOG):
     raise ValueError("duplicate metric family in the catalogue")
-
-
-def shard_label_values(shard_count: int) -> tuple[str, ...]:
-    """Every value the ``shard`` label can take for this shard count."""
-    return (*(str(i) for i in range(shard_count)), SUPERVISOR)
 
 
 def sample_names() -> frozenset[str]:

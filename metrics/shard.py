@@ -31,9 +31,9 @@ import asyncio
 import logging
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .block import MetricsBlock
+from .block import FloatSlots, MetricsBlock
 from .catalog import BY_NAME, CATALOG, Family
 
 __all__ = [
@@ -86,9 +86,6 @@ class Gauge:
     def inc(self, amount: float = 1) -> None:
         self.value += amount
 
-    def dec(self, amount: float = 1) -> None:
-        self.value -= amount
-
     def set_max(self, value: float) -> None:
         """Raise to ``value`` if higher: for high-water marks."""
         self.value = max(self.value, value)
@@ -112,13 +109,6 @@ class Histogram:
     @property
     def count(self) -> float:
         return sum(self.counts)
-
-
-class FloatSlots(Protocol):
-    """What a block's ``memoryview.cast("d")`` is; typeshed types memoryview items as int."""
-
-    def __getitem__(self, index: int, /) -> float: ...
-    def __setitem__(self, index: int, value: float, /) -> None: ...
 
 
 class DirectCounter:

@@ -72,3 +72,8 @@ class Failure(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
     code: int = 0
     detail: str = ""
     retry_in: float | None = None
+
+
+#: Everything a consumer is told about a subscription: one name for the union, so
+#: the status ring, the shard's fan-out and the client library agree on it.
+StatusMessage = Status | Failure

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .sip.headers import parse_route, parse_uri
+from .sip.message import SipParseError, parse_header_line
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message starts with the dotted key."""
@@ -48,12 +51,11 @@ def _number_at_least(low: float, *, strict: bool = False) -> Check:
     return check
 
 
-def _flag(v: Any) -> str | None:
-    if isinstance(v, bool):
+def _switch(v: Any) -> str | None:
+    """The SER module's integer switches: any integer, non-zero meaning on."""
+    if isinstance(v, int):
         return None
-    if isinstance(v, int) and v in (0, 1):
-        return None
-    return f"must be 0 or 1 (or true/false), got {v!r}"
+    return f"must be an integer (0: off, any other: on) or true/false, got {v!r}"
 
 
 def _string(v: Any) -> str | None:
@@ -63,25 +65,52 @@ def _string(v: Any) -> str | None:
 def _sip_uri_or_empty(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"must be a string, got {v!r}"
-    if v and not v.lower().startswith(("sip:", "sips:")):
-        return f"must be a bare SIP URI such as 'sip:proxy.example.com:5060', got {v!r}"
+    if not v:
+        return None
+    example = "a bare SIP URI such as 'sip:proxy.example.com:5060'"
+    if v.lstrip().startswith("<"):
+        return f"must be {example}, without <>, got {v!r}"
+    try:
+        parse_uri(v)
+    except SipParseError as exc:
+        return f"must be {example} ({exc}), got {v!r}"
     return None
 
 
 def _route_or_empty(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"must be a string, got {v!r}"
-    if v and "<" not in v:
-        return f"must be Route header text such as '<sip:p.example.com;lr>', got {v!r}"
+    if not v:
+        return None
+    try:
+        parse_route(v)
+    except SipParseError as exc:
+        return f"must be Route header text such as '<sip:p.example.com;lr>' ({exc}), got {v!r}"
     return None
+
+
+#: Headers the stack writes into every SUBSCRIBE itself; one more from the
+#: configuration would contradict or duplicate them (compact forms map onto these).
+STACK_HEADERS = frozenset(
+    {
+        "Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Contact", "Event",
+        "Expires", "Content-Length", "Route",
+    }
+)  # fmt: skip
 
 
 def _headers(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"must be a string, got {v!r}"
     for line in v.replace("\r\n", "\n").split("\n"):
-        if line and (":" not in line or line[0] in " \t"):
-            return f"must be 'Name: value' header lines, got {line!r}"
+        if not line:
+            continue
+        try:
+            name, _ = parse_header_line(line)
+        except SipParseError as exc:
+            return f"must be 'Name: value' header lines ({exc})"
+        if name in STACK_HEADERS:
+            return f"must not set {name}: the service writes it itself, got {line!r}"
     return None
 
 
@@ -159,7 +188,7 @@ class B2BParams:
         _route_or_empty, "", "Route set preset on every new dialog, e.g. '<sip:p.example.com;lr>'"
     )
     additional_presence_headers: str = _opt(
-        _headers, "", "raw header lines appended to every SUBSCRIBE"
+        _headers, "", "'Name: value' lines appended to every SUBSCRIBE (not the stack's own)"
     )
     wait_for_term_notify: int = _opt(
         _int_at_least(0), 30, "seconds to wait for the terminating NOTIFY after Expires: 0"
@@ -171,7 +200,7 @@ class B2BParams:
         _int_at_least(1), 30, "lower bound of the refresh timer in seconds"
     )
     handle_presence_subscriptions: int = _opt(
-        _flag, 1, "0 refuses QSA presence subscriptions with an error status"
+        _switch, 1, "0 refuses QSA presence subscriptions with an error status; other integers: on"
     )
     presence_outbound_proxy: str = _opt(
         _sip_uri_or_empty, "", "bare SIP URI every out-of-dialog SUBSCRIBE is sent to"

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import psutil
 
-from ..ipc.control import Peer
+from ..config import Config
+from ..ipc.control import ConnectedClient, Peer
 from ..ipc.messages import AdminReply, AdminRequest
-
-if TYPE_CHECKING:
-    from .supervisor import Supervisor
+from .registry import Registry
+from .shards import ShardPool
 
 COMMANDS = ("stats", "list", "show", "kill", "refresh", "clients")
 
@@ -47,8 +48,24 @@ def _split_id(value: str) -> tuple[int, int]:
     return int(shard), int(did)
 
 
+class Supervised(Protocol):
+    """What the commands read of the supervisor; declared here so that this module
+    needs nothing from the supervisor's."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def pool(self) -> ShardPool: ...
+    @property
+    def clients(self) -> Mapping[int, ConnectedClient]: ...
+    @property
+    def registry(self) -> Registry: ...
+
+
 class AdminCommands:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervised) -> None:
         self.sup = supervisor
 
     async def run(self, request: AdminRequest, peer: Peer) -> AdminReply:
@@ -88,7 +105,7 @@ class AdminCommands:
                 for s, detail in zip(sup.pool, shards, strict=True)
             ],
             "clients": len(sup.clients),
-            "subscriptions": sum(len(e) for e in sup.registry.values()),
+            "subscriptions": len(sup.registry),
             "log_level": sup.cfg.server.log_level,
             "shard_memory_limit_bytes": sup.cfg.server.shard_memory_limit_bytes,
             **_process_figures(os.getpid()),
@@ -122,7 +139,7 @@ class AdminCommands:
         data = await self._one("kill", args)
         if isinstance(data, dict):
             for client, sub_id in data.get("clients", []):
-                self.sup.forget(client, sub_id)
+                self.sup.registry.forget(client, sub_id)
         return data
 
     async def _clients(self, args: dict[str, str]) -> list[dict[str, Any]]:
@@ -133,7 +150,7 @@ class AdminCommands:
                 "name": c.name,
                 "pid": c.pid,
                 "uid": c.uid,
-                "subscriptions": len(self.sup.registry.get(c.id, {})),
+                "subscriptions": self.sup.registry.count(c.id),
                 "connected_s": round(now - c.connected_at, 1),
                 "bad_request_records": c.requests.bad_records,
             }

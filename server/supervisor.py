@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 import time
 from typing import Any
 
@@ -41,7 +40,7 @@ from ..ipc.messages import AdminReply, AdminRequest, ProtocolError, Subscribe, d
 from ..metrics.collector import MetricsBlocks, make_registry
 from ..metrics.http import MetricsServer, parse_listen
 from .admin import AdminCommands
-from .routing import shard_of
+from .registry import Registry
 from .sdnotify import SystemdNotifier
 from .shards import Shard, ShardPool
 
@@ -54,18 +53,6 @@ MEMORY_CHECK_INTERVAL = 2.0
 """psutil reads /proc for each shard: a few tens of microseconds each."""
 STOP_MARGIN = 5.0
 """Seconds on top of wait_for_term_notify that shards get to finish on SIGTERM."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Entry:
-    """One client subscription as the registry keeps it."""
-
-    shard: int
-    package: str
-    record: str
-    subscriber: str
-    seq: int = 0
-    """Unique per Sub sent; the shard echoes it when the subscription ends on its own."""
 
 
 def config_tables(cfg: config_mod.Config) -> dict[str, Any]:
@@ -98,10 +85,7 @@ class Supervisor:
         )
         self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
         self.clients: dict[int, ConnectedClient] = {}
-        self.registry: dict[int, dict[int, Entry]] = {}
-        self._seq = 0
-        #: Unsubscribes that found their shard down, owed a final status once it is back.
-        self._missed: dict[int, list[Unsub]] = {i: [] for i in range(self.shard_count)}
+        self.registry = Registry(self.shard_count)
         self.notifier = SystemdNotifier()
         self.admin = AdminCommands(self)
         self.metrics_server: MetricsServer | None = None
@@ -168,9 +152,6 @@ class Supervisor:
         self.notifier.close()
         log.info("stopped")
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def reload(self) -> None:
         """SIGHUP: re-read the file and apply what can change while running."""
         if self.config_path is None:
@@ -221,18 +202,11 @@ class Supervisor:
         self.blocks.shard_started(shard.index, restart=restarted)
         for client in self.clients.values():
             shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
-        items: list[Sub | Unsub] = [
-            Sub(client_id, sub_id, e.package, e.record, e.subscriber, replay=restarted, seq=e.seq)
-            for client_id, entries in self.registry.items()
-            for sub_id, e in entries.items()
-            if e.shard == shard.index
-        ]
-        subs = len(items)
-        missed, self._missed[shard.index] = self._missed[shard.index], []
-        items += [u for u in missed if u.client in self.clients]
+        items = self.registry.replay(shard.index, restarted=restarted)
         for batch in batches(items):
             shard.send(batch)
         if restarted:
+            subs = sum(isinstance(item, Sub) for item in items)
             log.info("shard %d: back up; %d subscriptions replayed", shard.index, subs)
         if not self._ready_sent and all(s.up for s in self.pool):
             self._ready_sent = True
@@ -246,11 +220,7 @@ class Supervisor:
         if isinstance(msg, Pong):
             shard.last_pong = time.monotonic()
         elif isinstance(msg, Ended):
-            for client, sub_id, seq in msg.items:
-                entries = self.registry.get(client, {})
-                entry = entries.get(sub_id)
-                if entry is not None and entry.shard == shard.index and entry.seq == seq:
-                    del entries[sub_id]
+            self.registry.ended(shard.index, msg.items)
 
     def _pids(self) -> dict[str, int]:
         pids = {"supervisor": os.getpid()}
@@ -338,7 +308,7 @@ class Supervisor:
 
     def _status_line(self) -> str:
         up = sum(s.up for s in self.pool)
-        subs = sum(len(e) for e in self.registry.values())
+        subs = len(self.registry)
         clients = len(self.clients)
         return f"{up}/{self.shard_count} shards up, {clients} clients, {subs} subscriptions"
 
@@ -348,7 +318,7 @@ class Supervisor:
         if self.stopping:
             return
         self.clients[client.id] = client
-        self.registry[client.id] = {}
+        self.registry.add_client(client.id)
         for shard in self.pool:
             shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
         loop = asyncio.get_running_loop()
@@ -360,16 +330,15 @@ class Supervisor:
         self.clients.pop(client.id, None)
         self._count_bad_ring_records(client)
         self._ring_bad_seen.pop(client.id, None)
-        entries = self.registry.pop(client.id, {})
+        subs = self.registry.remove_client(client.id)
         for shard in self.pool:
             shard.send(Detach(client.id))
-        log.info("client %d gone; its %d subscriptions end", client.id, len(entries))
+        log.info("client %d gone; its %d subscriptions end", client.id, subs)
 
     def _requests(self, client: ConnectedClient, records: list[bytes]) -> None:
         if self.stopping:
             return
-        entries = self.registry.get(client.id)
-        if entries is None:
+        if not self.registry.has_client(client.id):
             return
         for record in records:
             try:
@@ -380,54 +349,21 @@ class Supervisor:
                 continue
             if isinstance(msg, Subscribe):
                 self._m_requests["subscribe"].value += 1
-                self._subscribe(client.id, entries, msg)
+                limit = self.cfg.server.max_subscriptions_per_client
+                index, sub = self.registry.subscribe(client.id, msg, limit)
+                self.pool.shards[index].send(sub)
             else:
                 self._m_requests["unsubscribe"].value += 1
-                entry = entries.pop(msg.id, None)
-                if entry is not None:
-                    self._unsubscribe(client.id, msg.id, entry)
+                self.unsubscribe(client.id, msg.id)
 
-    def _subscribe(self, client: int, entries: dict[int, Entry], msg: Subscribe) -> None:
-        existing = entries.get(msg.id)
-        if existing is not None:
-            # The shard that holds the id refuses the duplicate and tells the client.
-            self.pool.shards[existing.shard].send(
-                Sub(client, msg.id, msg.package, msg.record, msg.subscriber, seq=existing.seq)
-            )
-            return
-        index = shard_of(msg.record, msg.subscriber, self.shard_count)
-        limit = self.cfg.server.max_subscriptions_per_client
-        if limit and len(entries) >= limit:
-            self.pool.shards[index].send(Sub(
-                client, msg.id, msg.package, msg.record, msg.subscriber,
-                refuse=f"this client already has {len(entries)} subscriptions, the limit"
-                " (server.max_subscriptions_per_client)",
-            ))
-            return
-        self._seq += 1
-        # One subscriber (or package) string for all its entries: a watcher with
-        # a thousand buddies costs one copy, not a thousand.
-        entries[msg.id] = Entry(
-            index, sys.intern(msg.package), msg.record, sys.intern(msg.subscriber), self._seq
-        )
-        self.pool.shards[index].send(
-            Sub(client, msg.id, msg.package, msg.record, msg.subscriber, seq=self._seq)
-        )
-
-    def _unsubscribe(self, client: int, sub_id: int, entry: Entry) -> None:
-        if not self.pool.shards[entry.shard].send(Unsub(client, sub_id)):
-            # The shard is down, so its replay will not include this subscription; but
-            # the client waits for its final status, and only the shard writes to it.
-            self._missed[entry.shard].append(Unsub(client, sub_id, missed=True))
+    def unsubscribe(self, client: int, sub_id: int) -> None:
+        """End a client's subscription; if its shard is down, once the shard is back."""
+        entry = self.registry.unsubscribe(client, sub_id)
+        if entry is not None and not self.pool.shards[entry.shard].send(Unsub(client, sub_id)):
+            self.registry.owe_unsubscribe(client, sub_id, entry.shard)
 
     async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
         return await self.admin.run(request, peer)
-
-    def forget(self, client: int, sub_id: int) -> None:
-        """Drop a registry entry a shard ended on its own (operator's kill)."""
-        entries = self.registry.get(client)
-        if entries is not None:
-            entries.pop(sub_id, None)
 
 
 _RESTART_ONLY = (

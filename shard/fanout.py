@@ -26,11 +26,10 @@ import msgspec
 from ..ipc.messages import encode
 from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
-from ..presence.status import Failure, FailureKind, Status, SubscriptionState
+from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 
 log = logging.getLogger(__name__)
 
-Message = Status | Failure
 Key = tuple[str, str, str]  # package, record, subscriber
 Interest = tuple[int, int]  # client, the client's subscription id
 EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
@@ -45,16 +44,16 @@ class DialogEntry:
         self.did = did
         self.key = key
         self.interests: set[Interest] = set()
-        self.last: Message | None = None
+        self.last: StatusMessage | None = None
 
 
-def _for_client(msg: Message, sub_id: int, merged: int = 0) -> Message:
+def _for_client(msg: StatusMessage, sub_id: int, merged: int = 0) -> StatusMessage:
     if isinstance(msg, Status):
         return msgspec.structs.replace(msg, id=sub_id, merged=msg.merged + merged)
     return msgspec.structs.replace(msg, id=sub_id)
 
 
-def _shrunk(msg: Message, limit: int) -> Message:
+def _shrunk(msg: StatusMessage, limit: int) -> StatusMessage:
     """A status whose body does not fit the ring still tells its state."""
     if isinstance(msg, Status):
         return msgspec.structs.replace(
@@ -73,13 +72,13 @@ class Outbox:
         self.ring = ring
         self.writer: RingWriter = ring.writer()
         self.m = metrics
-        self.pending: dict[int, tuple[Message, int]] = {}
+        self.pending: dict[int, tuple[StatusMessage, int]] = {}
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         #: The shard's qsa_ring_high_water_bytes{direction="status"}, raised after writes.
         self.high = metrics.qsa_ring_high_water_bytes.labels("status")
 
-    def put(self, sub_id: int, msg: Message) -> None:
+    def put(self, sub_id: int, msg: StatusMessage) -> None:
         # Write at once only when nothing is queued or in flight: the drain task may
         # hold an older status it is waiting to write, and a newer one must not
         # overtake it (the client would end up with the older state).
@@ -97,7 +96,7 @@ class Outbox:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._drain())
 
-    def _try(self, msg: Message) -> bool:
+    def _try(self, msg: StatusMessage) -> bool:
         data = encode(msg)
         try:
             if len(data) > self.writer.max_record:
@@ -287,7 +286,7 @@ class FanOut:
 
     # ------------------------------------------------------------------ engine callbacks
 
-    def deliver(self, msg: Message) -> None:
+    def deliver(self, msg: StatusMessage) -> None:
         entry = self.dialogs.get(msg.id)
         if entry is None:
             return
@@ -317,7 +316,7 @@ class FanOut:
 
     # ------------------------------------------------------------------ helpers
 
-    def _send(self, client: int, sub_id: int, msg: Message) -> None:
+    def _send(self, client: int, sub_id: int, msg: StatusMessage) -> None:
         box = self.outboxes.get(client)
         if box is not None:
             box.put(sub_id, msg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .message import SipParseError
+from .message import SipParseError, split_list, split_quoted
 
 __all__ = [
     "MAX_DELTA_SECONDS",
@@ -29,6 +29,7 @@ __all__ = [
     "parse_name_addr",
     "parse_params",
     "parse_retry_after",
+    "parse_route",
     "parse_subscription_state",
     "parse_tag",
     "parse_uri",
@@ -43,30 +44,6 @@ MAX_DELTA_SECONDS = 2**32 - 1
 
 def _bad(message: str) -> SipParseError:
     return SipParseError("header", message)
-
-
-def _split_unquoted(text: str, sep: str) -> list[str]:
-    if '"' not in text:
-        return text.split(sep)
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == sep:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
 
 
 def _unquote(value: str) -> str:
@@ -86,7 +63,7 @@ def parse_params(text: str) -> Params:
     """Parse `;k=v;flag` (leading `;` optional). Names are lower-cased, quoted values
     unquoted, flags map to None. Empty segments are skipped."""
     params: Params = {}
-    for seg in text.split(";") if '"' not in text else _split_unquoted(text, ";"):
+    for seg in text.split(";") if '"' not in text else split_quoted(text, ";"):
         if not seg:
             continue
         name, eq, value = seg.partition("=")
@@ -251,6 +228,22 @@ def parse_name_addr(value: str) -> NameAddr:
     if tail and tail[0] != ";":
         raise _bad(f"junk after <uri> {v[:60]!r}")
     return NameAddr(display, uri, parse_params(tail))
+
+
+def parse_route(value: str) -> list[NameAddr]:
+    """A Route header value (RFC 3261 §20.34): one or more comma-separated
+    name-addrs, each in <...> and holding a SIP URI."""
+    entries = split_list(value)
+    if not entries:
+        raise _bad("empty Route")
+    route: list[NameAddr] = []
+    for entry in entries:
+        if entry[0] not in '<"':
+            raise _bad(f"Route entry without <uri> {entry[:60]!r}")
+        addr = parse_name_addr(entry)
+        parse_uri(addr.uri)
+        route.append(addr)
+    return route
 
 
 def parse_tag(value: str) -> str | None:

@@ -19,9 +19,11 @@ __all__ = [
     "Response",
     "SipParseError",
     "canonical_name",
+    "parse_header_line",
     "parse_message",
     "require",
     "split_list",
+    "split_quoted",
 ]
 
 
@@ -108,40 +110,44 @@ def canonical_name(name: str) -> str:
     return canon
 
 
-def split_list(value: str) -> list[str]:
-    """Split a list header value at commas outside quotes and <...>."""
-    if "," not in value:
-        v = value.strip()
-        return [v] if v else []
+def split_quoted(text: str, sep: str) -> list[str]:
+    """Split ``text`` at every ``sep`` outside double quotes (backslash escapes
+    honoured) and outside <...>, the one splitter of the SIP core; parts are kept
+    as they are, empty ones included."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
     parts: list[str] = []
     start = 0
-    in_quotes = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
+    in_quotes = in_angle = escaped = False
+    for i, ch in enumerate(text):
         if in_quotes:
-            if ch == "\\":
-                i += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             elif ch == '"':
                 in_quotes = False
+        elif ch == sep:
+            if not in_angle:
+                parts.append(text[start:i])
+                start = i + 1
         elif ch == '"':
             in_quotes = True
         elif ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
-        elif ch == "," and not in_angle:
-            part = value[start:i].strip()
-            if part:
-                parts.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        parts.append(part)
+    parts.append(text[start:])
     return parts
+
+
+def split_list(value: str) -> list[str]:
+    """The entries of a list header value: split at commas outside quotes and
+    <...>, stripped, empty ones dropped."""
+    if "," not in value:
+        v = value.strip()
+        return [v] if v else []
+    return [p for p in (part.strip() for part in split_quoted(value, ",")) if p]
 
 
 def _check_value(value: str) -> str:
@@ -405,14 +411,7 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
         name, sep, value = line.partition(":")
         canon = exact.get(name) or canon_map.get(name.lower())
         if canon is None or not sep:
-            if not sep:
-                raise SipParseError("header", f"no colon in header line {line[:40]!r}")
-            name = name.rstrip(" \t")
-            canon = canon_map.get(name.lower())
-            if canon is None:
-                if not name or not _TOKEN_CHARS.issuperset(name):
-                    raise SipParseError("header", f"bad header name {name[:40]!r}")
-                canon = canonical_name(name)
+            canon, value = parse_header_line(line)
         value = value.strip(" \t")
         if canon == "Content-Length":
             cl = _content_length(value)
@@ -432,6 +431,22 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
             raise SipParseError("truncated", f"body shorter than Content-Length {length}")
         msg.body = data[body_start:end]
     return msg
+
+
+def parse_header_line(line: str) -> tuple[str, str]:
+    """One ``Name: value`` line as the parser reads it: (canonical name, value). The
+    name must be a token; a continuation line, CR or LF is refused."""
+    if "\r" in line or "\n" in line:
+        raise SipParseError("header", f"CR or LF inside a header line {line[:40]!r}")
+    if line[:1] in (" ", "\t"):
+        raise SipParseError("header", f"continuation line without a header {line[:40]!r}")
+    name, sep, value = line.partition(":")
+    if not sep:
+        raise SipParseError("header", f"no colon in header line {line[:40]!r}")
+    name = name.rstrip(" \t")
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        raise SipParseError("header", f"bad header name {name[:40]!r}")
+    return canonical_name(name), value.strip(" \t")
 
 
 def require(msg: Message, *names: str) -> None:

@@ -6,10 +6,8 @@ configuration key changes; a test fails while the file and describe() disagree.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from presence_b2b.config import describe
+from presence_b2b.toml_writer import toml_value
 
 HEADER = """\
 # presence-b2b configuration (/etc/presence-b2b/presence-b2b.toml).
@@ -33,18 +31,6 @@ NOTES = {
     ),
     "metrics.listen": "scraped by Prometheus; keep it on loopback or a management network",
 }
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {value!r}")
 
 
 def render() -> str:

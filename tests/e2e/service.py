@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 from presence_b2b.ipc.client import QsaError, admin
 from presence_b2b.server.routing import shard_of
 
+from presence_b2b.toml_writer import toml_tables
 from tests.peers.ports import LOOPBACK, udp_port_in_use
 
 T = TypeVar("T")
@@ -72,34 +72,12 @@ def wait_for(
         time.sleep(interval)
 
 
-def toml_value(value: object) -> str:
-    """A TOML literal for the few value types a test config needs."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def toml_text(tables: Mapping[str, Mapping[str, object]]) -> str:
-    lines: list[str] = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
 def cli_command() -> list[str]:
     """How to run the CLI: the venv's entry point when there is one, else ``-m``."""
     script = Path(sys.executable).with_name("presence-b2b")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "presence_b2b"]
+    return [sys.executable, "-m", "presence_b2b.cli"]
 
 
 class ServiceProcess:
@@ -131,7 +109,7 @@ class ServiceProcess:
             tables.setdefault(name, {}).update(table)
         self.tables = tables
         self.config_path = self.workdir / "presence-b2b.toml"
-        self.config_path.write_text(toml_text(tables))
+        self.config_path.write_text(toml_tables(tables))
         self.stderr_path = self.workdir / "stderr.log"
         merged: dict[str, str | None] = {**os.environ, **(env or {})}
         self.env = {k: v for k, v in merged.items() if v is not None}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.service import cli_command, toml_text
+from presence_b2b.toml_writer import toml_tables
+from tests.e2e.service import cli_command
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,30 @@ BAD = [
     ),
     pytest.param({"sip": {"t1": "fast"}}, "sip.t1", "must be a number", id="string-for-number"),
     pytest.param({"sip": {"port": 70000}}, "sip.port", "1..65535", id="port-out-of-range"),
+    pytest.param(
+        {"presence_b2b": {"presence_route": "<sip:p.example.com;lr"}},
+        "presence_b2b.presence_route",
+        "Route header text",
+        id="unterminated-route",
+    ),
+    pytest.param(
+        {"presence_b2b": {"presence_outbound_proxy": "sip:proxy:99999"}},
+        "presence_b2b.presence_outbound_proxy",
+        "bare SIP URI",
+        id="proxy-port-out-of-range",
+    ),
+    pytest.param(
+        {"presence_b2b": {"additional_presence_headers": "P-Bad Name: x\r\n"}},
+        "presence_b2b.additional_presence_headers",
+        "bad header name",
+        id="header-name-not-a-token",
+    ),
+    pytest.param(
+        {"presence_b2b": {"additional_presence_headers": "i: my-own-call-id\r\n"}},
+        "presence_b2b.additional_presence_headers",
+        "must not set Call-ID",
+        id="header-the-stack-writes",
+    ),
 ]
 
 
@@ -40,7 +65,7 @@ def _write(tmp_path: Path, tables: dict[str, dict[str, object]]) -> Path:
     }
     for name, table in tables.items():
         base.setdefault(name, {}).update(table)
-    path.write_text(toml_text(base))
+    path.write_text(toml_tables(base))
     return path
 
 

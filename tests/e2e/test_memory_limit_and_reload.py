@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.service import ServiceProcess, toml_text, wait_for
+from presence_b2b.toml_writer import toml_tables
+from tests.e2e.service import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def test_sighup_applies_new_presence_b2b_parameters_to_every_shard(service: Serv
     tables = {k: dict(v) for k, v in svc.tables.items()}
     tables["presence_b2b"]["default_expiration"] = 777
     tables["server"]["log_level"] = "debug"
-    svc.config_path.write_text(toml_text(tables))
+    svc.config_path.write_text(toml_tables(tables))
     os.kill(svc.pid, signal.SIGHUP)
 
     def reloaded() -> bool | None:
@@ -67,7 +68,7 @@ def test_sighup_names_keys_that_need_a_restart_and_keeps_them(service: Service) 
     svc.wait_all_shards_up()
     tables = {k: dict(v) for k, v in svc.tables.items()}
     tables["sip"]["t1"] = 0.2
-    svc.config_path.write_text(toml_text(tables))
+    svc.config_path.write_text(toml_tables(tables))
     os.kill(svc.pid, signal.SIGHUP)
     wait_for("the restart-only warning", lambda: "sip.t1" in svc.stderr() or None, 15.0)
     assert svc.running()
@@ -79,6 +80,24 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(service: Serv
     svc.config_path.write_text("[presence_b2b]\ndefault_expiration = 'soon'\n")
     os.kill(svc.pid, signal.SIGHUP)
     wait_for("the refusal", lambda: "configuration refused" in svc.stderr() or None, 15.0)
+    assert svc.running()
+    assert _shard_params(svc) == before
+
+
+def test_sighup_refuses_a_header_the_stack_writes_and_keeps_the_running_configuration(
+    service: Service,
+) -> None:
+    svc = service(shards=1)
+    svc.wait_all_shards_up()
+    before = _shard_params(svc)
+    assert before and before[0].get("default_expiration") != 777
+    tables = {k: dict(v) for k, v in svc.tables.items()}
+    tables["presence_b2b"] = {"default_expiration": 777, "additional_presence_headers": "v: x\r\n"}
+    svc.config_path.write_text(toml_tables(tables))
+    os.kill(svc.pid, signal.SIGHUP)
+    refusal = "configuration refused"
+    wait_for("the refusal", lambda: refusal in svc.stderr() or None, 15.0)
+    assert "presence_b2b.additional_presence_headers" in svc.stderr()
     assert svc.running()
     assert _shard_params(svc) == before
 

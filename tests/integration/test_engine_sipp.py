@@ -18,7 +18,13 @@ import pytest
 import uvloop
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
-from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
+from presence_b2b.presence.status import (
+    Failure,
+    FailureKind,
+    Status,
+    StatusMessage,
+    SubscriptionState,
+)
 from presence_b2b.shard.engine import Address, Engine, LocalEndpoint
 from presence_b2b.shard.transport import EngineDriver, bind_udp, open_driver
 
@@ -46,7 +52,6 @@ FAST_PARAMS = B2BParams(
     resubscribe_delta=2,
 )
 
-Message = Status | Failure
 T = TypeVar("T")
 
 
@@ -63,7 +68,7 @@ class LiveEngine:
         self.port: int = sock.getsockname()[1]
         self.driver: EngineDriver
         self.driver, self.transport = self.loop.run_until_complete(open_driver(self.loop, sock))
-        self.delivered: list[Message] = []
+        self.delivered: list[StatusMessage] = []
         self.finished: list[int] = []
         self.sent: list[tuple[bytes, Address]] = []
         self.engine = Engine(
@@ -115,7 +120,7 @@ class LiveEngine:
         job = self.loop.run_in_executor(None, fn)
         return self.loop.run_until_complete(asyncio.wait_for(job, timeout))
 
-    def wait_delivered(self, count: int, timeout: float = 10.0) -> list[Message]:
+    def wait_delivered(self, count: int, timeout: float = 10.0) -> list[StatusMessage]:
         """The first ``count`` messages delivered; fails the test with what came if fewer."""
         ok = self.run_until(lambda: len(self.delivered) >= count, timeout)
         assert ok, f"expected {count} deliveries within {timeout:g} s, got {self.delivered}"
@@ -158,15 +163,15 @@ def record_at(uas: SippProcess, user: str = "presentity") -> str:
     return f"sip:{user}@{LOOPBACK}:{uas.port}"
 
 
-def statuses(messages: list[Message]) -> list[Status]:
+def statuses(messages: list[StatusMessage]) -> list[Status]:
     return [m for m in messages if isinstance(m, Status)]
 
 
-def failures(messages: list[Message]) -> list[Failure]:
+def failures(messages: list[StatusMessage]) -> list[Failure]:
     return [m for m in messages if isinstance(m, Failure)]
 
 
-def summary(m: Message) -> tuple[str, str, str | None]:
+def summary(m: StatusMessage) -> tuple[str, str, str | None]:
     """(state, reason, basic) of a Status; ("failure", kind, None) of a Failure."""
     if isinstance(m, Failure):
         return ("failure", str(m.kind), None)

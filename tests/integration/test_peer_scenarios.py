@@ -9,14 +9,18 @@ end: subscribe, PUBLISH, NOTIFY with the published PIDF, unsubscribe.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.peers import kamailio as kamailio_module
+from tests.peers import sipp as sipp_module
 from tests.peers.fixtures import SippPairRunner, SippUacFactory, SippUasFactory
 from tests.peers.kamailio import KamailioPresenceServer, options_ping
-from tests.peers.sipp import SippExit, sipp_binary
+from tests.peers.ports import LOOPBACK, udp_bound_by
+from tests.peers.sipp import SippExit, SippProcess, sipp_binary
 
 pytestmark = [
     pytest.mark.integration,
@@ -238,3 +242,37 @@ def test_kamailio_sends_the_published_state_in_the_first_notify(
         sub.expect_success(15)
     finally:
         kamailio.unpublish("carol", etag)
+
+
+@pytest.fixture
+def taken_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A UDP port held by this test, handed out as the next 'free' port: the race in
+    which another process binds the port a peer was about to bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind((LOOPBACK, 0))
+        port: int = holder.getsockname()[1]
+        for module in (sipp_module, kamailio_module):
+            monkeypatch.setattr(module, "free_udp_port", lambda: port)
+        yield port
+
+
+def test_sipp_whose_port_was_taken_binds_a_new_one(taken_port: int) -> None:
+    uas = SippProcess("uas_basic")
+    try:
+        with uas:
+            assert uas.port != taken_port
+            assert udp_bound_by(uas.pid or 0, uas.port)
+    finally:
+        uas.cleanup()
+
+
+def test_kamailio_whose_port_was_taken_binds_a_new_one(taken_port: int) -> None:
+    if kamailio_module.kamailio_binary() is None:
+        pytest.skip("kamailio is not installed")
+    server = KamailioPresenceServer()
+    try:
+        with server:
+            assert server.port != taken_port
+            assert options_ping(server.port) == 200
+    finally:
+        server.cleanup()

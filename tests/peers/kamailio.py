@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.peers.ports import LOOPBACK, free_udp_port
+from tests.peers.ports import LOOPBACK, free_udp_port, start_with_port_retries, udp_bound_by
 from tests.peers.sipp import SippError, SippProcess
 
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
@@ -159,6 +159,7 @@ class KamailioPresenceServer:
         self.binary = binary
         self.host = LOOPBACK
         self.port = port if port is not None else free_udp_port()
+        self._port_chosen_here = port is None
         self.shm_mb = shm_mb
         self.debug = debug
         self._own_dir = workdir is None
@@ -216,6 +217,20 @@ class KamailioPresenceServer:
         """Write config and db, start kamailio, return once OPTIONS gets a 200."""
         if self._proc is not None:
             raise RuntimeError("already started")
+        move_to = self._move_to if self._port_chosen_here else None
+        if not start_with_port_retries(lambda: self._spawn(ready_timeout), move_to):
+            raise RuntimeError(
+                f"kamailio could not bind udp:{self.host}:{self.port}\n"
+                f"log tail:\n{self.log_tail()}"
+            )
+        return self
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+
+    def _spawn(self, ready_timeout: float) -> bool:
+        """Run kamailio; True once it answers OPTIONS on its own port, False if it
+        exited because the port was taken."""
         self._prepare()
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
@@ -230,9 +245,13 @@ class KamailioPresenceServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 break
-            if options_ping(self.port) == 200:
-                return self
+            if not udp_bound_by(self._proc.pid, self.port):
+                time.sleep(0.01)
+            elif options_ping(self.port) == 200:
+                return True
         code = self._proc.poll()
+        if code is not None and "Address already in use" in self.log():
+            return False
         self.stop()
         state = f"exited with {code}" if code is not None else f"no 200 in {ready_timeout:g} s"
         raise RuntimeError(

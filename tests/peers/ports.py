@@ -11,6 +11,8 @@ import socket
 import time
 from collections.abc import Callable
 
+import psutil
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -52,17 +54,52 @@ def udp_port_in_use(port: int) -> bool:
         return False
 
 
-def wait_udp_bound(port: int, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
-    """Poll until a peer has bound 127.0.0.1:port; False on timeout.
+def udp_bound_by(pid: int, port: int) -> bool:
+    """True when process `pid` or one of its children holds 127.0.0.1:port (UDP): the
+    peer itself, not some other process that took the port first."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return any(
+            conn.laddr and conn.laddr.port == port
+            for p in procs
+            for conn in p.net_connections(kind="udp4")
+        )
+    except psutil.Error:
+        return False
 
-    `alive`, when given, is a callable returning False once the peer process has
-    died, so a peer that failed to start is reported at once instead of at timeout.
-    """
+
+def wait_udp_bound(pid: int, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
+    """Poll until process `pid` has bound 127.0.0.1:port; False on timeout or as soon
+    as `alive()` says the peer died (e.g. because the port was taken)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if udp_port_in_use(port):
+        if udp_bound_by(pid, port):
             return True
-        if alive is not None and not alive():
+        if not alive():
             return False
         time.sleep(0.01)
     return False
+
+
+#: How many free ports a peer tries before giving up.
+BIND_ATTEMPTS = 5
+
+
+def start_with_port_retries(
+    start: Callable[[], bool], move_to: Callable[[int], None] | None
+) -> bool:
+    """Start a peer, moving it to another free port while its port was taken.
+
+    free_udp_port() releases the port it found, and another process may bind it
+    before the peer does. `start()` returns False only for that (the peer could not
+    bind). `move_to(port)` moves the peer to a new port; None when the caller chose
+    the port, which is then tried once. Returns what the last start() returned.
+    """
+    started = start()
+    for _ in range(BIND_ATTEMPTS - 1):
+        if started or move_to is None:
+            break
+        move_to(free_udp_port())
+        started = start()
+    return started

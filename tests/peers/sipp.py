@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from tests.peers.ports import LOOPBACK, free_udp_port, wait_udp_bound
+from tests.peers.ports import LOOPBACK, free_udp_port, start_with_port_retries, wait_udp_bound
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
@@ -271,6 +271,7 @@ class SippProcess:
         defaults = SCENARIOS.get(self.scenario.stem, ScenarioDefaults())
         self.role: Role = role
         self.port = port if port is not None else free_udp_port()
+        self._port_chosen_here = port is None
         self.remote_port = remote_port
         self.calls = calls if calls is not None else defaults.calls
         given = {k: str(v) for k, v in (keys or {}).items()}
@@ -333,6 +334,13 @@ class SippProcess:
         """
         if self._proc is not None:
             raise RuntimeError("already started")
+        move_to = self._move_to if self._port_chosen_here else None
+        if not start_with_port_retries(lambda: self._spawn(ready_timeout), move_to):
+            raise SippError(f"SIPp could not bind 127.0.0.1:{self.port}\n" + self.report())
+        return self
+
+    def _spawn(self, ready_timeout: float) -> bool:
+        """Run SIPp; True once it holds its port, False if it exited for a taken port."""
         with open(self.stdout_file, "wb") as out:
             self._proc = subprocess.Popen(
                 self.args,
@@ -343,10 +351,16 @@ class SippProcess:
                 start_new_session=True,  # a signal to the test runner does not hit it
             )
         self.started_at = time.monotonic()
-        if not wait_udp_bound(self.port, ready_timeout, alive=self.running):
-            self.stop()
-            raise SippError(f"SIPp did not bind 127.0.0.1:{self.port}\n" + self.report())
-        return self
+        if wait_udp_bound(self._proc.pid, self.port, ready_timeout, alive=self.running):
+            return True
+        if self.returncode == SippExit.BIND_ERROR:
+            return False
+        self.stop()
+        raise SippError(f"SIPp did not bind 127.0.0.1:{self.port}\n" + self.report())
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.args[self.args.index("-p") + 1] = str(port)
 
     def running(self) -> bool:
         """True while the process is alive."""

@@ -1,5 +1,6 @@
 """docs/configuration.md names every key the code knows, with its default."""
 
+import re
 from pathlib import Path
 
 from presence_b2b import config
@@ -15,3 +16,9 @@ def test_every_configuration_key_is_documented() -> None:
 def test_every_table_has_a_section() -> None:
     for table in ("presence_b2b", "sip", "server", "metrics"):
         assert f"## `[{table}]`" in DOC
+
+
+def test_the_headers_listed_as_refused_are_the_ones_the_code_refuses() -> None:
+    listed = DOC.split("the headers the service writes into every SUBSCRIBE itself:")[1]
+    listed = listed.split("(use `presence_route`)")[0]
+    assert set(re.findall(r"`([A-Za-z-]+)`", listed)) == set(config.STACK_HEADERS)

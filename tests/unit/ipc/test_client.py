@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from presence_b2b.cli import watch
 from presence_b2b.ipc import messages as m
 from presence_b2b.ipc.client import (
     BlockingQsaClient,
@@ -37,9 +38,13 @@ from presence_b2b.ipc.client import (
 )
 from presence_b2b.ipc.control import ConnectedClient, ControlServer, Peer
 from presence_b2b.presence.document import Note, PresenceTuple, Presentity
-from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
-
-from presence_b2b import watch
+from presence_b2b.presence.status import (
+    Failure,
+    FailureKind,
+    Status,
+    StatusMessage,
+    SubscriptionState,
+)
 
 SHARDS = 2
 PIDF = b'<?xml version="1.0"?><presence entity="sip:b@x"/>'
@@ -88,7 +93,7 @@ class EchoShard:
                 )
             self.send(client, status)
 
-    def send(self, client: ConnectedClient, message: Status | Failure) -> None:
+    def send(self, client: ConnectedClient, message: StatusMessage) -> None:
         writer = client.status_writer(message.id % len(client.status_rings))
         assert writer.try_write(m.encode(message))
 
@@ -538,7 +543,7 @@ def test_watch_exits_0_on_sigterm(sock_path: str) -> None:
                 sys.executable,
                 "-c",
                 "import sys, argparse\n"
-                "from presence_b2b import watch\n"
+                "from presence_b2b.cli import watch\n"
                 "p = argparse.ArgumentParser(); watch.add_arguments(p)\n"
                 "sys.exit(watch.run(p.parse_args(sys.argv[1:])))\n",
                 "sip:b@x",

@@ -7,12 +7,22 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import uvloop
-from presence_b2b.ipc.ring import OFF_HEAD, Ring, RingBroken, RingFull
+from presence_b2b.ipc.ring import (
+    OFF_CONSUMER_SLEEPING,
+    OFF_HEAD,
+    OFF_PRODUCER_WAITING,
+    Ring,
+    RingBroken,
+    RingFull,
+)
+
+SAFETY = 5.0
+"""Seconds after which a wait that should have ended fails the test instead of hanging."""
 
 
 @pytest.fixture
@@ -20,6 +30,47 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp = uvloop.new_event_loop()
     yield lp
     lp.close()
+
+
+class Collected:
+    """An ``attach_reader`` callback that a test can await a number of records from."""
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, batch: list[bytes]) -> None:
+        self.records.extend(batch)
+        self.changed.set()
+
+    async def at_least(self, count: int) -> list[bytes]:
+        async def enough() -> None:
+            while len(self.records) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(enough(), SAFETY)
+        return self.records
+
+
+async def _turns(count: int = 20) -> None:
+    """Let the loop run ``count`` rounds, polling its fds each time: long enough for any
+    ready callback to run, without waiting on the clock."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def _producer_waiting(ring: Ring) -> bool:
+    """The ring's producer_waiting word (docs/ring-layout.md), as the consumer sees it."""
+    return os.pread(ring.fds()[0], 8, OFF_PRODUCER_WAITING) != bytes(8)
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait for another thread to reach a state the test can observe."""
+    deadline = time.monotonic() + SAFETY
+    while not condition():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.0005)
 
 
 def _eventfd_count(fd: int) -> int:
@@ -63,12 +114,13 @@ def test_the_consumer_signals_space_only_to_a_waiting_producer(small_ring: Ring)
     assert _eventfd_count(space_efd) == 0
     assert not writer.try_write(b"y" * 2000)
     assert not writer.wait_for_space(0.0)  # announces waiting; nothing freed yet
-    waiter = threading.Thread(target=writer.wait_for_space, args=(5.0,))
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(writer.wait_for_space(SAFETY)))
     waiter.start()
-    time.sleep(0.05)
+    _until(lambda: _producer_waiting(small_ring))
     reader.read_batch(1)
-    waiter.join(5.0)
-    assert not waiter.is_alive()
+    waiter.join(SAFETY)
+    assert woken == [True]
 
 
 def test_write_blocking_raises_ring_full_after_the_timeout(small_ring: Ring) -> None:
@@ -83,10 +135,11 @@ def test_write_blocking_raises_ring_full_after_the_timeout(small_ring: Ring) -> 
 def test_write_blocking_waits_for_the_consumer_to_make_room(small_ring: Ring) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
     writer.write_batch([b"x" * 1000] * 4)
-    timer = threading.Timer(0.05, reader.read_batch)
-    timer.start()
-    writer.write_blocking(b"y" * 1000, 5.0)
-    timer.join()
+    blocked = threading.Thread(target=writer.write_blocking, args=(b"y" * 1000, SAFETY))
+    blocked.start()
+    _until(lambda: _producer_waiting(small_ring))
+    reader.read_batch()
+    blocked.join(SAFETY)
     assert reader.read_batch() == [b"y" * 1000]
 
 
@@ -98,10 +151,15 @@ def test_read_blocking_returns_nothing_after_the_timeout(small_ring: Ring) -> No
 
 def test_read_blocking_wakes_when_a_record_arrives(small_ring: Ring) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
-    timer = threading.Timer(0.05, writer.try_write, args=(b"late",))
-    timer.start()
-    assert reader.read_blocking(5.0) == [b"late"]
-    timer.join()
+
+    def write_once_the_consumer_sleeps() -> None:
+        _until(lambda: os.pread(small_ring.fds()[0], 8, OFF_CONSUMER_SLEEPING) != bytes(8))
+        writer.try_write(b"late")
+
+    sender = threading.Thread(target=write_once_the_consumer_sleeps)
+    sender.start()
+    assert reader.read_blocking(SAFETY) == [b"late"]
+    sender.join(SAFETY)
 
 
 def test_the_async_reader_drains_what_was_there_before_attaching(
@@ -109,10 +167,9 @@ def test_the_async_reader_drains_what_was_there_before_attaching(
 ) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
     writer.write_batch([b"a", b"b"])
-    got: list[bytes] = []
-    reader.attach_reader(loop, got.extend)
-    loop.run_until_complete(asyncio.sleep(0.01))
-    assert got == [b"a", b"b"]
+    got = Collected()
+    reader.attach_reader(loop, got)
+    assert loop.run_until_complete(got.at_least(2)) == [b"a", b"b"]
     reader.detach()
 
 
@@ -120,19 +177,14 @@ def test_the_async_reader_is_woken_by_the_doorbell(
     small_ring: Ring, loop: asyncio.AbstractEventLoop
 ) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
-    got: list[bytes] = []
-    reader.attach_reader(loop, got.extend)
-    loop.run_until_complete(asyncio.sleep(0.01))  # drained and asleep
-    sender = threading.Timer(0.02, writer.write_batch, args=([b"wake", b"up"],))
-    sender.start()
-
-    async def until_delivered() -> None:
-        while len(got) < 2:
-            await asyncio.sleep(0.001)
-
-    loop.run_until_complete(asyncio.wait_for(until_delivered(), 5.0))
-    sender.join()
-    assert got == [b"wake", b"up"]
+    got = Collected()
+    reader.attach_reader(loop, got)
+    loop.run_until_complete(_turns())  # drained and asleep
+    assert reader.prepare_sleep()
+    wakeups = reader.wakeups
+    writer.write_batch([b"wake", b"up"])
+    assert loop.run_until_complete(got.at_least(2)) == [b"wake", b"up"]
+    assert reader.wakeups == wakeups + 1
     reader.detach()
 
 
@@ -142,17 +194,16 @@ def test_a_failing_callback_does_not_stall_the_async_reader(
     writer, reader = small_ring.writer(), small_ring.reader()
     errors: list[Any] = []
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-    got: list[bytes] = []
+    got = Collected()
 
     def callback(batch: list[bytes]) -> None:
-        got.extend(batch)
-        if len(got) == 1:
+        got(batch)
+        if len(got.records) == 1:
             raise ValueError("decoder blew up")
 
     reader.attach_reader(loop, callback, max_records=1)
     writer.write_batch([b"1", b"2", b"3"])
-    loop.run_until_complete(asyncio.sleep(0.05))
-    assert got == [b"1", b"2", b"3"]
+    assert loop.run_until_complete(got.at_least(3)) == [b"1", b"2", b"3"]
     assert len(errors) == 1
     reader.detach()
 
@@ -161,11 +212,12 @@ def test_detach_stops_delivery(small_ring: Ring, loop: asyncio.AbstractEventLoop
     writer, reader = small_ring.writer(), small_ring.reader()
     got: list[bytes] = []
     reader.attach_reader(loop, got.extend)
-    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.run_until_complete(_turns())
     reader.detach()
     writer.try_write(b"unseen")
-    loop.run_until_complete(asyncio.sleep(0.02))
+    loop.run_until_complete(_turns())
     assert got == []
+    assert reader.read_batch() == [b"unseen"]
 
 
 def test_a_broken_ring_detaches_the_async_reader_and_reports_it(
@@ -173,19 +225,30 @@ def test_a_broken_ring_detaches_the_async_reader_and_reports_it(
 ) -> None:
     reader = small_ring.reader()
     reports: list[RingBroken] = []
-    reader.attach_reader(loop, lambda _b: None, on_broken=reports.append)
+    reported = asyncio.Event()
+
+    def report(broken: RingBroken) -> None:
+        reports.append(broken)
+        reported.set()
+
+    reader.attach_reader(loop, lambda _b: None, on_broken=report)
     os.pwrite(small_ring.fds()[0], struct.pack("=Q", 3), OFF_HEAD)
     os.eventfd_write(small_ring.fds()[1], 1)
-    loop.run_until_complete(asyncio.sleep(0.02))
+    loop.run_until_complete(asyncio.wait_for(reported.wait(), SAFETY))
+    loop.run_until_complete(_turns())
     assert len(reports) == 1
     assert reader.broken is not None
 
 
 def test_close_detaches_an_attached_reader(loop: asyncio.AbstractEventLoop) -> None:
     ring = Ring.create(4096)
-    ring.reader().attach_reader(loop, lambda _b: None)
+    got: list[bytes] = []
+    ring.reader().attach_reader(loop, got.extend)
+    data_fd = ring.fds()[1]
     ring.close()
-    loop.run_until_complete(asyncio.sleep(0.01))  # no callback on a closed fd
+    assert not loop.remove_reader(data_fd), "the loop no longer watches its doorbell"
+    loop.run_until_complete(_turns())
+    assert got == []
 
 
 def test_async_write_awaits_room_when_the_ring_is_full(
@@ -195,8 +258,11 @@ def test_async_write_awaits_room_when_the_ring_is_full(
 
     async def main() -> list[bytes]:
         writer.write_batch([b"x" * 1000] * 4)
-        asyncio.get_running_loop().call_later(0.05, reader.read_batch)
-        await writer.write(b"y" * 1000, timeout=5.0)
+        write = asyncio.create_task(writer.write(b"y" * 1000, timeout=SAFETY))
+        await _turns()
+        assert not write.done() and _producer_waiting(small_ring)
+        reader.read_batch()
+        await write
         return reader.read_batch()
 
     assert loop.run_until_complete(main()) == [b"y" * 1000]
@@ -219,14 +285,12 @@ def test_concurrent_async_writes_keep_their_order(
     small_ring: Ring, loop: asyncio.AbstractEventLoop
 ) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
-    got: list[bytes] = []
+    got = Collected()
 
-    async def main() -> None:
-        reader.attach_reader(asyncio.get_running_loop(), got.extend)
-        await asyncio.gather(*(writer.write(bytes([i]) * 1500, timeout=5.0) for i in range(20)))
-        while len(got) < 20:
-            await asyncio.sleep(0.001)
+    async def main() -> list[bytes]:
+        reader.attach_reader(asyncio.get_running_loop(), got)
+        await asyncio.gather(*(writer.write(bytes([i]) * 1500, timeout=SAFETY) for i in range(20)))
+        return await got.at_least(20)
 
-    loop.run_until_complete(asyncio.wait_for(main(), 10.0))
-    assert got == [bytes([i]) * 1500 for i in range(20)]
+    assert loop.run_until_complete(main()) == [bytes([i]) * 1500 for i in range(20)]
     reader.detach()

@@ -145,3 +145,18 @@ def test_every_family_is_documented_in_docs_metrics_md() -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
     for f in CATALOG:
         assert f"`{f.name}`" in doc, f.name
+
+
+def test_every_state_of_the_machine_is_a_subscriptions_label_value() -> None:
+    from presence_b2b.metrics.catalog import SUBSCRIPTION_STATES, state_label
+    from presence_b2b.shard.subscription import State
+
+    assert SUBSCRIPTION_STATES.values == tuple(state_label(s) for s in State)
+    assert state_label(State.WAITING_FOR_TERMINATION) == "waiting_for_termination"
+
+
+def test_every_timer_kind_of_the_machine_and_the_transaction_timer_are_kind_values() -> None:
+    from presence_b2b.metrics.catalog import TIMER_KINDS, TRANSACTION_TIMER
+    from presence_b2b.shard.subscription import TimerKind
+
+    assert set(TIMER_KINDS.values) == {k.value for k in TimerKind} | {TRANSACTION_TIMER}

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from presence_b2b.ipc.channel import Batch, Ended, Sub, Unsub
-from presence_b2b.server.supervisor import MISSED_PINGS, PING_INTERVAL, Entry, Supervisor
+from presence_b2b.ipc.channel import Unsub
+from presence_b2b.ipc.messages import Subscribe
+from presence_b2b.server.supervisor import MISSED_PINGS, PING_INTERVAL, Supervisor
 
 from presence_b2b import config
 
@@ -31,6 +32,7 @@ class RecordingNotifier:
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.watchdog_sent = asyncio.Event()
 
     def ready(self, status: str = "") -> bool:
         self.sent.append("READY=1")
@@ -42,6 +44,7 @@ class RecordingNotifier:
 
     def watchdog(self) -> bool:
         self.sent.append("WATCHDOG=1")
+        self.watchdog_sent.set()
         return True
 
     def stopping(self, status: str = "") -> bool:
@@ -93,18 +96,22 @@ def test_no_watchdog_or_ready_status_follows_stopping(
     notifier = RecordingNotifier()
     sup.notifier = notifier  # type: ignore[assignment]
     sup._ready_sent = True
-    sup.ping_interval = 0.01
+    sup.ping_interval = 0  # the watch loop runs at every turn of the event loop
+
+    async def turns(n: int = 20) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
 
     async def shards_taking_their_time(timeout: float) -> None:
-        await asyncio.sleep(0.1)  # unsubscribing, waiting for terminating NOTIFYs
+        await turns()  # unsubscribing, waiting for terminating NOTIFYs
 
     monkeypatch.setattr(sup.pool, "stop", shards_taking_their_time)
 
     async def scenario() -> None:
         sup._tasks = [asyncio.get_running_loop().create_task(sup._watch())]
-        await asyncio.sleep(0.05)
+        await notifier.watchdog_sent.wait()
         await sup.shutdown()
-        await asyncio.sleep(0.05)
+        await turns()
 
     asyncio.run(scenario())
     stopping = notifier.sent.index("STOPPING=1")
@@ -123,65 +130,27 @@ class RecordingChannel:
         return True
 
 
-def _register(sup: Supervisor, client: int, sub_id: int, shard: int, seq: int) -> None:
-    sup.registry.setdefault(client, {})[sub_id] = Entry(
-        shard, "presence", "sip:b@x", f"sip:a{sub_id}@x", seq
-    )
+def _subscribed(sup: Supervisor, client: int, sub_id: int) -> int:
+    sup.registry.add_client(client)
+    shard, _ = sup.registry.subscribe(client, Subscribe(sub_id, "presence", "sip:b@x", "sip:a@x"))
+    return shard
 
 
-def test_a_subscription_the_shard_ended_leaves_the_registry(tmp_path: Path) -> None:
+def test_an_unsubscribe_for_a_down_shard_is_owed_to_that_shards_replay(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
-    _register(sup, 1, 5, shard=0, seq=11)
-    _register(sup, 1, 6, shard=0, seq=12)
-    sup._shard_message(sup.pool.shards[0], Ended([(1, 5, 11)]))
-    assert set(sup.registry[1]) == {6}
+    shard = _subscribed(sup, 1, 5)
+    sup.unsubscribe(1, 5)  # every shard is down: nothing can be sent
+    assert sup.registry.get(1, 5) is None
+    assert sup.registry.replay(shard, restarted=True) == [Unsub(1, 5, missed=True)]
 
 
-def test_a_late_ended_does_not_remove_a_newer_subscription_under_the_same_id(
-    tmp_path: Path,
-) -> None:
+def test_an_unsubscribe_for_a_shard_that_is_up_goes_at_once(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
-    _register(sup, 1, 5, shard=0, seq=20)  # id 5 reused after its first life ended
-    sup._shard_message(sup.pool.shards[0], Ended([(1, 5, 11)]))
-    sup._shard_message(sup.pool.shards[1], Ended([(1, 5, 20)]))
-    assert set(sup.registry[1]) == {5}
-    sup._shard_message(sup.pool.shards[0], Ended([(2, 1, 1)]))  # unknown client: ignored
-
-
-class FakeRing:
-    def fds(self) -> tuple[int, ...]:
-        return ()
-
-
-class FakeClient:
-    def __init__(self, client_id: int) -> None:
-        self.id = client_id
-        self.name = "fake"
-        self.status_rings = [FakeRing(), FakeRing()]
-
-
-def test_an_unsubscribe_for_a_down_shard_is_answered_once_the_shard_is_back(
-    tmp_path: Path,
-) -> None:
-    sup = _supervisor(tmp_path)
-    shard = sup.pool.shards[1]
-    sup.clients = {1: FakeClient(1), 2: FakeClient(2)}  # type: ignore[dict-item]
-    _register(sup, 1, 5, shard=1, seq=3)
-    _register(sup, 1, 6, shard=1, seq=4)
-    _register(sup, 2, 7, shard=1, seq=5)
-    # The shard is down: neither unsubscribe can be sent now.
-    sup._unsubscribe(1, 5, sup.registry[1].pop(5))
-    sup._unsubscribe(2, 7, sup.registry[2].pop(7))
-    del sup.clients[2]  # and client 2 leaves before the shard is back
-
+    index = _subscribed(sup, 1, 5)
+    shard = sup.pool.shards[index]
     channel = RecordingChannel()
     shard.channel = channel  # type: ignore[assignment]
     shard.up = True
-    sup._shard_ready(shard, True)
-    batches = [m for m in channel.sent if isinstance(m, Batch)]
-    items = [i for b in batches for i in b.items]
-    assert [(i.id, i.seq, i.replay) for i in items if isinstance(i, Sub)] == [(6, 4, True)]
-    assert [i for i in items if isinstance(i, Unsub)] == [Unsub(1, 5, missed=True)]
-
-    sup._unsubscribe(1, 6, sup.registry[1].pop(6))
-    assert channel.sent[-1] == Unsub(1, 6), "with the shard up it goes at once"
+    sup.unsubscribe(1, 5)
+    assert channel.sent == [Unsub(1, 5)]
+    assert sup.registry.replay(index, restarted=True) == []

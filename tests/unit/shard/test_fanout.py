@@ -12,8 +12,14 @@ from presence_b2b.ipc.messages import decode_status
 from presence_b2b.ipc.ring import Ring, RingReader
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
-from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
-from presence_b2b.shard.fanout import FanOut
+from presence_b2b.presence.status import (
+    Failure,
+    FailureKind,
+    Status,
+    StatusMessage,
+    SubscriptionState,
+)
+from presence_b2b.shard.fanout import FanOut, Outbox
 
 ACTIVE = SubscriptionState.ACTIVE
 TERMINATED = SubscriptionState.TERMINATED
@@ -21,6 +27,8 @@ RECORD = "sip:bob@example.com"
 WATCHER = "sip:alice@example.com"
 BIG = b"x" * 900
 """A body that makes four statuses fill a 4 KiB ring."""
+SAFETY = 5.0
+"""Seconds after which an outbox that should have emptied fails the test."""
 
 
 class FakeEngine:
@@ -44,11 +52,24 @@ class Client:
         self.ring = Ring.create(capacity)
         self.reader: RingReader = self.ring.reader()
 
-    def read(self) -> list[Status | Failure]:
-        out: list[Status | Failure] = []
+    def read(self) -> list[StatusMessage]:
+        out: list[StatusMessage] = []
         while batch := self.reader.read_batch():
             out.extend(decode_status(raw) for raw in batch)
         return out
+
+    async def read_all(self, outbox: Outbox) -> list[StatusMessage]:
+        """Read as the client library does, woken by the ring's doorbell, until the
+        shard's outbox for this client has written everything it held; then the rest."""
+        got: list[StatusMessage] = []
+        loop = asyncio.get_running_loop()
+        self.reader.attach_reader(loop, lambda batch: got.extend(map(decode_status, batch)))
+        try:
+            while outbox.task is not None:
+                await asyncio.wait_for(asyncio.shield(outbox.task), SAFETY)
+        finally:
+            self.reader.detach()
+        return got + self.read()
 
 
 class Harness:
@@ -159,19 +180,12 @@ def test_a_full_ring_keeps_the_newest_status_per_subscription_counting_merges(
     h.fanout.subscribe(1, 2, "presence", RECORD, "sip:carol@example.com")
     x, y = h.did(RECORD, WATCHER), h.did(RECORD, "sip:carol@example.com")
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(10):
             h.fanout.deliver(active(x, f"x{i}", BIG))
         for i in range(3):
             h.fanout.deliver(active(y, f"y{i}", BIG))
-        got: list[Status | Failure] = []
-        for _ in range(100):
-            got += c.read()
-            await asyncio.sleep(0.01)
-            if any(m.id == 2 for m in got) and not h.fanout.outboxes[1].pending:
-                got += c.read()
-                break
-        return got
+        return await c.read_all(h.fanout.outboxes[1])
 
     got = asyncio.run(steps())
     direct = [m for m in got if m.id == 1 and isinstance(m, Status) and m.merged == 0]
@@ -191,18 +205,12 @@ def test_the_final_status_always_arrives_even_through_a_full_ring(h: Harness) ->
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
     did = h.did()
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(8):
             h.fanout.deliver(active(did, f"s{i}", BIG))
         h.fanout.deliver(Failure(did, FailureKind.TERMINATED, detail="rejected"))
         h.fanout.finished(did)
-        got: list[Status | Failure] = []
-        for _ in range(100):
-            got += c.read()
-            if got and isinstance(got[-1], Failure):
-                break
-            await asyncio.sleep(0.01)
-        return got
+        return await c.read_all(h.fanout.outboxes[1])
 
     got = asyncio.run(steps())
     assert isinstance(got[-1], Failure)
@@ -216,18 +224,13 @@ def test_a_status_put_while_an_older_one_waits_for_room_is_written_after_it(
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
     did = h.did()
 
-    async def steps() -> list[Status | Failure]:
+    async def steps() -> list[StatusMessage]:
         for i in range(6):
             h.fanout.deliver(active(did, f"s{i}", BIG))
         await asyncio.sleep(0)  # the outbox's writer now waits for room for s5
         got = c.read()  # room at last...
         h.fanout.deliver(active(did, "newest", BIG))  # ...and a newer status at once
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            got += c.read()
-            if not h.fanout.outboxes[1].pending and h.fanout.outboxes[1].task is None:
-                break
-        return got
+        return got + await c.read_all(h.fanout.outboxes[1])
 
     got = asyncio.run(steps())
     assert isinstance(got[-1], Status)

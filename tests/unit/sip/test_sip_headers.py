@@ -13,11 +13,12 @@ from presence_b2b.sip.headers import (
     parse_name_addr,
     parse_params,
     parse_retry_after,
+    parse_route,
     parse_subscription_state,
     parse_uri,
     parse_via,
 )
-from presence_b2b.sip.message import SipParseError
+from presence_b2b.sip.message import SipParseError, parse_header_line
 
 
 def test_params_are_lower_cased_names_with_values_or_flags() -> None:
@@ -165,3 +166,29 @@ def test_uri_parts_for_routing() -> None:
 def test_non_sip_or_broken_uris_are_header_errors(value: str) -> None:
     with pytest.raises(SipParseError):
         parse_uri(value)
+
+
+def test_a_route_is_its_name_addrs_in_order() -> None:
+    route = parse_route('<sip:a.example.com;lr>, "P" <sips:b.example.com:5061;lr>;x=1')
+    assert [(r.display, r.uri, r.params) for r in route] == [
+        (None, "sip:a.example.com;lr", {}),
+        ("P", "sips:b.example.com:5061;lr", {"x": "1"}),
+    ]
+
+
+@pytest.mark.parametrize("value", ["", " , ", "sip:a;lr", "<tel:1>", "<sip:a;lr"])
+def test_a_route_needs_sip_uris_in_angle_brackets(value: str) -> None:
+    with pytest.raises(SipParseError):
+        parse_route(value)
+
+
+def test_a_header_line_gives_the_canonical_name_and_the_trimmed_value() -> None:
+    assert parse_header_line("call-id :  abc \t") == ("Call-ID", "abc")
+    assert parse_header_line("X-Empty:") == ("X-Empty", "")
+
+
+@pytest.mark.parametrize("line", ["no colon", " X-A: folded", "X A: 1", "X-A: 1\r", ": v"])
+def test_a_header_line_needs_a_token_name_a_colon_and_one_line(line: str) -> None:
+    with pytest.raises(SipParseError) as err:
+        parse_header_line(line)
+    assert err.value.kind == "header"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,15 +78,31 @@ def test_canonical_name_is_the_same_through_the_exact_shortcut(name: str) -> Non
 
 
 def _reference_params(text: str) -> dict[str, str | None]:
-    """The original, simple reading: split outside quotes, lower-case names, unquote."""
-    from presence_b2b.sip.headers import _split_unquoted, _unquote
-
+    """The plain reading, written out: split at `;` outside quotes, lower-case the
+    names, unquote the values."""
+    segments = [""]
+    in_quotes = escaped = False
+    for ch in text:
+        if ch == ";" and not in_quotes:
+            segments.append("")
+            continue
+        segments[-1] += ch
+        if escaped:
+            escaped = False
+        elif in_quotes and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            in_quotes = not in_quotes
     params: dict[str, str | None] = {}
-    for seg in _split_unquoted(text, ";"):
+    for seg in segments:
         name, eq, value = seg.partition("=")
         name = name.strip().lower()
-        if name:
-            params[name] = _unquote(value.strip()) if eq else None
+        if not name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r"\\(.?)", r"\1", value[1:-1])
+        params[name] = value if eq else None
     return params
 
 

@@ -9,6 +9,8 @@ from presence_b2b.sip.message import (
     SipParseError,
     parse_message,
     require,
+    split_list,
+    split_quoted,
 )
 from sip_samples import PIDF, notify_bytes
 
@@ -272,3 +274,23 @@ def test_content_length_cannot_be_set_by_hand() -> None:
     assert msg.headers == []
     assert msg.to_bytes().count(b"Content-Length") == 1
     assert msg.get("content-length") == "3"
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ('a;b="x;y";c', ["a", 'b="x;y"', "c"]),
+        ("<sip:p;lr>;q", ["<sip:p;lr>", "q"]),
+        ('a;b="x\\";y";c', ["a", 'b="x\\";y"', "c"]),
+        (";;", ["", "", ""]),
+    ],
+)
+def test_split_quoted_cuts_only_outside_quotes_and_angle_brackets(
+    text: str, parts: list[str]
+) -> None:
+    assert split_quoted(text, ";") == parts
+
+
+def test_split_list_gives_stripped_non_empty_entries() -> None:
+    value = ' "Doe, J" <sip:a@x;lr> ,, <sip:b@y>, '
+    assert split_list(value) == ['"Doe, J" <sip:a@x;lr>', "<sip:b@y>"]

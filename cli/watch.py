@@ -20,9 +20,9 @@ from typing import Any
 import msgspec
 import uvloop
 
-from .config import ConfigError, ServerSettings, load
-from .ipc.client import ClientEvent, ConnectError, QsaClient, QsaError
-from .presence.status import Failure, Status
+from ..config import ConfigError, ServerSettings, load
+from ..ipc.client import ClientEvent, ConnectError, QsaClient, QsaError
+from ..presence.status import Failure, Status
 
 PROG = "presence-b2b watch"
 

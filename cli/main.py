@@ -10,8 +10,9 @@ import os
 import sys
 from typing import Any, cast
 
-from . import __version__, limits, logs
-from . import config as config_mod
+from .. import __version__, limits, logs
+from .. import config as config_mod
+from ..toml_writer import toml_value
 
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 2
@@ -28,7 +29,7 @@ def _load_config(path: str | None) -> config_mod.Config:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from .server.supervisor import serve
+    from ..server.supervisor import serve
 
     cfg = _load_config(args.config)
     overrides: dict[str, dict[str, Any]] = {}
@@ -41,7 +42,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.metrics_listen is not None:
         overrides.setdefault("metrics", {})["listen"] = args.metrics_listen
     if overrides:
-        from .server.supervisor import config_tables
+        from ..server.supervisor import config_tables
 
         tables = config_tables(cfg)
         for section, values in overrides.items():
@@ -74,7 +75,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_check_config(args: argparse.Namespace) -> int:
     if args.defaults:
         for key, default, doc in config_mod.describe():
-            print(f"{key} = {json.dumps(default)}  # {doc}")
+            print(f"{key} = {toml_value(default)}  # {doc}")
         return 0
     if not args.path:
         print("presence-b2b check-config: give a PATH or --defaults", file=sys.stderr)
@@ -118,7 +119,7 @@ def _print_human(command: str, data: Any) -> None:
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
-    from .ipc.client import QsaError, admin
+    from ..ipc.client import QsaError, admin
     from .watch import control_socket_of
 
     try:

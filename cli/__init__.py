@@ -1,0 +1,1 @@
+"""The ``presence-b2b`` command: the top layer, which nothing else imports."""
