@@ -26,6 +26,8 @@ __all__ = [
     "Secret",
     "algorithm_rank",
     "authorization_value",
+    "canonical_algorithm",
+    "check_answerable",
     "digest_response",
     "ha1_of",
     "hash_hex",
@@ -106,6 +108,11 @@ class DigestCredential:
 def _base(algorithm: str) -> str:
     upper = algorithm.upper()
     return upper[: -len("-SESS")] if upper.endswith("-SESS") else upper
+
+
+def canonical_algorithm(algorithm: str) -> str | None:
+    """The RFC spelling of a supported algorithm ("sha-256" -> "SHA-256"), else None."""
+    return _CANONICAL.get(algorithm.upper())
 
 
 def algorithm_rank(algorithm: str) -> int | None:
@@ -342,6 +349,21 @@ def _qop_choice(challenge: Challenge) -> str | None:
     raise DigestError(f"no supported qop in {','.join(offered)[:40]!r}")
 
 
+def check_answerable(challenge: Challenge, credential: DigestCredential) -> tuple[str, str | None]:
+    """(algorithm in RFC spelling, qop to use) for this challenge and credential, or
+    DigestError saying why it cannot be answered."""
+    algorithm = canonical_algorithm(challenge.algorithm)
+    if algorithm is None:
+        raise DigestError(f"unsupported digest algorithm {challenge.algorithm[:40]!r}")
+    if not credential.supports(algorithm):
+        raise DigestError(f"the credential has no password or HA1 for {algorithm}")
+    qop = _qop_choice(challenge)
+    if algorithm.endswith("-sess") and qop is None:
+        # -sess needs a cnonce, and RFC 2069's form has no place to send one.
+        raise DigestError(f"{algorithm} offered without qop")
+    return algorithm, qop
+
+
 def digest_response(
     challenge: Challenge,
     credential: DigestCredential,
@@ -355,16 +377,8 @@ def digest_response(
     """The credentials' parameters for one request (RFC 7616 §3.4), in the order
     RFC 7616's examples write them. `cnonce` must be fresh per answer when a qop is
     used; `nc` counts the requests sent with this nonce (1 for the first)."""
-    algorithm = _CANONICAL.get(challenge.algorithm.upper())
-    if algorithm is None:
-        raise DigestError(f"unsupported digest algorithm {challenge.algorithm[:40]!r}")
-    if not credential.supports(algorithm):
-        raise DigestError(f"the credential has no password or HA1 for {algorithm}")
-    qop = _qop_choice(challenge)
+    algorithm, qop = check_answerable(challenge, credential)
     sess = algorithm.endswith("-sess")
-    if sess and qop is None:
-        # -sess needs a cnonce, and RFC 2069's form has no place to send one.
-        raise DigestError(f"{algorithm} offered without qop")
     base = _base(algorithm)
     realm, nonce = challenge.realm, challenge.nonce
 
