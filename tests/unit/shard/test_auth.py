@@ -4,6 +4,7 @@ and when it refuses, as the requester will drive it."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -348,6 +349,18 @@ def test_the_failure_detail_names_reason_and_realm() -> None:
 
 
 # ---------------------------------------------------------------- secrets
+
+
+def test_no_secret_reaches_a_log_record_in_a_whole_challenge_flow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth, request = manager(), subscribe()
+    first = retry_of(request, auth.on_response(request, challenge(401, digest())))
+    set_auth_headers(first, auth.authorize(first))
+    auth.on_response(first, challenge(401, digest(nonce="n2")))
+    auth.on_response(first, Response(403, "Forbidden"))
+    assert PASSWORD not in caplog.text
 
 
 def test_no_secret_in_reprs_or_refusals() -> None:
