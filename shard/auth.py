@@ -234,11 +234,10 @@ class ClientAuth:
             return AuthRefusal(
                 RefusalReason.NO_CREDENTIAL, code, realm, f"no credential for {self.subscriber}"
             )
-        ranked = sorted(offered, key=lambda c: algorithm_rank(c.algorithm) or -1, reverse=True)
+        known = [c for c in offered if algorithm_rank(c.algorithm) is not None]
+        ranked = sorted(known, key=lambda c: algorithm_rank(c.algorithm) or 0, reverse=True)
         chosen: Challenge | None = None
         for challenge in ranked:
-            if algorithm_rank(challenge.algorithm) is None:
-                continue
             try:
                 check_answerable(challenge, credential)
             except DigestError:

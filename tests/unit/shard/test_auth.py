@@ -372,3 +372,14 @@ def test_no_secret_in_reprs_or_refusals() -> None:
     )
     for text in texts:
         assert PASSWORD not in text
+
+
+def test_md5_sess_is_chosen_over_an_unknown_algorithm_whatever_the_order() -> None:
+    auth, request = manager(), subscribe()
+    response = challenge(
+        401,
+        digest(nonce="s", extra="qop=auth, algorithm=MD5-sess"),
+        digest(nonce="x", extra="qop=auth, algorithm=SHA-1024"),
+    )
+    (params,) = sent_params(retry_of(request, auth.on_response(request, response)))
+    assert params["algorithm"] == "MD5-sess"
