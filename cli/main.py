@@ -26,6 +26,21 @@ def _load_config(path: str | None) -> config_mod.Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _check_credentials(cfg: config_mod.Config) -> int:
+    """Load the credentials file the configuration names, so a bad one stops
+    check-config and the start (shards read it again when they are wired to it).
+    Returns the number of entries; exits with EXIT_CONFIG naming the problem."""
+    from .credentials import CredentialsError, load_credentials, resolve_credentials_path
+
+    if not cfg.auth.credentials_file:
+        return 0
+    try:
+        return len(load_credentials(resolve_credentials_path(cfg.auth.credentials_file)))
+    except CredentialsError as exc:
+        print(f"presence-b2b: credentials refused: auth.credentials_file: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvloop
 
@@ -52,6 +67,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except config_mod.ConfigError as exc:
             print(f"presence-b2b: option refused: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    _check_credentials(cfg)
     logs.setup(args.log_level or cfg.server.log_level)
     limits.raise_fd_limit()
     logging.getLogger("presence_b2b").info(
@@ -80,8 +96,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     if not args.path:
         print("presence-b2b check-config: give a PATH or --defaults", file=sys.stderr)
         return EXIT_CONFIG
-    _load_config(args.path)
-    print(f"{args.path}: OK")
+    cfg = _load_config(args.path)
+    entries = _check_credentials(cfg)
+    credentials = f" ({entries} credentials)" if cfg.auth.credentials_file else ""
+    print(f"{args.path}: OK{credentials}")
     return 0
 
 

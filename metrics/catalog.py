@@ -25,6 +25,8 @@ from typing import Literal
 from ..shard.subscription import State, TimerKind
 
 __all__ = [
+    "AUTH_ALGORITHMS",
+    "AUTH_FAILURE_REASONS",
     "BY_NAME",
     "CATALOG",
     "PREFIX",
@@ -177,6 +179,19 @@ RESPONSE_CODES_RECEIVED = (
     "423", "480", "481", "489", "500", "503", "other",
 )
 RESPONSE_CODES_SENT = ("200", "400", "481", "500", "other")
+#: Digest algorithms a challenge can be answered with (sip.digest.ALGORITHMS).
+AUTH_ALGORITHMS = Label(
+    "algorithm",
+    ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-512-256-sess", "other"),
+)
+#: Why a challenge was not answered (shard.auth.RefusalReason).
+AUTH_FAILURE_REASONS = Label(
+    "reason",
+    (
+        "no-challenge", "malformed-challenge", "no-credential", "unsupported-algorithm",
+        "nonce-rechallenged", "stale-again", "credentials-rejected",
+    ),
+)
 
 #: Seconds late a timer fires: the event loop's health at a glance.
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -292,6 +307,25 @@ CATALOG: tuple[Family, ...] = (
         "notify_to_client_seconds", "histogram",
         "Time from a NOTIFY datagram arriving to its status record written to the client ring.",
         buckets=_DELIVERY_BUCKETS,
+    ),
+    # ---- digest authentication ------------------------------------------------
+    Family(
+        "auth_challenges_total", "counter",
+        "401/407 challenges answered, by response code and the algorithm chosen.",
+        (Label("code", ("401", "407")), AUTH_ALGORITHMS),
+    ),
+    Family(
+        "auth_stale_nonces_total", "counter",
+        "Challenges with stale=true answered with the new nonce (not failures).",
+    ),
+    Family(
+        "auth_nonce_reuses_total", "counter",
+        "Requests sent with a realm's cached nonce and the next nonce count, no challenge.",
+    ),
+    Family(
+        "auth_failures_total", "counter",
+        "Challenges not answered or credentials refused, by reason; each is an auth failure.",
+        (AUTH_FAILURE_REASONS,),
     ),
     # ---- errors -------------------------------------------------------------
     Family(

@@ -247,6 +247,11 @@ class ShardMetrics:
     dialogs: Gauge
     subscribers: Gauge
     notify_to_client_seconds: Histogram
+    # digest authentication
+    auth_challenges: CounterVec
+    auth_stale_nonces: Counter
+    auth_nonce_reuses: Counter
+    auth_failures: CounterVec
     # errors
     errors: CounterVec
     # QSA

@@ -287,12 +287,34 @@ class MetricsSettings:
     )
 
 
+def _credentials_file(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a string, got {v!r}"
+    if v and not v.startswith("/") and "/" in v:
+        return f"must be an absolute path or a bare name in $CREDENTIALS_DIRECTORY, got {v!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Digest authentication: where the subscribers' credentials are. The file
+    itself is checked by presence_b2b.credentials, at check-config and at start."""
+
+    credentials_file: str = _opt(
+        _credentials_file,
+        "",
+        "TOML file of [[credential]] tables; a bare name is read from"
+        " $CREDENTIALS_DIRECTORY ('' : no credentials, challenges fail)",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     presence_b2b: B2BParams = field(default_factory=B2BParams)
     sip: SipSettings = field(default_factory=SipSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 _SECTIONS: dict[str, type[Any]] = {

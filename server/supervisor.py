@@ -381,6 +381,7 @@ _RESTART_ONLY = (
     ("sip", "subscribe_rate"),
     ("sip", "user_agent"),
     ("metrics", "listen"),
+    ("auth", "credentials_file"),
 )
 
 

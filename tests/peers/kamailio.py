@@ -4,6 +4,10 @@
 presence_xml with force_active, so no XCAP authorization; sqlite state in a temp
 file), runs Debian's kamailio in the foreground and waits until it answers an
 OPTIONS probe. PUBLISH helpers drive presentity state through SIPp.
+
+With `auth=KamailioAuth(...)` it also challenges every SUBSCRIBE with a 401
+(auth + auth_db, users in the sqlite `subscriber` table), the way a registrar
+domain's presence server does.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from tests.peers.ports import LOOPBACK, free_udp_port, start_with_port_retries, udp_bound_by
 from tests.peers.sipp import SippError, SippProcess
 
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
 SCHEMA_FILES = ("standard-create.sql", "presence-create.sql")
+AUTH_SCHEMA_FILE = "auth_db-create.sql"
 
 # Presence server: PUBLISH/SUBSCRIBE go through a transaction to handle_publish /
 # handle_subscribe; OPTIONS is answered statelessly as the readiness probe.
@@ -48,7 +54,7 @@ loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "presence.so"
 loadmodule "presence_xml.so"
-
+{auth_modules}
 modparam("presence", "db_url", "{db_url}")
 modparam("presence", "server_address", "sip:{host}:{port}")
 modparam("presence", "subs_respond_200", 1)
@@ -67,7 +73,7 @@ request_route {{
         sl_send_reply("200", "OK");
         exit;
     }}
-    if (is_method("PUBLISH|SUBSCRIBE")) {{
+{auth_route}    if (is_method("PUBLISH|SUBSCRIBE")) {{
         if (!t_newtran()) {{
             sl_reply_error();
             exit;
@@ -85,6 +91,51 @@ request_route {{
     sl_send_reply("405", "Method Not Allowed");
 }}
 """
+
+
+# auth_db reads the `subscriber` table: with calculate_ha1=1 the plain `password`
+# column, with 0 the `ha1` column (one or the other per server: a module setting).
+# nonce_count=1 makes Kamailio check that nc grows for a reused nonce, so a test
+# proves a refresh's nc=00000002 against the real thing.
+AUTH_MODULES_TEMPLATE = """loadmodule "auth.so"
+loadmodule "auth_db.so"
+modparam("auth", "nonce_count", 1)
+modparam("auth", "algorithm", "{algorithm}")
+modparam("auth_db", "db_url", "{db_url}")
+modparam("auth_db", "calculate_ha1", {calculate_ha1})
+modparam("auth_db", "password_column", "{password_column}")
+modparam("auth_db", "use_domain", 0)
+"""
+
+# SUBSCRIBE must carry credentials for the realm; qop=auth (www_challenge flag 1).
+AUTH_ROUTE_TEMPLATE = """    if (is_method("SUBSCRIBE")) {{
+        if (!www_authorize("{realm}", "subscriber")) {{
+            www_challenge("{realm}", "1");
+            exit;
+        }}
+        consume_credentials();
+    }}
+"""
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    """One row of the `subscriber` table: a plain password, an HA1, or both."""
+
+    username: str
+    password: str = ""
+    ha1: str = ""
+
+
+@dataclass(frozen=True)
+class KamailioAuth:
+    """Digest challenges on SUBSCRIBE: realm, users, and which column holds the
+    secret (`plain`: the password column; `ha1`: the precomputed ha1 column)."""
+
+    users: tuple[AuthUser, ...]
+    realm: str = "presence.test"
+    storage: Literal["plain", "ha1"] = "plain"
+    algorithm: Literal["MD5", "SHA-256"] = "MD5"
 
 
 def kamailio_binary() -> str | None:
@@ -108,6 +159,11 @@ def peers_missing() -> str | None:
     ):
         return "kamailio presence modules are not installed"
     return None
+
+
+def _sql_text(value: str) -> str:
+    """A SQL string literal (test data only: quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def options_ping(port: int, host: str = LOOPBACK, timeout: float = 0.3) -> int | None:
@@ -152,6 +208,7 @@ class KamailioPresenceServer:
         shm_mb: int = 128,
         debug: int = 2,
         workdir: str | os.PathLike[str] | None = None,
+        auth: KamailioAuth | None = None,
     ) -> None:
         binary = kamailio_binary()
         if binary is None:
@@ -168,6 +225,7 @@ class KamailioPresenceServer:
         self.cfg_path = self.workdir / "kamailio.cfg"
         self.log_path = self.workdir / "kamailio.log"
         self.run_dir = self.workdir / "run"
+        self.auth = auth
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -202,14 +260,36 @@ class KamailioPresenceServer:
     def _prepare(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.db_path.unlink(missing_ok=True)
-        for name in SCHEMA_FILES:
-            sql = (SCHEMA_DIR / name).read_text()
-            subprocess.run(
-                ["sqlite3", str(self.db_path)], input=sql.encode(), check=True, capture_output=True
+        names = (*SCHEMA_FILES, AUTH_SCHEMA_FILE) if self.auth else SCHEMA_FILES
+        sql = "".join((SCHEMA_DIR / name).read_text() for name in names)
+        if self.auth:
+            sql += "".join(
+                "INSERT INTO subscriber (username, domain, password, ha1) VALUES "
+                f"({_sql_text(u.username)}, {_sql_text(self.auth.realm)}, "
+                f"{_sql_text(u.password)}, {_sql_text(u.ha1)});\n"
+                for u in self.auth.users
             )
+        subprocess.run(
+            ["sqlite3", str(self.db_path)], input=sql.encode(), check=True, capture_output=True
+        )
+        auth_modules = auth_route = ""
+        if self.auth:
+            plain = self.auth.storage == "plain"
+            auth_modules = AUTH_MODULES_TEMPLATE.format(
+                db_url=self.db_url,
+                algorithm=self.auth.algorithm,
+                calculate_ha1=1 if plain else 0,
+                password_column="password" if plain else "ha1",
+            )
+            auth_route = AUTH_ROUTE_TEMPLATE.format(realm=self.auth.realm)
         self.cfg_path.write_text(
             CONFIG_TEMPLATE.format(
-                debug=self.debug, host=self.host, port=self.port, db_url=self.db_url
+                debug=self.debug,
+                host=self.host,
+                port=self.port,
+                db_url=self.db_url,
+                auth_modules=auth_modules,
+                auth_route=auth_route,
             )
         )
 

@@ -102,6 +102,16 @@ SCENARIOS: dict[str, ScenarioDefaults] = {
     "uas_302": ScenarioDefaults({"redirect_user": "other"}),
     "uas_unsub_no_term_notify": ScenarioDefaults({"expires": "60", "note": "online"}),
     "uas_load": ScenarioDefaults({"expires": "60"}),
+    # Digest auth as a presence server (realm presence.test); username/password are
+    # what verifyauth checks MD5 answers against.
+    "uas_auth_407_sha256": ScenarioDefaults({"expires": "60", "note": "online"}),
+    "uas_auth_double_challenge": ScenarioDefaults({"expires": "60", "note": "online"}),
+    "uas_auth_stale": ScenarioDefaults(
+        {"expires": "60", "note": "online", "username": "watcher", "password": "secret"}
+    ),
+    "uas_auth_refresh_nonce_reuse": ScenarioDefaults(
+        {"expires": "60", "note": "online", "username": "watcher", "password": "secret"}
+    ),
     "uac_load": ScenarioDefaults({"expires": "60"}),
     "check_uac_happy": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_basic": ScenarioDefaults({**_COMMON_UAC_KEYS, "event": "presence"}),
