@@ -257,6 +257,10 @@ class ShardMetrics:
     dialogs: Gauge
     subscribers: Gauge
     notify_to_client_seconds: Histogram
+    # DNS
+    dns_lookups: CounterVec
+    dns_lookup_seconds: Histogram
+    dns_cache_lookups: CounterVec
     # errors
     errors: CounterVec
     # QSA
