@@ -19,10 +19,11 @@ each of them, and then to the name's own addresses on the transport's default
 port. SRV targets are ordered by priority and weight (RFC 2782). Look-ups
 shared by several resolutions are asked once; answers are cached by TTL.
 
-A look-up that times out ends the resolution at once: a server that did not
-answer the NAPTR query will not answer the next ones, and one timeout is all
-a subscription should wait. Other errors at the NAPTR and SRV steps read as
-"no records" and the procedure goes on.
+A step whose look-ups time out without giving anything usable ends the
+resolution at once: a server that did not answer the NAPTR query will not
+answer the next ones, and one timeout is all a subscription should wait. Other
+errors at the NAPTR and SRV steps read as "no records" and the procedure goes
+on; a look-up asked together with others that did answer is not needed.
 """
 
 from __future__ import annotations
@@ -302,10 +303,11 @@ class Resolver:
             return missing
         hops: list[tuple[str, int, Transport]] = []
         found_srv = False
+        timed_out: str | None = None
         for (name, transport), answer in zip(res._services, answers, strict=True):
             assert answer is not None
             if answer.status is DnsStatus.TIMEOUT:
-                return DnsFailure(name, RdType.SRV, answer.status)
+                timed_out = timed_out or name
             if answer.status is not DnsStatus.OK:
                 continue
             found_srv = True
@@ -313,6 +315,8 @@ class Resolver:
             for srv in order_srv(records, self.rng):
                 if srv.target not in (".", ""):
                     hops.append((normalise_name(srv.target), srv.port, transport))
+        if not hops and timed_out is not None:  # asked together; none usable, one silent
+            return DnsFailure(timed_out, RdType.SRV, DnsStatus.TIMEOUT)
         if not hops and found_srv:  # only "." targets: decidedly not offered (RFC 2782)
             return DnsFailure(res._services[0][0], RdType.SRV, DnsStatus.NODATA)
         if not hops:

@@ -228,6 +228,27 @@ def test_a_timeout_ends_the_resolution_at_once() -> None:
     assert result == DnsFailure("slow.test", NAPTR, DnsStatus.TIMEOUT)
 
 
+def test_an_srv_timeout_is_ignored_when_another_srv_of_the_step_answered() -> None:
+    zone: Zone = {
+        ("_sip._udp.half.test", SRV): DnsStatus.TIMEOUT,
+        ("_sip._tcp.half.test", SRV): [Srv(10, 0, 5090, "h.half.test")],
+        ("h.half.test", A): ["192.0.2.9"],
+    }
+    result, _ = run(resolver(), SipTarget("half.test"), zone)
+    assert targets(result) == [("tcp", "192.0.2.9", 5090)]
+
+
+def test_srv_timeouts_with_nothing_usable_end_the_resolution_before_any_address() -> None:
+    zone: Zone = {
+        ("_sip._udp.dead.test", SRV): DnsStatus.TIMEOUT,
+        ("_sip._tcp.dead.test", SRV): DnsStatus.NXDOMAIN,
+        ("dead.test", A): ["192.0.2.1"],
+    }
+    result, asked = run(resolver(), SipTarget("dead.test"), zone)
+    assert result == DnsFailure("_sip._udp.dead.test", SRV, DnsStatus.TIMEOUT)
+    assert not [q for q in asked if q.startswith(("A ", "AAAA "))]
+
+
 def test_a_servfail_on_naptr_reads_as_no_naptr() -> None:
     zone: Zone = {("odd.test", NAPTR): DnsStatus.SERVFAIL, ("odd.test", A): ["192.0.2.30"]}
     result, _ = run(resolver(), SipTarget("odd.test"), zone)
