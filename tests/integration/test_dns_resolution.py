@@ -115,6 +115,16 @@ def test_nxdomain_is_a_dns_failure_naming_the_name(dns_server: DnsServer) -> Non
     assert result.rdtype in (RdType.A, RdType.AAAA)
 
 
+def test_a_name_outside_the_servers_zones_is_a_refused_dns_failure(
+    dns_server: DnsServer,
+) -> None:
+    metrics = ShardMetrics(MetricsBlock.create("0"))
+    shard = Shard(settings_for(dns_server, attempts=1), metrics=metrics)
+    result = shard.resolve("sip:alice@outside.example")
+    assert result == DnsFailure("outside.example", RdType.AAAA, DnsStatus.REFUSED)
+    assert metrics.dns_lookups.labels("A", "error").value == 1
+
+
 def test_a_silent_server_fails_with_timeout_within_timeout_times_attempts() -> None:
     silent = SilentDnsServer()
     try:
