@@ -154,7 +154,8 @@ def main() -> None:
     reps, count = (1, 100) if args.quick else (args.reps, args.count)
 
     figures: dict[str, dict[str, float]] = {}
-    with DnsServer(ttl=0) as server:
+    server = DnsServer(ttl=0).start()
+    try:
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
         for _ in range(reps):
             for name in CLIENTS:  # interleaved, so machine noise hits every client alike
@@ -168,6 +169,8 @@ def main() -> None:
                 f"{name:14} serial {f['serial_us']:8.1f} us   burst {f['burst_per_s']:8.0f}/s"
                 f"   cpu {f['cpu_us']:7.1f} us/look-up"
             )
+    finally:
+        server.cleanup()
     print(json.dumps(figures, sort_keys=True))
 
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from tests.peers.ports import LOOPBACK, free_udp_port
+from tests.peers.process import stop_group
 
 #: TTL of every record of the zone, in seconds.
 TTL = 60
@@ -168,35 +167,14 @@ class DnsServer:
                 asked.append(f"{rdtype} {tail.split(' ', 1)[0]}")
         return asked
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self) -> None:
         """SIGTERM dnsmasq and wait; SIGKILL if it lingers."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
+        stop_group(self._proc)
 
     def cleanup(self) -> None:
         """Stop and delete the directory it owns."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
 
 class SilentDnsServer:
