@@ -30,7 +30,7 @@ def _check_credentials(cfg: config_mod.Config) -> int:
     """Load the credentials file the configuration names, so a bad one stops
     check-config and the start (shards read it again when they are wired to it).
     Returns the number of entries; exits with EXIT_CONFIG naming the problem."""
-    from .credentials import CredentialsError, load_credentials, resolve_credentials_path
+    from ..credentials import CredentialsError, load_credentials, resolve_credentials_path
 
     if not cfg.auth.credentials_file:
         return 0

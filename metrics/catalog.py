@@ -29,6 +29,8 @@ __all__ = [
     "AUTH_FAILURE_REASONS",
     "BY_NAME",
     "CATALOG",
+    "DNS_RDTYPES",
+    "DNS_RESULTS",
     "PREFIX",
     "RESERVED_LABELS",
     "RING_DIRECTIONS",
@@ -192,6 +194,12 @@ AUTH_FAILURE_REASONS = Label(
         "nonce-rechallenged", "stale-again", "credentials-rejected",
     ),
 )
+#: Record types the resolver asks for, and what a look-up came to
+#: (presence_b2b.shard.dns_answer.RdType and DnsStatus.metric_result): SERVFAIL,
+#: REFUSED and anything else the server got wrong are "error", which keeps the
+#: family within 20 series.
+DNS_RDTYPES = Label("type", ("NAPTR", "SRV", "A", "AAAA"))
+DNS_RESULTS = Label("result", ("ok", "nodata", "nxdomain", "timeout", "error"))
 
 #: Seconds late a timer fires: the event loop's health at a glance.
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -199,6 +207,12 @@ _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 #: when healthy, milliseconds under load.
 _DELIVERY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+
+#: A DNS answer: well under a millisecond from a local cache, tens of milliseconds
+#: across the Internet, seconds when a server does not answer.
+_DNS_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
 CATALOG: tuple[Family, ...] = (
@@ -326,6 +340,23 @@ CATALOG: tuple[Family, ...] = (
         "auth_failures_total", "counter",
         "Challenges not answered or credentials refused, by reason; each is an auth failure.",
         (AUTH_FAILURE_REASONS,),
+    ),
+    # ---- DNS (RFC 3263 resolution) --------------------------------------------
+    Family(
+        "dns_lookups_total", "counter",
+        "DNS look-ups sent to the servers (cache misses), by record type and result.",
+        (DNS_RDTYPES, DNS_RESULTS),
+    ),
+    Family(
+        "dns_lookup_seconds", "histogram",
+        "Time from a DNS look-up's start to its answer (or its timeout).",
+        buckets=_DNS_BUCKETS,
+    ),
+    Family(
+        "dns_cache_lookups_total", "counter",
+        "Records a resolution needed, by where they came from: the cache (a positive or a"
+        " negative answer), a new look-up (miss), or a look-up already under way (joined).",
+        (Label("result", ("hit", "negative-hit", "miss", "joined")),),
     ),
     # ---- errors -------------------------------------------------------------
     Family(

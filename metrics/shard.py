@@ -252,6 +252,10 @@ class ShardMetrics:
     auth_stale_nonces: Counter
     auth_nonce_reuses: Counter
     auth_failures: CounterVec
+    # DNS
+    dns_lookups: CounterVec
+    dns_lookup_seconds: Histogram
+    dns_cache_lookups: CounterVec
     # errors
     errors: CounterVec
     # QSA

@@ -308,6 +308,55 @@ class AuthSettings:
     )
 
 
+def _dns_servers(v: Any) -> str | None:
+    if not isinstance(v, list | tuple):
+        return f"must be a list of 'ip' or 'ip:port' strings, got {v!r}"
+    for server in v:
+        if not isinstance(server, str):
+            return f"must be a list of 'ip' or 'ip:port' strings, got {server!r}"
+        if dns_server_address(server) is None:
+            return f"must be 'ip' or 'ip:port' such as '10.0.0.53:53', got {server!r}"
+    return None
+
+
+def dns_server_address(text: str) -> tuple[str, int] | None:
+    """``ip``, ``ip:port``, ``[v6]`` or ``[v6]:port`` as (ip, port); None if malformed."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """Where the shards send their RFC 3263 look-ups and how long they wait."""
+
+    servers: tuple[str, ...] = _opt(
+        _dns_servers, (), "DNS servers as 'ip' or 'ip:port' (empty: the system's resolv.conf)"
+    )
+    timeout: float = _opt(
+        _number_at_least(0.0, strict=True), 2.0, "seconds to wait for each attempt of a look-up"
+    )
+    attempts: int = _opt(
+        _int_at_least(1), 2, "tries of a look-up; a look-up fails after timeout x attempts"
+    )
+    cache_size: int = _opt(
+        _int_at_least(0), 10_000, "DNS answers each shard keeps (0: no cache)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     presence_b2b: B2BParams = field(default_factory=B2BParams)
@@ -315,6 +364,7 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
 
 _SECTIONS: dict[str, type[Any]] = {

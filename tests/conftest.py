@@ -1,6 +1,8 @@
-"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio)."""
+"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio,
+dns_server)."""
 
 from tests.peers.fixtures import (  # noqa: F401  (re-exported as fixtures and a hook)
+    dns_server,
     kamailio,
     pytest_runtest_makereport,
     sipp_pair,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import pytest
 
+from tests.peers.dns import DnsServer, dnsmasq_binary
 from tests.peers.kamailio import KamailioPresenceServer, peers_missing
 from tests.peers.sipp import SippProcess, run_pair, sipp_binary
 
@@ -227,10 +228,28 @@ def kamailio() -> Iterator[KamailioPresenceServer]:
         server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    """dnsmasq serving tests.peers.dns.ZONE on 127.0.0.1: `.port`, `.server`
+    ("127.0.0.1:port" for ``[dns] servers``), `.queries()` (what it was asked).
+
+    Answering when the fixture returns; stopped after the module.
+    """
+    if dnsmasq_binary() is None:
+        pytest.skip("dnsmasq is not installed; run scripts/setup --test")
+    server = DnsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 __all__ = [
     "SippPairRunner",
     "SippUacFactory",
     "SippUasFactory",
+    "dns_server",
     "kamailio",
     "pytest_runtest_makereport",
     "sipp_pair",

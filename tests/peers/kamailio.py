@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from tests.peers.ports import LOOPBACK, free_udp_port, start_with_port_retries, udp_bound_by
+from tests.peers.process import stop_group
 from tests.peers.sipp import SippError, SippProcess
 
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
@@ -356,17 +356,7 @@ class KamailioPresenceServer:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
+        stop_group(self._proc, grace)
 
     def cleanup(self) -> None:
         """Stop and delete the temp dir (config, db, log) it owns."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from presence_b2b.cli import main as cli
 
-from presence_b2b import cli, config
+from presence_b2b import config
 
 CREDENTIALS = '[[credential]]\nsubscriber = "sip:bob@example.com"\npassword = "pw-not-shown"\n'
 
