@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
+import msgspec
+
 from .document import Presentity
 from .pidf import PidfError, parse_pidf
 
 __all__ = [
     "CACHE_BYTES",
     "CACHE_ENTRIES",
+    "CACHE_MAX_ENTRY",
     "PIDF_CONTENT_TYPES",
+    "cache_weight",
     "clear_cache",
     "decode_body",
     "media_type",
@@ -27,11 +31,15 @@ __all__ = [
 #: NOTIFY repeats the body of the one before, and watchers of one presentity get
 #: the same body: those are parsed once. Presentity is frozen, so sharing is safe.
 CACHE_ENTRIES: Final = 1024
-#: Bound on the bodies' bytes held by the cache; larger bodies are never kept.
+#: Bound on what the cache holds, counted per entry as the body's bytes plus the
+#: parsed document's (its msgpack size, which follows every string in it): a
+#: small body can parse into much more text (extensions re-declare namespaces).
 CACHE_BYTES: Final = 1 << 20
-_CACHE_MAX_BODY: Final = 16 * 1024
-_cache: OrderedDict[bytes, tuple[Presentity | None, str]] = OrderedDict()
+#: Entries weighing more are never kept.
+CACHE_MAX_ENTRY: Final = 32 * 1024
+_cache: OrderedDict[bytes, tuple[tuple[Presentity | None, str], int]] = OrderedDict()
 _cache_bytes = 0
+_weigher: Final = msgspec.msgpack.Encoder()
 
 
 def clear_cache() -> None:
@@ -41,24 +49,33 @@ def clear_cache() -> None:
     _cache_bytes = 0
 
 
+def cache_weight(body: bytes, result: tuple[Presentity | None, str]) -> int:
+    """What one entry costs the cache: the body, the parsed document and the error."""
+    presentity, error = result
+    parsed = 0 if presentity is None else len(_weigher.encode(presentity))
+    return len(body) + parsed + len(error)
+
+
 def _parse(body: bytes) -> tuple[Presentity | None, str]:
     global _cache_bytes
     hit = _cache.get(body)
     if hit is not None:
         _cache.move_to_end(body)
-        return hit
+        return hit[0]
     try:
         result: tuple[Presentity | None, str] = (parse_pidf(body), "")
     except PidfError as e:
         result = (None, f"pidf: {e}")
-    size = len(body)
-    if size <= _CACHE_MAX_BODY:
-        _cache[body] = result
-        _cache_bytes += size
-        while len(_cache) > CACHE_ENTRIES or _cache_bytes > CACHE_BYTES:
-            old, _ = _cache.popitem(last=False)
-            _cache_bytes -= len(old)
+    if len(body) <= CACHE_MAX_ENTRY:
+        weight = cache_weight(body, result)
+        if weight <= CACHE_MAX_ENTRY:
+            _cache[body] = (result, weight)
+            _cache_bytes += weight
+            while len(_cache) > CACHE_ENTRIES or _cache_bytes > CACHE_BYTES:
+                _, (_, old_weight) = _cache.popitem(last=False)
+                _cache_bytes -= old_weight
     return result
+
 
 PIDF_CONTENT_TYPES: Final = frozenset(("application/pidf+xml", "application/cpim-pidf+xml"))
 _XML_WS: Final = b" \t\r\n"
