@@ -30,6 +30,7 @@ __all__ = [
     "check_size",
     "expect_root",
     "int_attr",
+    "int_text",
     "locked_parser",
     "parse_tree",
     "run",
@@ -222,8 +223,15 @@ def expect_root(root: Element, namespace: str, local: str, fmt: str) -> None:
 def int_attr(element: Element, name: str) -> int | None:
     """A non-negative integer attribute, None when absent or unreadable (lenient)."""
     raw = element.attrs.get(name)
-    if raw is None:
-        return None
+    return None if raw is None else _natural(raw)
+
+
+def int_text(element: Element | None) -> int | None:
+    """A non-negative integer element's value, None when absent or unreadable."""
+    return None if element is None else _natural(element.text)
+
+
+def _natural(raw: str) -> int | None:
     raw = raw.strip(" \t\r\n")
     if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
         return None
