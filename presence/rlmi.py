@@ -117,4 +117,3 @@ def _instance(i: Element) -> RlmiInstance:
         reason=i.attrs.get("reason"),
         cid=normalize_cid(i.attrs.get("cid")),
     )
-

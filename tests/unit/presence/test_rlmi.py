@@ -62,7 +62,13 @@ def test_rfc4662_full_state_list_is_read() -> None:
 
 @pytest.mark.parametrize(
     ("written", "read"),
-    [("c@x", "c@x"), ("&lt;c@x&gt;", "c@x"), ("cid:c@x", "c@x"), ("cid:a%25b@x", "a%b@x"), (" ", None)],
+    [
+        ("c@x", "c@x"),
+        ("&lt;c@x&gt;", "c@x"),
+        ("cid:c@x", "c@x"),
+        ("cid:a%25b@x", "a%b@x"),
+        (" ", None),
+    ],
 )
 def test_cid_is_kept_in_the_form_parts_are_keyed_by(written: str, read: str | None) -> None:
     body = (
