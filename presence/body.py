@@ -60,9 +60,8 @@ def clear_cache() -> None:
     _cache_bytes = 0
 
 
-def cache_weight(body: bytes, result: tuple[Presentity | None, str]) -> int:
+def cache_weight(body: bytes, presentity: Presentity | None, error: str) -> int:
     """What one entry costs the cache: the body, the parsed document and the error."""
-    presentity, error = result[:2]
     parsed = 0 if presentity is None else len(_weigher.encode(presentity))
     return len(body) + parsed + len(error)
 
@@ -78,7 +77,7 @@ def _parse(body: bytes) -> _Pidf:
     except PidfError as e:
         result = (None, f"pidf: {e}", e.kind)
     if len(body) <= CACHE_MAX_ENTRY:
-        weight = cache_weight(body, result)
+        weight = cache_weight(body, result[0], result[1])
         if weight <= CACHE_MAX_ENTRY:
             _cache[body] = (result, weight)
             _cache_bytes += weight

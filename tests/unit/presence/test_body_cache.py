@@ -68,7 +68,7 @@ def redeclaring(entity: str) -> bytes:
 def test_an_entry_costs_its_parsed_document_not_only_its_body() -> None:
     body = redeclaring("sip:a@x")
     result = decode_body(PIDF, body)
-    assert body_module._cache_bytes == cache_weight(body, result)
+    assert body_module._cache_bytes == cache_weight(body, *result)
     assert body_module._cache_bytes > 10 * len(body)
 
 

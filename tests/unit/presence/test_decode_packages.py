@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from presence_b2b.presence.body import Decoded, decode, decode_body
 from presence_b2b.presence.dialoginfo import DialogInfo
+from presence_b2b.presence.packages import PackageDocument
 from presence_b2b.presence.reginfo import RegInfo
 from presence_b2b.presence.summary import MessageCounts, MessageSummary
 from presence_b2b.presence.watcherinfo import WatcherInfo
@@ -53,7 +54,7 @@ def test_presence_decodes_exactly_as_decode_body(
     ],
 )
 def test_each_package_document_is_read_by_its_content_type(
-    package: str, content_type: str, body: bytes, document: object
+    package: str, content_type: str, body: bytes, document: PackageDocument
 ) -> None:
     assert decode(package, content_type, body) == Decoded(document=document)
 

@@ -1,0 +1,341 @@
+"""The state of one resource list subscription (RFC 4662), NOTIFY by NOTIFY.
+
+A list NOTIFY is a ``multipart/related`` body: an RLMI root naming the list,
+its ``version`` and whether it carries the full state, then one part per
+resource instance that has a document. Partial notifications only make sense
+on top of the full state they amend, so reading them needs memory of the
+subscription: that is :class:`ListTracker`. It is pure (no I/O, no clock), one
+per list subscription, and never raises: a body it cannot read comes back as a
+flagged :class:`ResourceList` asking for a refresh.
+
+What a consumer gets per NOTIFY is one :class:`ResourceState` per resource
+instance in it (a resource without an instance yet gives one, with no state),
+nested lists flattened into their resources (``list_uri`` says which list a
+resource belongs to), and, on a full state, a ``removed`` state for each
+resource the previous full state had and this one has not.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from .body import decode, media_type
+from .document import Note, Presentity
+from .multipart import MAX_MULTIPART_BYTES, MAX_PARTS, Related, split_related
+from .packages import PackageDocument
+from .rlmi import RlmiList, RlmiResource, parse_rlmi
+from .xmlsafe import BodyError
+
+__all__ = [
+    "MAX_LIST_DEPTH",
+    "RLMI_TYPE",
+    "ListTracker",
+    "ResourceList",
+    "ResourceState",
+]
+
+RLMI_TYPE: Final = "application/rlmi+xml"
+_RELATED: Final = "multipart/related"
+#: Lists nested in lists beyond this depth (the top list is 1) are not read.
+MAX_LIST_DEPTH: Final = 4
+
+
+class ResourceState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One instance of one resource of a list, as a NOTIFY left it.
+
+    ``state`` is the instance's active, pending or terminated ("" when the
+    resource has no instance yet); ``reason`` says why it terminated. The
+    resource's document is parsed as a status' would be: ``presentity`` for
+    PIDF, ``document`` for the other packages; ``body`` is the part as received
+    when neither could be read from it (so nothing is lost), and ``error``
+    says why, as does a missing part. ``removed``: the list no longer has it.
+    """
+
+    list_uri: str
+    uri: str
+    names: tuple[Note, ...] = ()
+    instance: str = ""
+    state: str = ""
+    reason: str = ""
+    content_type: str = ""
+    presentity: Presentity | None = None
+    document: PackageDocument | None = None
+    body: bytes = b""
+    error: str = ""
+    removed: bool = False
+
+
+class ResourceList(msgspec.Struct, tag="resource-list", frozen=True, omit_defaults=True):
+    """What one list NOTIFY says, or what the tracker knows (``snapshot``).
+
+    ``needs_refresh``: a notification was lost (a gap in ``version``), a partial
+    state came before any full state, or the body could not be read: the
+    subscriber should refresh the subscription to get the full state again.
+    ``stale``: a partial state not newer than one already applied, ignored.
+    ``error``/``error_kind`` say why the body could not be read at all.
+    """
+
+    uri: str = ""
+    version: int | None = None
+    full_state: bool = False
+    names: tuple[Note, ...] = ()
+    resources: tuple[ResourceState, ...] = ()
+    needs_refresh: bool = False
+    stale: bool = False
+    error: str = ""
+    error_kind: str = ""
+
+
+_Key = tuple[str, str]  # (resource URI, instance id)
+
+
+class _Notify:
+    """What one update collects across the lists it touches."""
+
+    __slots__ = ("out", "refresh")
+
+    def __init__(self) -> None:
+        self.out: list[ResourceState] = []
+        self.refresh = False
+
+
+class _Scope:
+    """One list being applied: where its resources go."""
+
+    __slots__ = ("ancestors", "children", "depth", "list_uri", "n", "related", "states")
+
+    def __init__(
+        self,
+        list_uri: str,
+        related: Related,
+        depth: int,
+        n: _Notify,
+        ancestors: tuple[str, ...],
+    ) -> None:
+        self.list_uri = list_uri
+        self.related = related
+        self.depth = depth
+        self.n = n
+        self.ancestors = ancestors
+        self.states: dict[_Key, ResourceState] = {}
+        self.children: set[str] = set()
+
+    def keep(self, state: ResourceState) -> None:
+        self.states[(state.uri, state.instance)] = state
+        self.n.out.append(state)
+
+
+class ListTracker:
+    """Tracks one list subscription: feed it every NOTIFY's Content-Type and body.
+
+    ``package`` is the event package of the list (RFC 4662 lists are
+    homogeneous); it decides how resource parts are read. Call :meth:`reset`
+    when the subscription's dialog is replaced: versions start again. Each list
+    (the top one and every nested one) has its own version counter and state.
+    """
+
+    def __init__(
+        self,
+        package: str = "presence",
+        *,
+        max_depth: int = MAX_LIST_DEPTH,
+        max_bytes: int = MAX_MULTIPART_BYTES,
+        max_parts: int = MAX_PARTS,
+    ) -> None:
+        self.package = package
+        self.max_depth = max_depth
+        self.max_bytes = max_bytes
+        self.max_parts = max_parts
+        self._uri = ""
+        self._names: tuple[Note, ...] = ()
+        self._versions: dict[str, int] = {}
+        self._lists: dict[str, dict[_Key, ResourceState]] = {}
+        self._children: dict[str, set[str]] = {}
+
+    def reset(self) -> None:
+        """Forget everything: the next NOTIFY should carry the full state."""
+        self._uri = ""
+        self._names = ()
+        self._versions.clear()
+        self._lists.clear()
+        self._children.clear()
+
+    def snapshot(self) -> ResourceList:
+        """Everything known, as one full state (e.g. for a consumer that joins late)."""
+        return ResourceList(
+            uri=self._uri,
+            version=self._versions.get(self._uri),
+            full_state=True,
+            names=self._names,
+            resources=tuple(s for states in self._lists.values() for s in states.values()),
+        )
+
+    def update(self, content_type: str | None, body: bytes) -> ResourceList:
+        """Apply one NOTIFY; the result lists what it said. Never raises."""
+        try:
+            related, rlmi = self._open(content_type or "", body)
+            if self._uri and rlmi.uri != self._uri:
+                return _flagged(
+                    f"rlmi: the list is {rlmi.uri}, this subscription's is {self._uri}",
+                    "other-list",
+                )
+            n = _Notify()
+            if not self._apply(rlmi, related, 1, n, ()):
+                return ResourceList(rlmi.uri, rlmi.version, rlmi.full_state, rlmi.names, stale=True)
+        except BodyError as e:
+            return _flagged(str(e), e.kind)
+        except Exception as e:  # a bug must cost one status, not the subscription
+            return _flagged(f"rlmi: unexpected failure ({type(e).__name__})", "internal")
+        if not self._uri or rlmi.full_state:
+            self._uri, self._names = rlmi.uri, rlmi.names
+        return ResourceList(
+            rlmi.uri,
+            rlmi.version,
+            rlmi.full_state,
+            rlmi.names,
+            tuple(n.out),
+            needs_refresh=n.refresh,
+        )
+
+    def _open(self, content_type: str, body: bytes) -> tuple[Related, RlmiList]:
+        """Split a list body and read its RLMI root; errors say which layer failed."""
+        mtype = media_type(content_type)
+        if mtype != _RELATED:
+            raise BodyError(
+                "unsupported-type",
+                f"multipart: a list body is {_RELATED}, not {mtype or 'untyped'}",
+            )
+        try:
+            related = split_related(
+                content_type, body, max_bytes=self.max_bytes, max_parts=self.max_parts
+            )
+        except BodyError as e:
+            raise BodyError(e.kind, f"multipart: {e}") from None
+        root_type = media_type(related.root.content_type)
+        if root_type != RLMI_TYPE:
+            raise BodyError(
+                "not-rlmi", f"rlmi: the root part is {root_type or 'untyped'}, not {RLMI_TYPE}"
+            )
+        try:
+            return related, parse_rlmi(related.root.body)
+        except BodyError as e:
+            raise BodyError(e.kind, f"rlmi: {e}") from None
+
+    def _apply(
+        self,
+        rlmi: RlmiList,
+        related: Related,
+        depth: int,
+        n: _Notify,
+        ancestors: tuple[str, ...],
+    ) -> bool:
+        """Apply one list, top or nested, to its own state; False when it is stale."""
+        uri = rlmi.uri
+        last = self._versions.get(uri)
+        if not rlmi.full_state:
+            if last is None:
+                n.refresh = True  # a partial state amends a full state never seen
+            elif rlmi.version <= last:
+                return False
+            elif rlmi.version != last + 1:
+                n.refresh = True  # notifications were lost in between
+        self._versions[uri] = rlmi.version
+        old = self._lists.get(uri, {})
+        old_children = self._children.get(uri, set())
+        scope = _Scope(uri, related, depth, n, ancestors)
+        if not rlmi.full_state:
+            scope.states, scope.children = old, old_children
+        self._lists[uri] = scope.states
+        self._children[uri] = scope.children
+        for resource in rlmi.resources:
+            self._resource(scope, resource)
+        if rlmi.full_state:
+            present = {key[0] for key in scope.states}
+            for (resource_uri, _), gone in old.items():
+                if resource_uri not in present:
+                    present.add(resource_uri)
+                    n.out.append(_removed(gone))
+            for child in old_children - scope.children:
+                self._drop(child, n)
+        return True
+
+    def _resource(self, scope: _Scope, resource: RlmiResource) -> None:
+        """Report one resource's instances, reading their parts."""
+        if not resource.instances:  # known to the list, not subscribed to (yet)
+            scope.keep(ResourceState(scope.list_uri, resource.uri, resource.names))
+        for instance in resource.instances:
+            base = ResourceState(
+                scope.list_uri,
+                resource.uri,
+                resource.names,
+                instance.id,
+                instance.state,
+                instance.reason or "",
+            )
+            if instance.cid is None:
+                scope.keep(base)
+                continue
+            part = scope.related.part(instance.cid)
+            if part is None:
+                error = f"multipart: no body part has Content-ID <{instance.cid}>"
+                scope.keep(_replace(base, error=error))
+                continue
+            if media_type(part.content_type) != _RELATED:
+                decoded = decode(self.package, part.content_type, part.body)
+                unread = decoded.presentity is None and decoded.document is None
+                scope.keep(
+                    _replace(
+                        base,
+                        content_type=part.content_type,
+                        presentity=decoded.presentity,
+                        document=decoded.document,
+                        body=part.body if unread else b"",
+                        error=decoded.error,
+                    )
+                )
+                continue
+            self._nested(scope, _replace(base, content_type=part.content_type, body=part.body))
+
+    def _nested(self, scope: _Scope, instance: ResourceState) -> None:
+        """A nested list: its resources are reported in its place, under its own URI."""
+        if scope.depth >= self.max_depth:
+            scope.keep(_replace(instance, error=f"rlmi: lists nested deeper than {self.max_depth}"))
+            scope.n.refresh = True
+            return
+        try:
+            related, rlmi = self._open(instance.content_type, instance.body)
+        except BodyError as e:
+            scope.keep(_replace(instance, error=str(e)))
+            scope.n.refresh = True
+            return
+        if rlmi.uri == scope.list_uri or rlmi.uri in scope.ancestors:
+            scope.keep(_replace(instance, error=f"rlmi: the list {rlmi.uri} is nested in itself"))
+            return
+        scope.children.add(rlmi.uri)
+        self._apply(rlmi, related, scope.depth + 1, scope.n, (*scope.ancestors, scope.list_uri))
+
+    def _drop(self, list_uri: str, n: _Notify) -> None:
+        """A nested list left its parent: all its resources are removed."""
+        for child in self._children.pop(list_uri, set()):
+            self._drop(child, n)
+        seen: set[str] = set()
+        for (resource_uri, _), gone in self._lists.pop(list_uri, {}).items():
+            if resource_uri not in seen:
+                seen.add(resource_uri)
+                n.out.append(_removed(gone))
+        self._versions.pop(list_uri, None)
+
+
+def _replace(state: ResourceState, **changes: object) -> ResourceState:
+    return msgspec.structs.replace(state, **changes)
+
+
+def _removed(gone: ResourceState) -> ResourceState:
+    return ResourceState(gone.list_uri, gone.uri, gone.names, state="terminated", removed=True)
+
+
+def _flagged(error: str, kind: str) -> ResourceList:
+    """A NOTIFY that could not be read: the state may be behind, so refresh."""
+    return ResourceList(needs_refresh=True, error=error, error_kind=kind)
