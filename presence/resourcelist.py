@@ -88,7 +88,8 @@ class ResourceList(msgspec.Struct, tag="resource-list", frozen=True, omit_defaul
     error_kind: str = ""
 
 
-_Key = tuple[str, str]  # (resource URI, instance id)
+#: A list's known state: resource URI -> its instances' states, in document order.
+_States = dict[str, list[ResourceState]]
 
 
 class _Notify:
@@ -119,11 +120,11 @@ class _Scope:
         self.depth = depth
         self.n = n
         self.ancestors = ancestors
-        self.states: dict[_Key, ResourceState] = {}
+        self.states: _States = {}
         self.children: set[str] = set()
 
     def keep(self, state: ResourceState) -> None:
-        self.states[(state.uri, state.instance)] = state
+        self.states[state.uri].append(state)
         self.n.out.append(state)
 
 
@@ -151,7 +152,7 @@ class ListTracker:
         self._uri = ""
         self._names: tuple[Note, ...] = ()
         self._versions: dict[str, int] = {}
-        self._lists: dict[str, dict[_Key, ResourceState]] = {}
+        self._lists: dict[str, _States] = {}
         self._children: dict[str, set[str]] = {}
 
     def reset(self) -> None:
@@ -169,7 +170,9 @@ class ListTracker:
             version=self._versions.get(self._uri),
             full_state=True,
             names=self._names,
-            resources=tuple(s for states in self._lists.values() for s in states.values()),
+            resources=tuple(
+                s for states in self._lists.values() for each in states.values() for s in each
+            ),
         )
 
     def update(self, content_type: str | None, body: bytes) -> ResourceList:
@@ -252,17 +255,17 @@ class ListTracker:
         for resource in rlmi.resources:
             self._resource(scope, resource)
         if rlmi.full_state:
-            present = {key[0] for key in scope.states}
-            for (resource_uri, _), gone in old.items():
-                if resource_uri not in present:
-                    present.add(resource_uri)
-                    n.out.append(_removed(gone))
+            for resource_uri, gone in old.items():
+                if resource_uri not in scope.states and gone:
+                    n.out.append(_removed(gone[0]))
             for child in old_children - scope.children:
                 self._drop(child, n)
         return True
 
     def _resource(self, scope: _Scope, resource: RlmiResource) -> None:
-        """Report one resource's instances, reading their parts."""
+        """Report one resource's instances, reading their parts. A resource in a
+        notification is described whole: its instances replace those known."""
+        scope.states[resource.uri] = []
         if not resource.instances:  # known to the list, not subscribed to (yet)
             scope.keep(ResourceState(scope.list_uri, resource.uri, resource.names))
         for instance in resource.instances:
@@ -320,11 +323,9 @@ class ListTracker:
         """A nested list left its parent: all its resources are removed."""
         for child in self._children.pop(list_uri, set()):
             self._drop(child, n)
-        seen: set[str] = set()
-        for (resource_uri, _), gone in self._lists.pop(list_uri, {}).items():
-            if resource_uri not in seen:
-                seen.add(resource_uri)
-                n.out.append(_removed(gone))
+        for gone in self._lists.pop(list_uri, {}).values():
+            if gone:
+                n.out.append(_removed(gone[0]))
         self._versions.pop(list_uri, None)
 
 

@@ -184,6 +184,14 @@ def test_a_resource_missing_from_the_next_full_state_is_reported_removed() -> No
     assert len(tracker.snapshot().resources) == 1
 
 
+def test_a_resource_in_a_partial_state_is_described_whole() -> None:
+    tracker = ListTracker()
+    tracker.update(*full_state(1))
+    tracker.update(*multipart(rlmi(2, False, resource("sip:dave@example.com", "new", "active"))))
+    dave = [s for s in tracker.snapshot().resources if s.uri == "sip:dave@example.com"]
+    assert [(s.instance, s.state) for s in dave] == [("new", "active")]
+
+
 def test_a_terminated_instance_is_delivered_with_its_reason() -> None:
     tracker = ListTracker()
     tracker.update(*full_state(1))
