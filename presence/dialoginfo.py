@@ -14,19 +14,16 @@ refused.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Unpack
 
 import msgspec
 
 from .xmlsafe import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_ELEMENTS,
     Element,
-    expect_root,
+    Limits,
     int_attr,
     int_text,
-    parse_tree,
+    read_document,
 )
 
 __all__ = [
@@ -75,16 +72,9 @@ class DialogInfo(msgspec.Struct, tag="dialog-info", frozen=True, omit_defaults=T
     dialogs: tuple[Dialog, ...] = ()
 
 
-def parse_dialog_info(
-    body: bytes,
-    *,
-    max_bytes: int = MAX_BYTES,
-    max_depth: int = MAX_DEPTH,
-    max_elements: int = MAX_ELEMENTS,
-) -> DialogInfo:
+def parse_dialog_info(body: bytes, **limits: Unpack[Limits]) -> DialogInfo:
     """Parse one dialog-info document, or raise BodyError; never anything else."""
-    root = parse_tree(body, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
-    expect_root(root, DIALOG_INFO_NS, "dialog-info", "dialog-info")
+    root = read_document(body, DIALOG_INFO_NS, "dialog-info", "dialog-info", **limits)
     ns = root.uri
     return DialogInfo(
         entity=root.attrs.get("entity", ""),

@@ -10,18 +10,15 @@ and event values are kept as they are, a missing attribute gives "".
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Unpack
 
 import msgspec
 
 from .xmlsafe import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_ELEMENTS,
     Element,
-    expect_root,
+    Limits,
     int_attr,
-    parse_tree,
+    read_document,
 )
 
 __all__ = [
@@ -71,16 +68,9 @@ class RegInfo(msgspec.Struct, tag="reginfo", frozen=True, omit_defaults=True):
     registrations: tuple[Registration, ...] = ()
 
 
-def parse_reginfo(
-    body: bytes,
-    *,
-    max_bytes: int = MAX_BYTES,
-    max_depth: int = MAX_DEPTH,
-    max_elements: int = MAX_ELEMENTS,
-) -> RegInfo:
+def parse_reginfo(body: bytes, **limits: Unpack[Limits]) -> RegInfo:
     """Parse one reginfo document, or raise BodyError; never anything else."""
-    root = parse_tree(body, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
-    expect_root(root, REGINFO_NS, "reginfo", "reginfo")
+    root = read_document(body, REGINFO_NS, "reginfo", "reginfo", **limits)
     ns = root.uri
     return RegInfo(
         state=root.attrs.get("state", "full").strip(),

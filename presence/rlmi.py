@@ -13,22 +13,19 @@ read leniently, as in the other readers.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Unpack
 
 import msgspec
 
 from .document import Note
 from .multipart import normalize_cid
 from .xmlsafe import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_ELEMENTS,
     XML_LANG,
     BodyError,
     Element,
-    expect_root,
+    Limits,
     int_attr,
-    parse_tree,
+    read_document,
 )
 
 __all__ = [
@@ -73,16 +70,9 @@ class RlmiList(msgspec.Struct, frozen=True, omit_defaults=True):
     resources: tuple[RlmiResource, ...] = ()
 
 
-def parse_rlmi(
-    body: bytes,
-    *,
-    max_bytes: int = MAX_BYTES,
-    max_depth: int = MAX_DEPTH,
-    max_elements: int = MAX_ELEMENTS,
-) -> RlmiList:
+def parse_rlmi(body: bytes, **limits: Unpack[Limits]) -> RlmiList:
     """Parse one RLMI document, or raise BodyError; never anything else."""
-    root = parse_tree(body, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
-    expect_root(root, RLMI_NS, "list", "rlmi")
+    root = read_document(body, RLMI_NS, "list", "rlmi", **limits)
     version = int_attr(root, "version")
     if version is None:
         raise BodyError("not-rlmi", "the list has no readable version")

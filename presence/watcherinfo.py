@@ -12,19 +12,16 @@ and event values are kept as they are, a missing attribute gives "".
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Unpack
 
 import msgspec
 
 from .xmlsafe import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_ELEMENTS,
     XML_LANG,
     Element,
-    expect_root,
+    Limits,
     int_attr,
-    parse_tree,
+    read_document,
 )
 
 __all__ = [
@@ -67,16 +64,9 @@ class WatcherInfo(msgspec.Struct, tag="watcherinfo", frozen=True, omit_defaults=
     lists: tuple[WatcherList, ...] = ()
 
 
-def parse_watcherinfo(
-    body: bytes,
-    *,
-    max_bytes: int = MAX_BYTES,
-    max_depth: int = MAX_DEPTH,
-    max_elements: int = MAX_ELEMENTS,
-) -> WatcherInfo:
+def parse_watcherinfo(body: bytes, **limits: Unpack[Limits]) -> WatcherInfo:
     """Parse one watcherinfo document, or raise BodyError; never anything else."""
-    root = parse_tree(body, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
-    expect_root(root, WATCHERINFO_NS, "watcherinfo", "watcherinfo")
+    root = read_document(body, WATCHERINFO_NS, "watcherinfo", "watcherinfo", **limits)
     ns = root.uri
     return WatcherInfo(
         state=root.attrs.get("state", "full").strip(),

@@ -11,7 +11,7 @@ so the lock-down exists once.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypedDict, Unpack
 from xml.parsers.expat import (
     XML_PARAM_ENTITY_PARSING_NEVER,
     ExpatError,
@@ -27,12 +27,14 @@ __all__ = [
     "XML_LANG",
     "BodyError",
     "Element",
+    "Limits",
     "check_size",
     "expect_root",
     "int_attr",
     "int_text",
     "locked_parser",
     "parse_tree",
+    "read_document",
     "run",
     "split_name",
 ]
@@ -191,6 +193,24 @@ class _TreeBuilder:
     def text(self, data: str) -> None:
         if self.stack:
             self.stack[-1].texts.append(data)
+
+
+class Limits(TypedDict, total=False):
+    """The limits every XML reader takes as keyword arguments (defaults above)."""
+
+    max_bytes: int
+    max_depth: int
+    max_elements: int
+
+
+def read_document(
+    body: bytes, namespace: str, root: str, fmt: str, **limits: Unpack[Limits]
+) -> Element:
+    """The root of a ``fmt`` document whose root must be ``root`` in ``namespace``
+    (or in no namespace), or BodyError."""
+    element = parse_tree(body, **limits)
+    expect_root(element, namespace, root, fmt)
+    return element
 
 
 def parse_tree(
