@@ -30,6 +30,8 @@ from .xmlsafe import BodyError
 
 __all__ = [
     "MAX_LIST_DEPTH",
+    "MAX_RESOURCES",
+    "MAX_RETAINED_BYTES",
     "RLMI_TYPE",
     "ListTracker",
     "ResourceList",
@@ -40,6 +42,12 @@ RLMI_TYPE: Final = "application/rlmi+xml"
 _RELATED: Final = "multipart/related"
 #: Lists nested in lists beyond this depth (the top list is 1) are not read.
 MAX_LIST_DEPTH: Final = 4
+#: What one tracker may remember: partial states can name new resources without
+#: end, so the state kept is bounded in resource instances and in bytes (each
+#: state weighs its msgpack size: what it would cost on the wire).
+MAX_RESOURCES: Final = 10_000
+MAX_RETAINED_BYTES: Final = 8 << 20
+_sizer: Final = msgspec.msgpack.Encoder()
 
 
 class ResourceState(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -88,24 +96,50 @@ class ResourceList(msgspec.Struct, tag="resource-list", frozen=True, omit_defaul
     error_kind: str = ""
 
 
-#: A list's known state: resource URI -> its instances' states, in document order.
-_States = dict[str, list[ResourceState]]
+class _Entry:
+    """One resource's known instances, and what they weigh."""
+
+    __slots__ = ("states", "weight")
+
+    def __init__(self) -> None:
+        self.states: list[ResourceState] = []
+        self.weight = 0
+
+
+#: A list's known state: resource URI -> its entry, in document order.
+_States = dict[str, _Entry]
 
 
 class _Notify:
     """What one update collects across the lists it touches."""
 
-    __slots__ = ("out", "refresh")
+    __slots__ = ("count", "out", "refresh", "weight")
 
     def __init__(self) -> None:
         self.out: list[ResourceState] = []
         self.refresh = False
+        self.count = 0  # change in remembered states
+        self.weight = 0  # change in their weight
+
+    def forget(self, states: _States) -> None:
+        for entry in states.values():
+            self.count -= len(entry.states)
+            self.weight -= entry.weight
 
 
 class _Scope:
     """One list being applied: where its resources go."""
 
-    __slots__ = ("ancestors", "children", "depth", "list_uri", "n", "related", "states")
+    __slots__ = (
+        "ancestors",
+        "children",
+        "current",
+        "depth",
+        "list_uri",
+        "n",
+        "related",
+        "states",
+    )
 
     def __init__(
         self,
@@ -122,9 +156,22 @@ class _Scope:
         self.ancestors = ancestors
         self.states: _States = {}
         self.children: set[str] = set()
+        self.current = _Entry()
+
+    def begin(self, uri: str) -> None:
+        """A resource is described anew: what was known of it goes."""
+        old = self.states.get(uri)
+        if old is not None:
+            self.n.count -= len(old.states)
+            self.n.weight -= old.weight
+        self.current = self.states[uri] = _Entry()
 
     def keep(self, state: ResourceState) -> None:
-        self.states[state.uri].append(state)
+        weight = len(_sizer.encode(state))
+        self.current.states.append(state)
+        self.current.weight += weight
+        self.n.count += 1
+        self.n.weight += weight
         self.n.out.append(state)
 
 
@@ -144,11 +191,17 @@ class ListTracker:
         max_depth: int = MAX_LIST_DEPTH,
         max_bytes: int = MAX_MULTIPART_BYTES,
         max_parts: int = MAX_PARTS,
+        max_resources: int = MAX_RESOURCES,
+        max_retained_bytes: int = MAX_RETAINED_BYTES,
     ) -> None:
         self.package = package
         self.max_depth = max_depth
         self.max_bytes = max_bytes
         self.max_parts = max_parts
+        self.max_resources = max_resources
+        self.max_retained_bytes = max_retained_bytes
+        self._count = 0
+        self._weight = 0
         self._uri = ""
         self._names: tuple[Note, ...] = ()
         self._versions: dict[str, int] = {}
@@ -159,6 +212,7 @@ class ListTracker:
         """Forget everything: the next NOTIFY should carry the full state."""
         self._uri = ""
         self._names = ()
+        self._count = self._weight = 0
         self._versions.clear()
         self._lists.clear()
         self._children.clear()
@@ -171,7 +225,10 @@ class ListTracker:
             full_state=True,
             names=self._names,
             resources=tuple(
-                s for states in self._lists.values() for each in states.values() for s in each
+                s
+                for states in self._lists.values()
+                for entry in states.values()
+                for s in entry.states
             ),
         )
 
@@ -193,6 +250,21 @@ class ListTracker:
             return _flagged(f"rlmi: unexpected failure ({type(e).__name__})", "internal")
         if not self._uri or rlmi.full_state:
             self._uri, self._names = rlmi.uri, rlmi.names
+        self._count += n.count
+        self._weight += n.weight
+        if self._count > self.max_resources or self._weight > self.max_retained_bytes:
+            self.reset()  # the next full state starts again
+            return ResourceList(
+                rlmi.uri,
+                rlmi.version,
+                rlmi.full_state,
+                rlmi.names,
+                tuple(n.out),
+                needs_refresh=True,
+                error=f"rlmi: the list's state is over {self.max_resources} resource"
+                f" instances or {self.max_retained_bytes} bytes; it was not kept",
+                error_kind="too-large",
+            )
         return ResourceList(
             rlmi.uri,
             rlmi.version,
@@ -255,9 +327,10 @@ class ListTracker:
         for resource in rlmi.resources:
             self._resource(scope, resource)
         if rlmi.full_state:
+            n.forget(old)
             for resource_uri, gone in old.items():
-                if resource_uri not in scope.states and gone:
-                    n.out.append(_removed(gone[0]))
+                if resource_uri not in scope.states and gone.states:
+                    n.out.append(_removed(gone.states[0]))
             for child in old_children - scope.children:
                 self._drop(child, n)
         return True
@@ -265,7 +338,7 @@ class ListTracker:
     def _resource(self, scope: _Scope, resource: RlmiResource) -> None:
         """Report one resource's instances, reading their parts. A resource in a
         notification is described whole: its instances replace those known."""
-        scope.states[resource.uri] = []
+        scope.begin(resource.uri)
         if not resource.instances:  # known to the list, not subscribed to (yet)
             scope.keep(ResourceState(scope.list_uri, resource.uri, resource.names))
         for instance in resource.instances:
@@ -323,9 +396,11 @@ class ListTracker:
         """A nested list left its parent: all its resources are removed."""
         for child in self._children.pop(list_uri, set()):
             self._drop(child, n)
-        for gone in self._lists.pop(list_uri, {}).values():
-            if gone:
-                n.out.append(_removed(gone[0]))
+        states = self._lists.pop(list_uri, {})
+        n.forget(states)
+        for gone in states.values():
+            if gone.states:
+                n.out.append(_removed(gone.states[0]))
         self._versions.pop(list_uri, None)
 
 

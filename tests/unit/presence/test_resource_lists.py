@@ -448,3 +448,69 @@ def test_near_list_soup_gives_a_result_never_an_exception(body: bytes) -> None:
     tracker = ListTracker()
     for _ in range(2):
         assert isinstance(tracker.update("multipart/related;boundary=b", body), ResourceList)
+
+
+def test_partial_states_naming_new_resources_cannot_grow_the_tracker_without_bound() -> None:
+    tracker = ListTracker(max_resources=5)
+    tracker.update(*multipart(rlmi(1, True, resource("sip:r0@x", "i"))))
+    for version in range(2, 6):
+        result = tracker.update(
+            *multipart(rlmi(version, False, resource(f"sip:r{version}@x", "i")))
+        )
+        assert not result.error
+    result = tracker.update(*multipart(rlmi(6, False, resource("sip:r6@x", "i"))))
+    assert result.error_kind == "too-large"
+    assert result.needs_refresh
+    assert [s.uri for s in result.resources] == ["sip:r6@x"]  # still delivered
+    assert tracker.snapshot().resources == ()
+
+
+def test_the_bytes_a_tracker_keeps_are_bounded() -> None:
+    raw = b"<presence>" + b"x" * 1000 + b"</presence>"  # unreadable: kept raw
+    tracker = ListTracker(max_retained_bytes=2500)
+    for version, who in enumerate("ab", start=1):
+        result = tracker.update(
+            *multipart(
+                rlmi(version, version == 1, resource(f"sip:{who}@x", "i", cid=f"{who}@x")),
+                (f"{who}@x", "application/xpidf+xml", raw),
+            )
+        )
+        assert not result.error
+    result = tracker.update(
+        *multipart(
+            rlmi(3, False, resource("sip:c@x", "i", cid="c@x")),
+            ("c@x", "application/xpidf+xml", raw),
+        )
+    )
+    assert result.error_kind == "too-large"
+
+
+def test_replacing_a_resource_frees_what_it_weighed() -> None:
+    raw = b"<presence>" + b"x" * 1000 + b"</presence>"
+    tracker = ListTracker(max_retained_bytes=2500)
+    for version in range(1, 10):
+        result = tracker.update(
+            *multipart(
+                rlmi(version, version == 1, resource("sip:a@x", "i", cid="a@x")),
+                ("a@x", "application/xpidf+xml", raw),
+            )
+        )
+        assert not result.error
+
+
+states = st.sampled_from(["active", "pending", "terminated"])
+listings = st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), states, max_size=4)
+
+
+@given(st.lists(st.tuples(st.booleans(), listings), max_size=10))
+def test_the_snapshot_is_the_last_full_state_amended_by_later_partial_states(
+    steps: list[tuple[bool, dict[str, str]]],
+) -> None:
+    tracker = ListTracker()
+    model: dict[str, str] = {}
+    for version, (full, listed) in enumerate(steps, start=1):
+        body = "".join(resource(f"sip:{who}@x", who, state) for who, state in listed.items())
+        tracker.update(*multipart(rlmi(version, full, body)))
+        model = {**({} if full else model), **{f"sip:{w}@x": s for w, s in listed.items()}}
+        snapshot = {s.uri: s.state for s in tracker.snapshot().resources}
+        assert snapshot == model
