@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -514,3 +516,41 @@ def test_the_snapshot_is_the_last_full_state_amended_by_later_partial_states(
         model = {**({} if full else model), **{f"sip:{w}@x": s for w, s in listed.items()}}
         snapshot = {s.uri: s.state for s in tracker.snapshot().resources}
         assert snapshot == model
+
+
+LAUGHS = (
+    b'<!DOCTYPE presence [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    b'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="&b;"/>'
+)
+
+
+def test_a_hostile_part_costs_its_resource_only() -> None:
+    result = ListTracker().update(
+        *multipart(
+            rlmi(
+                1,
+                True,
+                resource("sip:evil@x", "e", cid="e@x") + resource("sip:ok@x", "o", cid="o@x"),
+            ),
+            ("e@x", "application/pidf+xml", LAUGHS),
+            ("o@x", "application/pidf+xml", pidf("sip:ok@x")),
+        )
+    )
+    evil, ok = result.resources
+    assert evil.error == "pidf: a DOCTYPE is not allowed in a NOTIFY body"
+    assert evil.presentity is None and evil.body == LAUGHS
+    assert ok.presentity is not None
+    assert not result.needs_refresh
+
+
+def test_a_list_of_a_thousand_hostile_parts_is_read_quickly() -> None:
+    names = [f"r{i}" for i in range(999)]
+    content_type, body = multipart(
+        rlmi(1, True, "".join(resource(f"sip:{n}@x", n, cid=f"{n}@x") for n in names)),
+        *[(f"{n}@x", "application/pidf+xml", LAUGHS) for n in names],
+    )
+    start = time.perf_counter()
+    result = ListTracker().update(content_type, body)
+    assert time.perf_counter() - start < 1.0
+    assert len(result.resources) == 999
+    assert all(s.error.startswith("pidf: a DOCTYPE") for s in result.resources)
