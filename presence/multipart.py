@@ -91,7 +91,7 @@ def content_type_params(content_type: str) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for match in _PARAM.finditer(";" + rest):
         value = match.group(2)
-        if value.startswith('"'):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
             value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
         params.setdefault(match.group(1).lower(), value)
     return mtype.strip(" \t").lower(), params

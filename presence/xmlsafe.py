@@ -59,8 +59,10 @@ class BodyError(ValueError):
     ``kind`` is short and stable (for metrics and tests): ``not-xml``,
     ``not-pidf`` (and ``not-<format>`` for the other formats), ``too-large``,
     ``too-deep``, ``too-many-elements``, ``too-many-parts``, ``forbidden-dtd``,
-    ``forbidden-entity``, ``bad-multipart``. The message says what was wrong in
-    words a log reader understands.
+    ``forbidden-entity``, ``bad-multipart``, ``unsupported-type``. The message
+    says what was wrong in words a log reader understands. Every body reader
+    raises it, the text and multipart ones too: one error for the dispatcher to
+    catch.
     """
 
     def __init__(self, kind: str, message: str) -> None:

@@ -164,6 +164,10 @@ def test_content_type_parameters_are_read_quoted_or_not() -> None:
         "multipart/related",
         {"boundary": 'a"b;c', "start": "<r@x>"},
     )
+    assert content_type_params('multipart/related;boundary="unclosed') == (
+        "multipart/related",
+        {"boundary": '"unclosed'},
+    )
 
 
 @pytest.mark.parametrize(
