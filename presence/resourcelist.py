@@ -121,10 +121,14 @@ class _Notify:
         self.count = 0  # change in remembered states
         self.weight = 0  # change in their weight
 
-    def forget(self, states: _States) -> None:
+    def forget(self, entry: _Entry) -> None:
+        """A remembered resource goes: its count and weight with it."""
+        self.count -= len(entry.states)
+        self.weight -= entry.weight
+
+    def forget_all(self, states: _States) -> None:
         for entry in states.values():
-            self.count -= len(entry.states)
-            self.weight -= entry.weight
+            self.forget(entry)
 
 
 class _Scope:
@@ -162,8 +166,7 @@ class _Scope:
         """A resource is described anew: what was known of it goes."""
         old = self.states.get(uri)
         if old is not None:
-            self.n.count -= len(old.states)
-            self.n.weight -= old.weight
+            self.n.forget(old)
         self.current = self.states[uri] = _Entry()
 
     def keep(self, state: ResourceState) -> None:
@@ -327,7 +330,7 @@ class ListTracker:
         for resource in rlmi.resources:
             self._resource(scope, resource)
         if rlmi.full_state:
-            n.forget(old)
+            n.forget_all(old)
             for resource_uri, gone in old.items():
                 if resource_uri not in scope.states and gone.states:
                     n.out.append(_removed(gone.states[0]))
@@ -397,7 +400,7 @@ class ListTracker:
         for child in self._children.pop(list_uri, set()):
             self._drop(child, n)
         states = self._lists.pop(list_uri, {})
-        n.forget(states)
+        n.forget_all(states)
         for gone in states.values():
             if gone.states:
                 n.out.append(_removed(gone.states[0]))
