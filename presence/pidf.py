@@ -1,8 +1,9 @@
 """A safe, single-pass PIDF (RFC 3863) parser for NOTIFY bodies.
 
 NOTIFY bodies come from the network, so the parser is built to refuse rather
-than to interpret: no DOCTYPE, hence no entity is ever declared, expanded or
-loaded; size, nesting depth and element count are bounded. It runs expat
+than to interpret: its expat comes locked down from ``xmlsafe`` (no DOCTYPE,
+hence no entity is ever declared, expanded or loaded), and size, nesting
+depth, element count and the extension text it writes are bounded. It runs expat
 directly with namespace processing so that PIDF elements are recognised by
 (namespace URI, local name): presence servers such as Kamailio repeat
 ``xmlns`` on nested elements, others use prefixes, and both must read the same.
@@ -20,23 +21,32 @@ document on any of these):
 * markup inside a note, contact, basic or timestamp contributes its text only.
 
 Everything the parser does not model (RPID ``<person>``, ``<device>``, tuple and
-status extensions) is kept as standalone XML text, in document order.
+status extensions) is kept as standalone XML text, in document order; that text
+is bounded linearly in the body's size (see MAX_EXTENSION_CHARS).
 """
 
 from __future__ import annotations
 
 from typing import Final
-from xml.parsers.expat import (
-    XML_PARAM_ENTITY_PARSING_NEVER,
-    ExpatError,
-    ParserCreate,
-    XMLParserType,
-)
+from xml.parsers.expat import XMLParserType
 
 from .document import Basic, Note, PresenceTuple, Presentity
+from .xmlsafe import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_ELEMENTS,
+    SEP,
+    BodyError,
+    check_size,
+    locked_parser,
+    run,
+)
 
 __all__ = [
     "CPIM_PIDF_NS",
+    "EXTENSION_RATIO",
+    "EXTENSION_SLACK",
+    "MAX_EXTENSION_CHARS",
     "PIDF_NS",
     "PidfError",
     "parse_pidf",
@@ -46,10 +56,7 @@ PIDF_NS: Final = "urn:ietf:params:xml:ns:pidf"
 CPIM_PIDF_NS: Final = "urn:ietf:params:xml:ns:cpim-pidf"
 _XML_NS: Final = "http://www.w3.org/XML/1998/namespace"
 
-# expat reports a name as "uri local prefix" (namespace_prefixes on), "uri local"
-# (default namespace) or "local" (no namespace). expat itself refuses a
-# namespace URI that contains the separator, so splitting on it is unambiguous.
-_SEP: Final = " "
+_SEP: Final = SEP
 # PIDF elements are matched in these namespaces only; "" is no namespace,
 # which the original's matching accepted too.
 _PIDF_NAMESPACES: Final = frozenset((PIDF_NS, CPIM_PIDF_NS, ""))
@@ -115,65 +122,42 @@ def _kind(name: str) -> int:
     return kind
 
 
-class PidfError(ValueError):
-    """A body that is not a PIDF document this service accepts.
+#: The PIDF parser's error is the one every body parser raises (see xmlsafe);
+#: the old name stays for its callers.
+PidfError = BodyError
 
-    ``kind`` is short and stable (for metrics and tests): ``not-xml``,
-    ``not-pidf``, ``too-large``, ``too-deep``, ``too-many-elements``,
-    ``forbidden-dtd``, ``forbidden-entity``. The message says what was wrong in
-    words a log reader understands.
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+#: Extension elements are re-serialised with every namespace they use declared
+#: on their own root, so a long URI declared once on ``<presence>`` is written
+#: again for each extension: the output could grow with the square of the body.
+#: It is bounded, over all the document's extensions, by the smaller of
+#: MAX_EXTENSION_CHARS and EXTENSION_RATIO times the body's size plus
+#: EXTENSION_SLACK (so that a small document may still repeat a few namespaces).
+MAX_EXTENSION_CHARS: Final = 1 << 20
+EXTENSION_RATIO: Final = 10
+EXTENSION_SLACK: Final = 64 * 1024
 
 
 def parse_pidf(
     body: bytes,
     *,
-    max_bytes: int = 256 * 1024,
-    max_depth: int = 32,
-    max_elements: int = 10_000,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_elements: int = MAX_ELEMENTS,
+    max_extension_chars: int = MAX_EXTENSION_CHARS,
 ) -> Presentity:
-    """Parse one PIDF document, or raise PidfError; never anything else."""
-    if len(body) > max_bytes:
-        raise PidfError("too-large", f"document is {len(body)} bytes, the limit is {max_bytes}")
-    parser = ParserCreate(namespace_separator=_SEP)
-    builder = _Builder(parser, max_depth, max_elements)
-    parser.namespace_prefixes = True
-    parser.buffer_text = True
-    parser.SetParamEntityParsing(XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = _refuse_doctype
-    parser.EntityDeclHandler = _refuse_entity
-    parser.UnparsedEntityDeclHandler = _refuse_entity
-    parser.ExternalEntityRefHandler = _refuse_external_entity
+    """Parse one PIDF document, or raise PidfError (``BodyError``); never anything else."""
+    check_size(body, max_bytes)
+    parser = locked_parser()
+    budget = min(max_extension_chars, EXTENSION_RATIO * len(body) + EXTENSION_SLACK)
+    builder = _Builder(parser, max_depth, max_elements, budget)
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.texts.append
     try:
-        parser.Parse(body, True)
-    except PidfError:
-        raise
-    except ExpatError as e:
-        raise PidfError("not-xml", f"not well-formed XML: {e}") from None
-    except (TypeError, ValueError, LookupError) as e:  # e.g. an encoding Python lacks
-        raise PidfError("not-xml", f"cannot parse the body: {e}") from None
+        run(parser, body)
     finally:  # leave no parser <-> builder cycle for the GC on this hot path
         builder.parser = None
     return builder.result()
-
-
-def _refuse_doctype(*_: object) -> None:
-    raise PidfError("forbidden-dtd", "a DOCTYPE is not allowed in a presence document")
-
-
-def _refuse_entity(*_: object) -> None:
-    raise PidfError("forbidden-entity", "entity declarations are not allowed")
-
-
-def _refuse_external_entity(*_: object) -> int:
-    raise PidfError("forbidden-entity", "external entities are not allowed")
 
 
 def _escape_text(s: str) -> str:
@@ -211,12 +195,15 @@ class _Extension:
 
     Each element declares exactly the namespace bindings it needs that are not
     already in scope in the output, so the fragment is well-formed on its own
-    whatever the source declared on its ancestors.
+    whatever the source declared on its ancestors. ``left`` is what remains of
+    the document's extension budget, in characters: going below zero stops the
+    parse (``too-large``) before the text is built.
     """
 
-    __slots__ = ("empty", "parts", "scopes")
+    __slots__ = ("empty", "left", "parts", "scopes")
 
-    def __init__(self) -> None:
+    def __init__(self, left: int) -> None:
+        self.left = left
         self.parts: list[str] = []
         # prefix -> URI in scope in the output; "" is the default namespace.
         self.scopes: list[dict[str, str]] = [{"": ""}]
@@ -241,7 +228,9 @@ class _Extension:
                 for p, u in decls.items()
             ]
         out.append(">")
-        self.parts.append("".join(out))
+        tag = "".join(out)
+        self._spend(len(tag))
+        self.parts.append(tag)
         self.scopes.append(scope)
         self.empty = True
 
@@ -253,16 +242,29 @@ class _Extension:
             return
         parts = name.split(_SEP)
         if len(parts) == 1:
-            self.parts.append(f"</{name}>")
+            tag = f"</{name}>"
         elif len(parts) == 2:
-            self.parts.append(f"</{parts[1]}>")
+            tag = f"</{parts[1]}>"
         else:
-            self.parts.append(f"</{parts[2]}:{parts[1]}>")
+            tag = f"</{parts[2]}:{parts[1]}>"
+        self._spend(len(tag))
+        self.parts.append(tag)
 
     def text(self, data: str) -> None:
         if data:
-            self.parts.append(_escape_text(data))
+            escaped = _escape_text(data)
+            self._spend(len(escaped))
+            self.parts.append(escaped)
             self.empty = False
+
+    def _spend(self, chars: int) -> None:
+        left = self.left = self.left - chars
+        if left < 0:
+            raise BodyError(
+                "too-large",
+                "the extension elements, written out as standalone XML, exceed"
+                " the limit for a body of this size",
+            )
 
     def result(self) -> str:
         return "".join(self.parts)
@@ -307,6 +309,7 @@ class _Builder:
         "count",
         "entity",
         "ext",
+        "ext_left",
         "extensions",
         "max_depth",
         "max_elements",
@@ -335,8 +338,11 @@ class _Builder:
     t_notes: list[Note] | None
     t_extensions: list[str] | None
 
-    def __init__(self, parser: XMLParserType, max_depth: int, max_elements: int) -> None:
+    def __init__(
+        self, parser: XMLParserType, max_depth: int, max_elements: int, ext_left: int
+    ) -> None:
         self.parser: XMLParserType | None = parser
+        self.ext_left = ext_left
         self.max_depth = max_depth
         self.max_elements = max_elements
         self.count = 0
@@ -426,7 +432,7 @@ class _Builder:
             modes.append(_NOTE)
             return
         # Anything else below the root, a tuple or a status is an extension.
-        ext = self.ext = _Extension()
+        ext = self.ext = _Extension(self.ext_left)
         ext.start(name, attrs)
         modes.append(_EXT)
         assert self.parser is not None
@@ -493,6 +499,7 @@ class _Builder:
                 assert self.parser is not None
                 self.parser.CharacterDataHandler = self.texts.append
                 self.ext = None
+                self.ext_left = ext.left
                 if parent == _ROOT:
                     self.extensions.append(ext.result())
                 elif self.t_extensions is None:  # a tuple's or a status' child

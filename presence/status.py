@@ -13,6 +13,12 @@ from enum import StrEnum
 import msgspec
 
 from .document import Presentity
+from .packages import PackageDocument
+from .resourcelist import ResourceList
+
+#: What a status carries besides PIDF: another package's document, or a resource
+#: list's per-resource states. Tagged (``"type"`` key) so one field holds them all.
+Document = PackageDocument | ResourceList
 
 
 class SubscriptionState(StrEnum):
@@ -34,6 +40,12 @@ class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
     ``content_type`` always travel so nothing is lost. ``merged`` counts older
     statuses of this subscription that were dropped in favour of this one while
     the consumer's ring was full (status is state, not events).
+
+    ``document`` is the parsed body of any other event package (dialog-info,
+    reginfo, message-summary, watcherinfo) or, for a list subscription, the
+    resource list's states; it comes last and is left out when None, so a
+    presence status encodes exactly as before and a decoder that does not know
+    the field skips it.
     """
 
     id: int
@@ -44,6 +56,7 @@ class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
     body: bytes = b""
     error: str = ""
     merged: int = 0
+    document: Document | None = None
 
 
 class FailureKind(StrEnum):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from presence_b2b.presence import body as body_module
-from presence_b2b.presence.body import CACHE_ENTRIES, decode_body
+from presence_b2b.presence.body import CACHE_ENTRIES, cache_weight, decode_body
 
 PIDF = "application/pidf+xml"
 
@@ -53,3 +53,27 @@ def test_least_recently_used_goes_first() -> None:
         decode_body(PIDF, keep)  # used again: stays
     decode_body(PIDF, doc("sip:last@x"))
     assert decode_body(PIDF, keep)[0] is kept
+
+
+def redeclaring(entity: str) -> bytes:
+    """A small body whose parsed form is large: each extension re-declares a long URI."""
+    uri = "urn:" + "n" * 500
+    return (
+        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:a="{uri}" entity="{entity}">'
+        + "<a:x/>" * 20
+        + "</presence>"
+    ).encode()
+
+
+def test_an_entry_costs_its_parsed_document_not_only_its_body() -> None:
+    body = redeclaring("sip:a@x")
+    result = decode_body(PIDF, body)
+    assert body_module._cache_bytes == cache_weight(body, *result)
+    assert body_module._cache_bytes > 10 * len(body)
+
+
+def test_the_byte_bound_holds_for_bodies_that_parse_into_more_text() -> None:
+    for i in range(200):  # 200 x ~11 kB parsed from 200 x ~0.7 kB of bodies
+        decode_body(PIDF, redeclaring(f"sip:u{i}@x"))
+    assert body_module._cache_bytes <= body_module.CACHE_BYTES
+    assert len(body_module._cache) < 200

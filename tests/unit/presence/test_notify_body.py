@@ -67,7 +67,7 @@ def test_cpim_pidf_content_type_is_parsed() -> None:
 def test_pidf_error_is_reported_with_a_pidf_prefix() -> None:
     presentity, error = decode_body("application/pidf+xml", b"<!DOCTYPE x><presence/>")
     assert presentity is None
-    assert error == "pidf: a DOCTYPE is not allowed in a presence document"
+    assert error == "pidf: a DOCTYPE is not allowed in a NOTIFY body"
 
 
 def test_truncated_pidf_is_reported_not_dropped() -> None:

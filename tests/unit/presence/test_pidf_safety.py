@@ -143,3 +143,36 @@ def test_pidf_error_is_a_value_error_with_a_readable_message() -> None:
 def test_predefined_and_character_references_are_still_read() -> None:
     body = f'<presence xmlns="{PIDF}" entity="sip:a&amp;b@h&#46;com"/>'.encode()
     assert parse_pidf(body).entity == "sip:a&b@h.com"
+
+
+def namespace_blowup(uri_chars: int, count: int) -> bytes:
+    """One long namespace URI declared once on the root, used by `count` extensions:
+    each extension must re-declare it to stand alone."""
+    uri = "urn:" + "x" * uri_chars
+    return (
+        f'<presence xmlns="{PIDF}" xmlns:a="{uri}">' + "<a:x/>" * count + "</presence>"
+    ).encode()
+
+
+def test_namespace_blowup_in_extensions_is_refused_quickly() -> None:
+    # A 49 kB body that would have become 93 MB of extension text.
+    body = namespace_blowup(31_000, 3_000)
+    start = time.perf_counter()
+    assert kind_of(body) == "too-large"
+    assert time.perf_counter() - start < 0.05
+
+
+def test_extension_output_is_bounded_relative_to_the_body() -> None:
+    body = namespace_blowup(1_000, 200)  # 200 kB of output from 2 kB
+    assert kind_of(body) == "too-large"
+
+
+def test_extension_output_has_an_absolute_bound() -> None:
+    body = namespace_blowup(100, 100)
+    assert len(parse_pidf(body).extensions) == 100
+    assert kind_of(body, max_extension_chars=5_000) == "too-large"
+
+
+def test_many_small_extensions_repeating_a_namespace_are_still_read() -> None:
+    # What RPID documents do: each extension re-declares the namespaces it uses.
+    assert len(parse_pidf(namespace_blowup(40, 500)).extensions) == 500
