@@ -337,7 +337,7 @@ _ACTIVE_STATUS = EmitStatus(SubscriptionState.ACTIVE, "")
 _PENDING_STATUS = EmitStatus(SubscriptionState.PENDING, "")
 
 
-@label("`EmitStatus(active` or `pending)`; closes Timer N")
+@label("`EmitStatus` (active or pending); closes Timer N")
 def deliver_status(sub: Subscription, n: NotifyInfo, now: float, out: list[Action]) -> None:
     sub.notifies += 1
     sub._got_notify = True
