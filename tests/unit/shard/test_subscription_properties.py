@@ -22,6 +22,7 @@ from hypothesis.stateful import (
 )
 from presence_b2b.presence.status import SubscriptionState
 from presence_b2b.shard.subscription import (
+    MIN_RETRY_DELAY,
     DropDialog,
     EmitFailure,
     EmitStatus,
@@ -30,7 +31,6 @@ from presence_b2b.shard.subscription import (
     ResponseInfo,
     SendInDialog,
     SendInitial,
-    MIN_RETRY_DELAY,
     Subscription,
     TimerKind,
 )
