@@ -246,9 +246,7 @@ class Subscription:
             self._outstanding = False
             self.last_code = code
             event = _RESPONSE_EVENTS[min(code // 100, 6) - 2]
-        out: list[Action] = []
-        self._dispatch(_ANSWER[self.state][event], event, r, now, out)
-        return out
+        return self._run(_ANSWER, event, r, now)
 
     def on_timeout(self, now: float, txn: int | None = None) -> list[Action]:
         """The outstanding SUBSCRIBE got no final response (Timer F)."""
@@ -301,9 +299,7 @@ class Subscription:
         return None
 
     def _control(self, event: Event, detail: str, now: float) -> list[Action]:
-        out: list[Action] = []
-        self._dispatch(_CONTROL[self.state][event], event, detail, now, out)
-        return out
+        return self._run(_CONTROL, event, detail, now)
 
     def _local_answer(
         self, event: Event, payload: ResponseInfo, txn: int | None, now: float
@@ -314,8 +310,11 @@ class Subscription:
             self._outstanding = False
             if event is Event.TIMEOUT:
                 self.last_code = 408
+        return self._run(_ANSWER, event, payload, now)
+
+    def _run(self, table: _t.Table[P], event: Event, payload: P, now: float) -> list[Action]:
         out: list[Action] = []
-        self._dispatch(_ANSWER[self.state][event], event, payload, now, out)
+        self._dispatch(table[self.state][event], event, payload, now, out)
         return out
 
     def _dispatch(

@@ -178,6 +178,13 @@ def expired_after_failed_refresh(sub: Subscription, _: str, now: float) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
+def _new_dialog(sub: Subscription, target: str | None, out: list[Action]) -> None:
+    """Give up the current dialog (if any) and start another: to ``target`` or the record."""
+    out.append(_DROP)
+    out.append(sub._send_initial(target))
+
+
+
 @label("count it as ignored")
 def count_ignored(sub: Subscription, _: object, now: float, out: list[Action]) -> None:
     sub.ignored += 1
@@ -244,15 +251,13 @@ def keep_notify_dialog(sub: Subscription, r: ResponseInfo, now: float, out: list
 def follow_redirect(sub: Subscription, r: ResponseInfo, now: float, out: list[Action]) -> None:
     sub._redirects += 1
     sub._contacts = r.contacts[1:MAX_REDIRECT_CONTACTS]
-    out.append(_DROP)
-    out.append(sub._send_initial(r.contacts[0]))
+    _new_dialog(sub, r.contacts[0], out)
 
 
 @label("`DropDialog`, `SendInitial(next Contact)`")
 def try_next_contact(sub: Subscription, r: ResponseInfo, now: float, out: list[Action]) -> None:
     target, sub._contacts = sub._contacts[0], sub._contacts[1:]
-    out.append(_DROP)
-    out.append(sub._send_initial(target))
+    _new_dialog(sub, target, out)
 
 
 @label("adopt Min-Expires; `DropDialog`, `SendInitial(same target)`")
@@ -261,8 +266,7 @@ def resend_with_min_expires(
 ) -> None:
     assert r.min_expires is not None  # the guard checked it
     sub._expires = r.min_expires
-    out.append(_DROP)
-    out.append(sub._send_initial(sub._target))
+    _new_dialog(sub, sub._target, out)
 
 
 @label("adopt Min-Expires; `SendInDialog(Min-Expires)`")
@@ -276,8 +280,7 @@ def refresh_with_min_expires(
 
 @label("`DropDialog`, `SendInitial(record)` at once, no failure")
 def restart_dialog(sub: Subscription, r: ResponseInfo, now: float, out: list[Action]) -> None:
-    out.append(_DROP)
-    out.append(sub._send_initial(None))
+    _new_dialog(sub, None, out)
 
 
 @label("arm REFRESH for the retry (refresh-retry formula), nothing emitted")
@@ -391,8 +394,7 @@ def end_for_good(sub: Subscription, n: NotifyInfo, now: float, out: list[Action]
 def resubscribe_at_once(sub: Subscription, n: NotifyInfo, now: float, out: list[Action]) -> None:
     _terminated_status(sub, n, out)
     sub._last_resubscribe = now
-    out.append(_DROP)
-    out.append(sub._send_initial(None))
+    _new_dialog(sub, None, out)
 
 
 @label("`EmitStatus(TERMINATED)`, error rule (TERMINATED, its retry-after)")
