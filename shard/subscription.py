@@ -270,8 +270,16 @@ class Subscription:
         else:
             event = _NOTIFY_EVENT
         out: list[Action] = []
-        row = self._dispatch(_NOTIFY[self.state][event], event, n, now, out)
-        return row.reply, out
+        # _dispatch inlined: this is the hot path of the whole service.
+        for row in _NOTIFY[self.state][event]:
+            guard = row.guard
+            if guard is None or guard(self, n, now):
+                if row.next is not None:
+                    self.state = row.next
+                for act in row.actions:
+                    act(self, n, now, out)
+                return row.reply, out
+        raise UnexpectedEvent(self.state, event.name.lower())
 
     def on_timer(self, now: float) -> list[Action]:
         """The deadline passed. Early or spurious calls are ignored."""
@@ -319,7 +327,7 @@ class Subscription:
 
     def _dispatch(
         self, rows: tuple[_t.Row[P], ...], event: Event, payload: P, now: float, out: list[Action]
-    ) -> _t.Row[P]:
+    ) -> None:
         """Take the first row whose guard holds: state first, then its actions."""
         for row in rows:
             guard = row.guard
@@ -328,7 +336,7 @@ class Subscription:
                     self.state = row.next
                 for act in row.actions:
                     act(self, payload, now, out)
-                return row
+                return
         raise UnexpectedEvent(self.state, event.name.lower())
 
     # ------------------------------------------------------------------ primitives
@@ -359,18 +367,19 @@ class Subscription:
             self._disarm()
 
     def _refresh_interval(self, granted: int | None) -> float:
-        """``granted - resubscribe_delta`` when that is at least min_resubscribe_time,
-        else a fraction of the grant: never at or after the expiry (1 s floor).
-        No grant: min_resubscribe_time, below the asked expiry likewise."""
+        """``max(E - resubscribe_delta, min(min_resubscribe_time, E/2))``: the floor
+        never pushes a refresh past half the grant, so it always goes out before
+        the expiry (1 s floor against a grant of 0). Without a grant (bug 3):
+        min_resubscribe_time, at most half the asked expiry."""
         p = self.params
         if granted is None:
-            lead, limit = float(p.min_resubscribe_time), float(self._expires)
+            lead = min(float(p.min_resubscribe_time), self._expires * REFRESH_FRACTION)
         else:
-            lead, limit = float(granted - p.resubscribe_delta), float(granted)
-            if lead < p.min_resubscribe_time:
-                lead = limit * REFRESH_FRACTION
-        if lead >= limit:
-            lead = limit * REFRESH_FRACTION
+            half = granted * REFRESH_FRACTION
+            floor = min(float(p.min_resubscribe_time), half)
+            lead = max(float(granted - p.resubscribe_delta), floor)
+            if lead >= granted:  # resubscribe_delta 0 would refresh at the expiry
+                lead = half
         return max(lead, MIN_RETRY_DELAY)
 
     def _grant(self, now: float, granted: int | None) -> None:

@@ -328,12 +328,15 @@ def take_notify_grant(sub: Subscription, n: NotifyInfo, now: float, out: list[Ac
     sub._grant(now, n.expires)
 
 
-@label("its expires may move refresh and expiry earlier")
+@label("an expires that brings the expiry forward moves it and, if earlier, the refresh")
 def shorten_by_notify(sub: Subscription, n: NotifyInfo, now: float, out: list[Action]) -> None:
+    # Notifiers count their expires down, so most NOTIFYs restate the expiry
+    # and change nothing; a later one never moves a retry's Retry-After.
     e = n.expires
-    if e is not None:
-        sub._expires_at = min(sub._expires_at, now + e)
+    if e is not None and now + e < sub._expires_at:
+        sub._expires_at = now + e
         sub._refresh_at = min(sub._refresh_at, now + sub._refresh_interval(e))
+        sub._rearm()
 
 
 _ACTIVE_STATUS = EmitStatus(SubscriptionState.ACTIVE, "")
@@ -344,8 +347,9 @@ _PENDING_STATUS = EmitStatus(SubscriptionState.PENDING, "")
 def deliver_status(sub: Subscription, n: NotifyInfo, now: float, out: list[Action]) -> None:
     sub.notifies += 1
     sub._got_notify = True
-    sub._no_notify_by = None
-    sub._rearm()
+    if sub._no_notify_by is not None:
+        sub._no_notify_by = None
+        sub._rearm()
     active = n.state == "active"
     if n.reason is None:  # the usual case: shared, immutable actions
         out.append(_ACTIVE_STATUS if active else _PENDING_STATUS)

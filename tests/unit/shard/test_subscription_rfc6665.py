@@ -177,6 +177,13 @@ def test_a_refresh_is_never_scheduled_at_or_after_the_expiry(grant: int, delta: 
         assert sub.deadline == 1.0
 
 
+def test_notify_restating_the_expiry_moves_nothing() -> None:
+    sub = refreshing()
+    sub.on_response(ResponseInfo(503, retry_after=25), 3572.0)  # retry at 3597
+    sub.on_notify(NotifyInfo("active", expires=25), 3575.0)  # expires at 3600, as known
+    assert (sub.deadline, sub.expires_at) == (3597.0, 3600.0)
+
+
 def test_notify_expires_moves_the_refresh_before_the_new_expiry_too() -> None:
     sub = confirmed()
     sub.on_notify(NotifyInfo("active", expires=20), 100.0)

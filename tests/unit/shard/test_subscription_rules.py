@@ -146,6 +146,11 @@ def test_grant_too_short_for_delta_and_minimum_refreshes_at_half_of_it() -> None
     assert sub.deadline == 20.0
 
 
+def test_refresh_keeps_resubscribe_delta_when_the_minimum_is_above_half_the_grant() -> None:
+    sub = confirmed(expires=104, resubscribe_delta=100, min_resubscribe_time=5)
+    assert sub.deadline == 5.0
+
+
 def test_refresh_with_resubscribe_delta_0_still_comes_before_the_expiry() -> None:
     sub = confirmed(expires=600, resubscribe_delta=0)
     assert sub.deadline == 300.0
@@ -157,8 +162,9 @@ def test_grant_of_0_refreshes_after_one_second_not_in_a_loop() -> None:
 
 
 def test_refresh_formula_uses_the_configured_delta_and_minimum() -> None:
+    """A minimum above half the grant yields to the delta: 100 s before a 1000 s expiry."""
     sub = confirmed(expires=1000, resubscribe_delta=100, min_resubscribe_time=950)
-    assert sub.deadline == 500.0
+    assert sub.deadline == 900.0
     sub = confirmed(expires=1000, resubscribe_delta=100, min_resubscribe_time=5)
     assert sub.deadline == 900.0
 
