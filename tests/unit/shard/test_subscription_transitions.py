@@ -31,6 +31,8 @@ from presence_b2b.shard.subscription import (
     SendInitial,
     State,
     Subscription,
+    TimerKind,
+    UnexpectedEvent,
 )
 from presence_b2b.shard.transitions import ROWS
 
@@ -396,3 +398,47 @@ def test_every_row_is_exercised_in_every_state_it_lists() -> None:
 def test_every_row_name_is_unique() -> None:
     names = [row.name for row in ROWS]
     assert len(names) == len(set(names))
+
+
+# ----------------------------------------------------------------- pairs without a row
+
+NO_REQUEST_OUTSTANDING = (S.CONFIRMED, S.WAITING, S.WAITING_FOR_TERMINATION, S.DESTROYED)
+ARMED_IN = {
+    E.TIMER_START_DELAY: {S.WAITING},
+    E.TIMER_RETRY: {S.WAITING},
+    E.TIMER_REFRESH: {S.CONFIRMED},
+    E.TIMER_NO_NOTIFY: {S.CONFIRMED, S.RESUBSCRIPTION},
+    E.TIMER_TERM_WAIT: {S.WAITING_FOR_TERMINATION},
+}
+
+
+def test_only_impossible_pairs_have_no_row() -> None:
+    """An answer needs an outstanding SUBSCRIBE (else it is STALE), and a timer
+    fires only in the states that arm its kind; every other pair has rows."""
+    expected = {
+        (s, e) for s in NO_REQUEST_OUTSTANDING
+        for e in (E.OK, E.REDIRECT, E.REJECT, E.TIMEOUT, E.TRANSPORT)
+    } | {(s, e) for e, armed in ARMED_IN.items() for s in State if s not in armed}
+    without = {(s, e) for s in State for e in Event if not any(
+        s in row.states and e in row.events for row in ROWS
+    )}
+    assert without == expected
+
+
+def test_the_last_row_of_every_pair_has_no_guard() -> None:
+    """So an event that has rows in a state is always handled there."""
+    guarded_last = []
+    for s in State:
+        for e in Event:
+            rows = [row for row in ROWS if s in row.states and e in row.events]
+            if rows and rows[-1].guard is not None:
+                guarded_last.append((s.name, e.name, rows[-1].name))
+    assert guarded_last == []
+
+
+def test_an_event_without_a_row_raises_unexpected_event() -> None:
+    sub = confirmed()
+    sub.timer_kind = TimerKind.TERM_WAIT  # a bug elsewhere armed the wrong timer
+    with pytest.raises(UnexpectedEvent) as raised:
+        sub.on_timer(3570.0)
+    assert (raised.value.state, raised.value.event) == (S.CONFIRMED, "timer_term_wait")
