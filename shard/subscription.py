@@ -7,28 +7,58 @@ every path can be tested on a fake clock: ``now`` is a plain float of seconds.
 
 The machine is the SER ``presence_b2b`` one (same states, same numbering,
 same timer formulas) with its bugs fixed and the RFC 6665 behaviour it
-lacked; ``docs/subscription-state-machine.md`` has the table and the list of
-differences.
+lacked. What it does is the transition table in :mod:`.transitions`; this
+module keeps one subscription's data, classifies each call into an event and
+dispatches through the table. ``docs/subscription-state-machine.md`` prints
+the table and lists the differences from the original.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from typing import Any, TypeVar
 
 from ..presence.status import FailureKind, SubscriptionState
+from . import transitions as _t
+from .subscription_io import (
+    FINAL_REASONS,
+    MAX_REDIRECT_CONTACTS,
+    MAX_REDIRECTS,
+    MIN_RETRY_DELAY,
+    NO_NOTIFY_T1_MULTIPLE,
+    REFRESH_FAILURE_ENDS,
+    REFRESH_FRACTION,
+    RESUBSCRIBE_AT_ONCE_REASONS,
+    Action,
+    DropDialog,
+    EmitFailure,
+    EmitStatus,
+    Event,
+    MachineParams,
+    NotifyInfo,
+    ResponseInfo,
+    SendInDialog,
+    SendInitial,
+    State,
+    TimerKind,
+    UnexpectedEvent,
+)
 
 __all__ = [
     "FINAL_REASONS",
     "MAX_REDIRECTS",
+    "MAX_REDIRECT_CONTACTS",
     "MIN_RETRY_DELAY",
     "NO_NOTIFY_T1_MULTIPLE",
+    "REFRESH_FAILURE_ENDS",
+    "REFRESH_FRACTION",
     "RESUBSCRIBE_AT_ONCE_REASONS",
     "Action",
     "DropDialog",
     "EmitFailure",
     "EmitStatus",
+    "Event",
     "MachineParams",
     "NotifyInfo",
     "ResponseInfo",
@@ -40,180 +70,24 @@ __all__ = [
     "UnexpectedEvent",
 ]
 
-
-class State(IntEnum):
-    """The original's states, numbered as its ``trace`` RPC printed them."""
-
-    UNCONFIRMED = 0
-    UNCONFIRMED_DESTROY = 1
-    CONFIRMED = 2
-    WAITING = 3
-    RESUBSCRIPTION = 4
-    RESUBSCRIPTION_DESTROY = 5
-    WAITING_FOR_TERMINATION = 6
-    PREDESTROYED = 7
-    DESTROYED = 8
-
-
-class TimerKind(StrEnum):
-    """What the one deadline of a subscription is for (also a metrics label)."""
-
-    START_DELAY = "start-delay"
-    REFRESH = "refresh"
-    RETRY = "retry"
-    TERM_WAIT = "term-wait"
-    NO_NOTIFY = "no-notify"
-
-
-# Follow at most this many 3xx in a row before treating the next one as an error.
-MAX_REDIRECTS = 5
-# No retry is ever scheduled sooner than this, whatever Retry-After says.
-MIN_RETRY_DELAY = 1.0
-# RFC 6665 4.1.2.4: no NOTIFY within 64*T1 of the 2xx means the subscription failed.
-NO_NOTIFY_T1_MULTIPLE = 64
-# Subscription-State: terminated reasons (RFC 6665 4.1.3) that call for a new
-# subscription at once, and those after which retrying is pointless.
-RESUBSCRIBE_AT_ONCE_REASONS = frozenset({"deactivated", "timeout"})
-FINAL_REASONS = frozenset({"rejected", "noresource", "invariant"})
-
-_ACTIVE_STATES = frozenset({State.UNCONFIRMED, State.CONFIRMED, State.RESUBSCRIPTION})
-_TEARDOWN_STATES = frozenset(
-    {
-        State.UNCONFIRMED_DESTROY,
-        State.RESUBSCRIPTION_DESTROY,
-        State.PREDESTROYED,
-        State.WAITING_FOR_TERMINATION,
-    }
-)
-_UNSUBSCRIBED = "unsubscribed"
-
-
-# --------------------------------------------------------------------------- params
-
-
-@dataclass(frozen=True, slots=True)
-class MachineParams:
-    """What the machine needs of the configuration: the seed's timer parameters
-    (same names and defaults as ``[presence_b2b]``) and the SIP T1 that sizes the
-    no-NOTIFY window. The engine builds it; the machine never reads the config."""
-
-    default_expiration: int = 3600
-    on_error_retry_time: int = 120
-    wait_for_term_notify: int = 30
-    resubscribe_delta: int = 30
-    min_resubscribe_time: int = 30
-    max_subscribe_delay: int = 0
-    t1: float = 0.5
-
-
-class UnexpectedEvent(Exception):  # noqa: N818 (the name the design uses)
-    """An event arrived in a state that has no row for it: a bug, never a stall.
-
-    The engine turns it into a counted ``internal`` failure of that subscription."""
-
-    def __init__(self, state: State, event: str) -> None:
-        super().__init__(f"no transition for {event} in state {state.name}")
-        self.state = state
-        self.event = event
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseInfo:
-    """A final response to one of our SUBSCRIBEs, as the engine parsed it.
-
-    ``expires``/``min_expires``/``retry_after`` are None when the header is
-    missing or not a valid number. ``contacts`` are a 3xx's SIP/SIPS Contact
-    URIs in the order to try them (highest q first; the engine drops others).
-    ``txn`` echoes the ``txn`` of the Send action the response answers;
-    when given, a response for any other request is ignored as stale.
-    """
-
-    code: int
-    reason: str = ""
-    expires: int | None = None
-    min_expires: int | None = None
-    retry_after: int | None = None
-    contacts: tuple[str, ...] = ()
-    txn: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyInfo:
-    """The Subscription-State of a NOTIFY that matched this subscription's dialog.
-
-    ``state`` is the lower-cased substate token; ``in_order`` is False when the
-    NOTIFY's CSeq is not above the last one seen (re-ordered or retransmitted).
-    """
-
-    state: str
-    reason: str | None = None
-    expires: int | None = None
-    retry_after: int | None = None
-    in_order: bool = True
-
-
-# --------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class SendInitial:
-    """Send an out-of-dialog SUBSCRIBE on a new dialog (new Call-ID and tag, CSeq 1).
-
-    ``target`` is a 3xx Contact, or None for the record itself. ``txn`` numbers
-    the request so its response can be told apart from stale ones.
-    """
-
-    target: str | None
-    expires: int
-    txn: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SendInDialog:
-    """Send a SUBSCRIBE in the current dialog: a refresh, or an unsubscribe (expires 0)."""
-
-    expires: int
-    txn: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DropDialog:
-    """Forget the current dialog: later NOTIFYs for it get 481 and responses to
-    requests sent in it are not delivered (or carry a stale ``txn``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EmitStatus:
-    """Deliver a Status to the consumers; for a NOTIFY the engine attaches the body."""
-
-    state: SubscriptionState
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class EmitFailure:
-    """Deliver a Failure; ``retry_in`` None means final: nothing more will come."""
-
-    kind: FailureKind
-    code: int
-    detail: str
-    retry_in: float | None
-
-
-Action = SendInitial | SendInDialog | DropDialog | EmitStatus | EmitFailure
+P = TypeVar("P")
 
 _DROP = DropDialog()
 _DEFAULT_RNG = random.Random()
-
-
-def _detail(code: int, reason: str) -> str:
-    return f"{code} {reason}".rstrip()
-
-
-# --------------------------------------------------------------------------- machine
+_TIMER_EVENTS = {
+    TimerKind.START_DELAY: Event.TIMER_START_DELAY,
+    TimerKind.REFRESH: Event.TIMER_REFRESH,
+    TimerKind.RETRY: Event.TIMER_RETRY,
+    TimerKind.TERM_WAIT: Event.TIMER_TERM_WAIT,
+    TimerKind.NO_NOTIFY: Event.TIMER_NO_NOTIFY,
+}
+_RESPONSE_EVENTS = (Event.OK, Event.REDIRECT, Event.REJECT, Event.REJECT, Event.REJECT)
+_ANSWER = _t.ANSWER
+_CONTROL = _t.CONTROL
+_NOTIFY = _t.NOTIFY
+_NOTIFY_EVENT = Event.NOTIFY
+_NOTIFY_TERMINATED = Event.NOTIFY_TERMINATED
+_NOTIFY_LATE = Event.NOTIFY_LATE
 
 
 class Subscription:
@@ -225,16 +99,18 @@ class Subscription:
     """
 
     __slots__ = (
+        "_contacts",
         "_expires",
+        "_expires_at",
         "_got_notify",
         "_last_resubscribe",
         "_no_notify_by",
         "_outstanding",
         "_redirects",
         "_refresh_at",
+        "_refresh_failure",
         "_target",
         "_txn",
-        "_unsubscribed",
         "deadline",
         "errors",
         "ignored",
@@ -275,14 +151,18 @@ class Subscription:
         # The Expires asked for; raised for good by a 423's Min-Expires.
         self._expires = params.default_expiration
         self._txn = 0  # number of the last SUBSCRIBE sent
-        self._outstanding = False  # a SUBSCRIBE is waiting for its final response
+        self._outstanding = False  # a SUBSCRIBE is waiting for its final answer
         self._refresh_at = 0.0  # when a CONFIRMED subscription refreshes
-        self._no_notify_by: float | None = None  # end of the 64*T1 window, while open
-        self._got_notify = False  # a NOTIFY arrived in the current dialog
+        self._expires_at = math.inf  # when the current dialog's subscription expires
+        self._no_notify_by: float | None = None  # end of Timer N, while it runs
+        self._got_notify = False  # a NOTIFY arrived since the last SUBSCRIBE was sent
         self._target: str | None = None  # 3xx Contact the current dialog went to
+        self._contacts: tuple[str, ...] = ()  # Contacts of the last 3xx not tried yet
         self._redirects = 0  # 3xx followed in a row
         self._last_resubscribe: float | None = None  # last at-once re-subscribe
-        self._unsubscribed = False
+        # (kind, code, detail) of a failed refresh not reported yet: the dialog
+        # lives until _expires_at and the refresh is retried before then.
+        self._refresh_failure: tuple[FailureKind, int, str] | None = None
         self.notifies = 0
         self.errors = 0
         self.retries = 0
@@ -299,7 +179,7 @@ class Subscription:
 
     @property
     def outstanding(self) -> bool:
-        """A SUBSCRIBE has been sent and its final response is awaited."""
+        """A SUBSCRIBE has been sent and its final answer is awaited."""
         return self._outstanding
 
     @property
@@ -312,8 +192,15 @@ class Subscription:
         """The Expires this subscription asks for in every non-zero SUBSCRIBE."""
         return self._expires
 
+    @property
+    def expires_at(self) -> float | None:
+        """When the current dialog's subscription expires, if one is known."""
+        at = self._expires_at
+        return None if at == math.inf or self.state not in _DIALOG_STATES else at
+
     def snapshot(self) -> dict[str, object]:
         """Everything an operator's ``show`` wants, as plain values."""
+        failure = self._refresh_failure
         return {
             "id": self.sub_id,
             "record": self.record,
@@ -325,9 +212,11 @@ class Subscription:
             "outstanding": self._outstanding,
             "expires": self._expires,
             "refresh_at": self._refresh_at if self.state is State.CONFIRMED else None,
+            "expires_at": self.expires_at,
+            "refresh_failed": None if failure is None else failure[2],
             "target": self._target,
             "redirects": self._redirects,
-            "unsubscribed": self._unsubscribed,
+            "unsubscribed": self.state in _t.TEARDOWN,
             "notifies": self.notifies,
             "errors": self.errors,
             "retries": self.retries,
@@ -346,154 +235,115 @@ class Subscription:
 
     def start(self, now: float) -> list[Action]:
         """Begin: the first SUBSCRIBE now, or after a random 1..max_subscribe_delay s."""
-        if self._txn or self.state is not State.UNCONFIRMED or self.deadline is not None:
-            return []  # started already
-        spread = self.params.max_subscribe_delay
-        if spread > 0:
-            rng = self.rng if self.rng is not None else _DEFAULT_RNG
-            self.state = State.WAITING
-            self._arm(TimerKind.START_DELAY, now + rng.randint(1, spread))
-            return []
-        return [self._send_initial(None)]
+        return self._control(Event.START, "", now)
 
     def on_response(self, r: ResponseInfo, now: float) -> list[Action]:
         """A final response to the outstanding SUBSCRIBE."""
-        if (
-            r.code < 200
-            or not self._outstanding
-            or (r.txn is not None and r.txn != self._txn)
-        ):
-            self.ignored += 1  # late, duplicate or provisional: never acted on twice
-            return []
-        self._outstanding = False
-        self.last_code = r.code
-        state = self.state
-        if state is State.UNCONFIRMED or state is State.RESUBSCRIPTION:
-            return self._active_response(r, now)
-        if state is State.UNCONFIRMED_DESTROY or state is State.RESUBSCRIPTION_DESTROY:
-            dialog_lives = 200 <= r.code < 300 or (
-                r.code == 423 and state is State.RESUBSCRIPTION_DESTROY
-            )
-            if dialog_lives:
-                self.state = State.PREDESTROYED
-                return [self._send_in_dialog(0)]
-            return self._finish(_UNSUBSCRIBED, dialog=True)
-        if state is State.PREDESTROYED:
-            if 200 <= r.code < 300 and self.params.wait_for_term_notify > 0:
-                self.state = State.WAITING_FOR_TERMINATION
-                self._arm(TimerKind.TERM_WAIT, now + self.params.wait_for_term_notify)
-                return []
-            return self._finish(_UNSUBSCRIBED, dialog=True)
-        self.ignored += 1  # unreachable: no state without a request has _outstanding set
-        return []
+        code = r.code
+        if code < 200 or not self._outstanding or (r.txn is not None and r.txn != self._txn):
+            event = Event.STALE  # late, duplicate or provisional: never acted on twice
+        else:
+            self._outstanding = False
+            self.last_code = code
+            event = _RESPONSE_EVENTS[min(code // 100, 6) - 2]
+        return self._run(_ANSWER, event, r, now)
 
     def on_timeout(self, now: float, txn: int | None = None) -> list[Action]:
-        """The outstanding SUBSCRIBE got no final response (Timer F) or could not be sent."""
-        if not self._outstanding or (txn is not None and txn != self._txn):
-            self.ignored += 1
-            return []
-        self._outstanding = False
-        self.last_code = 408
-        state = self.state
-        if state is State.UNCONFIRMED or state is State.RESUBSCRIPTION:
-            return self._fail(now, FailureKind.TIMEOUT, 408, "no response to SUBSCRIBE", None)
-        return self._finish(_UNSUBSCRIBED, dialog=True)
+        """The outstanding SUBSCRIBE got no final response (Timer F)."""
+        return self._local_answer(Event.TIMEOUT, _t.TIMED_OUT, txn, now)
 
     def on_transport_error(self, now: float, txn: int | None, detail: str) -> list[Action]:
         """The outstanding SUBSCRIBE could not be sent (or its connection failed)."""
-        if not self._outstanding or (txn is not None and txn != self._txn):
-            self.ignored += 1
-            return []
-        self._outstanding = False
-        state = self.state
-        if state is State.UNCONFIRMED or state is State.RESUBSCRIPTION:
-            return self._fail(now, FailureKind.TRANSPORT, 0, detail, None)
-        return self._finish(_UNSUBSCRIBED, dialog=True)
+        return self._local_answer(Event.TRANSPORT, ResponseInfo(0, detail), txn, now)
 
     def on_internal_error(self, now: float, detail: str) -> list[Action]:
         """Something unexpected happened while handling this subscription: fail it
         (retry later) rather than leave it without a timer or a transaction."""
-        if self.state is State.DESTROYED:
-            return []
-        if self._unsubscribed:
-            return self._finish(_UNSUBSCRIBED, dialog=True)
-        return self._fail(now, FailureKind.INTERNAL, 0, detail, None)
+        return self._control(Event.INTERNAL, detail, now)
 
     def on_notify(self, n: NotifyInfo, now: float) -> tuple[int, list[Action]]:
         """A NOTIFY in this subscription's dialog: the reply code and the actions."""
-        state = self.state
-        if state is State.WAITING or state is State.DESTROYED:
-            self.ignored += 1  # no dialog: the engine should have answered 481 itself
-            return 481, []
-        self.notifies += 1
         if not n.in_order:
-            self.ignored += 1  # an older NOTIFY than one already acted on
-            return 200, []
-        terminated = n.state == "terminated"
-        if state in _TEARDOWN_STATES:
-            if terminated:
-                return 200, self._finish(n.reason or _UNSUBSCRIBED, dialog=True)
-            return 200, []
-        if terminated:
-            return 200, self._terminated(n, now)
-        self._got_notify = True
-        self._no_notify_by = None
-        if state is State.CONFIRMED and n.expires is not None:
-            self._refresh_at = min(self._refresh_at, now + self._refresh_interval(n.expires))
-        self._rearm()
-        sub_state = SubscriptionState.ACTIVE if n.state == "active" else SubscriptionState.PENDING
-        return 200, [EmitStatus(sub_state, n.reason or "")]
+            event = _NOTIFY_LATE
+        elif n.state == "terminated":
+            event = _NOTIFY_TERMINATED
+        else:
+            event = _NOTIFY_EVENT
+        out: list[Action] = []
+        # _dispatch inlined: this is the hot path of the whole service.
+        for row in _NOTIFY[self.state][event]:
+            guard = row.guard
+            if guard is None or guard(self, n, now):
+                if row.next is not None:
+                    self.state = row.next
+                for act in row.actions:
+                    act(self, n, now, out)
+                return row.reply, out
+        raise UnexpectedEvent(self.state, event.name.lower())
 
     def on_timer(self, now: float) -> list[Action]:
         """The deadline passed. Early or spurious calls are ignored."""
-        if self.deadline is None or now < self.deadline:
-            return []
         kind = self.timer_kind
-        self._disarm()
-        state = self.state
-        if state is State.WAITING:  # START_DELAY or RETRY
-            return [self._send_initial(None)]
-        if state is State.CONFIRMED and kind is TimerKind.REFRESH:
-            return self._send_refresh()
-        if kind is TimerKind.NO_NOTIFY:  # CONFIRMED or RESUBSCRIPTION
-            window = NO_NOTIFY_T1_MULTIPLE * self.t1
-            return self._fail(
-                now, FailureKind.NO_NOTIFY, 0, f"no NOTIFY within {window:g} s of the 2xx", None
-            )
-        if state is State.WAITING_FOR_TERMINATION:
-            return self._finish(_UNSUBSCRIBED, dialog=True)
-        return []
+        if kind is None or self.deadline is None or now < self.deadline:
+            return self._control(Event.SPURIOUS_TIMER, "", now)
+        self._disarm()  # spent: the row arms the next one
+        return self._control(_TIMER_EVENTS[kind], "", now)
 
     def unsubscribe(self, now: float) -> list[Action]:
         """The consumer is done: tear down, then one final TERMINATED status."""
-        if self._unsubscribed or self.state is State.DESTROYED:
-            return []
-        self._unsubscribed = True
-        state = self.state
-        if state is State.CONFIRMED:
-            self._disarm()
-            self.state = State.PREDESTROYED
-            return [self._send_in_dialog(0)]
-        if state is State.UNCONFIRMED and self._outstanding:
-            self.state = State.UNCONFIRMED_DESTROY
-        elif state is State.RESUBSCRIPTION:
-            self.state = State.RESUBSCRIPTION_DESTROY
-        else:  # WAITING, or never started: no dialog, nothing to send
-            return self._finish(_UNSUBSCRIBED, dialog=False)
-        self._disarm()  # the outstanding response decides what happens next
-        return []
+        return self._control(Event.UNSUBSCRIBE, "", now)
 
     def refresh(self, now: float) -> list[Action]:
         """Operator's ``refresh``: refresh a confirmed dialog or end a wait now."""
-        if self.state is State.CONFIRMED:
-            self._disarm()
-            return self._send_refresh()
-        if self.state is State.WAITING:
-            self._disarm()
-            return [self._send_initial(None)]
-        return []
+        return self._control(Event.REFRESH, "", now)
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ dispatch
+
+    def row_for(self, event: Event, payload: object, now: float) -> _t.Row[Any] | None:
+        """The row ``event`` would take now, without taking it (for tests and tools)."""
+        for row in _t.TABLE_OF[event][self.state][event]:
+            if row.guard is None or row.guard(self, payload, now):
+                return row
+        return None
+
+    def _control(self, event: Event, detail: str, now: float) -> list[Action]:
+        return self._run(_CONTROL, event, detail, now)
+
+    def _local_answer(
+        self, event: Event, payload: ResponseInfo, txn: int | None, now: float
+    ) -> list[Action]:
+        if not self._outstanding or (txn is not None and txn != self._txn):
+            event = Event.STALE
+        else:
+            self._outstanding = False
+            if event is Event.TIMEOUT:
+                self.last_code = 408
+        return self._run(_ANSWER, event, payload, now)
+
+    def _run(self, table: _t.Table[P], event: Event, payload: P, now: float) -> list[Action]:
+        out: list[Action] = []
+        self._dispatch(table[self.state][event], event, payload, now, out)
+        return out
+
+    def _dispatch(
+        self, rows: tuple[_t.Row[P], ...], event: Event, payload: P, now: float, out: list[Action]
+    ) -> None:
+        """Take the first row whose guard holds: state first, then its actions."""
+        for row in rows:
+            guard = row.guard
+            if guard is None or guard(self, payload, now):
+                if row.next is not None:
+                    self.state = row.next
+                for act in row.actions:
+                    act(self, payload, now, out)
+                return
+        raise UnexpectedEvent(self.state, event.name.lower())
+
+    # ------------------------------------------------------------------ primitives
+    # (what the table's actions are made of)
+
+    def _rng(self) -> random.Random:
+        return self.rng if self.rng is not None else _DEFAULT_RNG
 
     def _arm(self, kind: TimerKind, at: float) -> None:
         self.deadline = at
@@ -504,7 +354,7 @@ class Subscription:
         self.timer_kind = None
 
     def _rearm(self) -> None:
-        """Point the deadline at whichever of refresh / NOTIFY window comes first."""
+        """Point the deadline at whichever of refresh / Timer N comes first."""
         window = self._no_notify_by
         if self.state is State.CONFIRMED:
             if window is not None and window < self._refresh_at:
@@ -517,25 +367,47 @@ class Subscription:
             self._disarm()
 
     def _refresh_interval(self, granted: int | None) -> float:
-        """max(granted - resubscribe_delta, min_resubscribe_time); no grant -> the minimum."""
+        """``max(E - resubscribe_delta, min(min_resubscribe_time, E/2))``: the floor
+        never pushes a refresh past half the grant, so it always goes out before
+        the expiry (1 s floor against a grant of 0). Without a grant (bug 3):
+        min_resubscribe_time, at most half the asked expiry."""
         p = self.params
         if granted is None:
-            return float(p.min_resubscribe_time)
-        return float(max(granted - p.resubscribe_delta, p.min_resubscribe_time))
+            lead = min(float(p.min_resubscribe_time), self._expires * REFRESH_FRACTION)
+        else:
+            half = granted * REFRESH_FRACTION
+            floor = min(float(p.min_resubscribe_time), half)
+            lead = max(float(granted - p.resubscribe_delta), floor)
+            if lead >= granted:  # resubscribe_delta 0 would refresh at the expiry
+                lead = half
+        return max(lead, MIN_RETRY_DELAY)
+
+    def _grant(self, now: float, granted: int | None) -> None:
+        """Refresh and expiry from a 2xx's Expires (or an early NOTIFY's expires)."""
+        self._refresh_at = now + self._refresh_interval(granted)
+        self._expires_at = now + (self._expires if granted is None else granted)
 
     def _retry_delay(self, retry_after: int | None) -> float:
         delay = self.params.on_error_retry_time if retry_after is None else retry_after
         return max(MIN_RETRY_DELAY, float(delay))
+
+    def _refresh_retry_delay(self, retry_after: int | None, now: float) -> float:
+        """Retry-After, else half the dialog's remaining life, at most on_error_retry_time."""
+        if retry_after is not None:
+            return max(MIN_RETRY_DELAY, float(retry_after))
+        half = (self._expires_at - now) / 2
+        return max(MIN_RETRY_DELAY, min(float(self.params.on_error_retry_time), half))
 
     def _send_initial(self, target: str | None) -> SendInitial:
         if self._txn:
             self.retries += 1
         self._txn += 1
         self._outstanding = True
-        self.state = State.UNCONFIRMED
         self._target = target
         self._got_notify = False
         self._no_notify_by = None
+        self._refresh_failure = None
+        self._expires_at = math.inf
         self._disarm()
         return SendInitial(target, self._expires, self._txn)
 
@@ -544,81 +416,37 @@ class Subscription:
         self._outstanding = True
         return SendInDialog(expires, self._txn)
 
-    def _send_refresh(self) -> list[Action]:
-        self.state = State.RESUBSCRIPTION
-        action = self._send_in_dialog(self._expires)
-        self._rearm()  # keeps a still-open NOTIFY window armed
-        return [action]
-
-    def _active_response(self, r: ResponseInfo, now: float) -> list[Action]:
-        """A final response to an initial SUBSCRIBE (UNCONFIRMED) or a refresh (RESUBSCRIPTION)."""
-        code = r.code
-        initial = self.state is State.UNCONFIRMED
-        if 200 <= code < 300:
-            self._redirects = 0
-            self.state = State.CONFIRMED
-            self._refresh_at = now + self._refresh_interval(r.expires)
-            if initial and not self._got_notify:
-                self._no_notify_by = now + NO_NOTIFY_T1_MULTIPLE * self.t1
-            self._rearm()
-            return []
-        if 300 <= code < 400:
-            if code != 305 and r.contacts and self._redirects < MAX_REDIRECTS:
-                self._redirects += 1
-                return [_DROP, self._send_initial(r.contacts[0])]
-        elif code == 423:
-            if r.min_expires is not None and r.min_expires > self._expires:
-                self._expires = r.min_expires
-                if initial:
-                    return [_DROP, self._send_initial(self._target)]
-                return [self._send_in_dialog(self._expires)]
-        elif code == 481 and not initial:
-            # The notifier lost the dialog: start over at once, silently.
-            return [_DROP, self._send_initial(None)]
-        return self._fail(
-            now, FailureKind.SIP_ERROR, code, _detail(code, r.reason), r.retry_after
-        )
-
-    def _terminated(self, n: NotifyInfo, now: float) -> list[Action]:
-        """Subscription-State: terminated in an active state, handled by its reason."""
-        reason = (n.reason or "").lower()
-        actions: list[Action] = [EmitStatus(SubscriptionState.TERMINATED, reason)]
-        if reason in FINAL_REASONS:
-            self.errors += 1
-            self.last_failure = FailureKind.TERMINATED
-            self.state = State.DESTROYED
-            self._outstanding = False
-            self._disarm()
-            actions += (_DROP, EmitFailure(FailureKind.TERMINATED, 0, reason, None))
-            return actions
-        if reason in RESUBSCRIBE_AT_ONCE_REASONS and n.retry_after is None:
-            last = self._last_resubscribe
-            if last is None or now - last >= self.params.on_error_retry_time:
-                self._last_resubscribe = now
-                actions += (_DROP, self._send_initial(None))
-                return actions
-        actions += self._fail(now, FailureKind.TERMINATED, 0, reason, n.retry_after)
-        return actions
-
     def _fail(
-        self, now: float, kind: FailureKind, code: int, detail: str, retry_after: int | None
-    ) -> list[Action]:
+        self,
+        out: list[Action],
+        now: float,
+        kind: FailureKind,
+        *,
+        code: int,
+        detail: str,
+        retry_after: int | None,
+    ) -> None:
         """Drop the dialog, tell the consumer, and retry on a new dialog later."""
         delay = self._retry_delay(retry_after)
         self.errors += 1
         self.last_failure = kind
-        self.state = State.WAITING
         self._outstanding = False
         self._redirects = 0
+        self._contacts = ()
         self._target = None
         self._no_notify_by = None
+        self._refresh_failure = None
         self._arm(TimerKind.RETRY, now + delay)
-        return [_DROP, EmitFailure(kind, code, detail, delay)]
+        out.append(_DROP)
+        out.append(EmitFailure(kind, code, detail, delay))
 
-    def _finish(self, reason: str, *, dialog: bool) -> list[Action]:
+    def _finish(self, out: list[Action], reason: str, *, dialog: bool) -> None:
         """End of an unsubscribe: the consumer's one final TERMINATED status."""
-        self.state = State.DESTROYED
         self._outstanding = False
         self._disarm()
-        status = EmitStatus(SubscriptionState.TERMINATED, reason)
-        return [_DROP, status] if dialog else [status]
+        if dialog:
+            out.append(_DROP)
+        out.append(EmitStatus(SubscriptionState.TERMINATED, reason))
+
+
+_DIALOG_STATES = frozenset(_t.LIVE + _t.TEARDOWN)

@@ -22,6 +22,7 @@ from hypothesis.stateful import (
 )
 from presence_b2b.presence.status import SubscriptionState
 from presence_b2b.shard.subscription import (
+    MIN_RETRY_DELAY,
     DropDialog,
     EmitFailure,
     EmitStatus,
@@ -31,9 +32,11 @@ from presence_b2b.shard.subscription import (
     SendInDialog,
     SendInitial,
     Subscription,
+    TimerKind,
 )
 
-CODES = [200, 202, 301, 302, 400, 403, 404, 408, 423, 481, 489, 500, 503, 603, 180]
+CODES = [200, 202, 301, 302, 305, 400, 403, 404, 408, 410, 423, 480, 481, 486, 489, 500, 501,
+         503, 603, 604, 180]
 SUBSTATES = ["active", "pending", "terminated", "terminated", "bogus"]
 REASONS = [None, "deactivated", "timeout", "probation", "giveup", "rejected", "noresource",
            "invariant", "whatever"]
@@ -113,14 +116,15 @@ class SubscriptionMachine(RuleBasedStateMachine):
         expires=SECONDS,
         min_expires=SECONDS,
         retry_after=SECONDS,
-        contact=st.sampled_from([None, "sip:elsewhere@example.com"]),
+        contacts=st.sampled_from(
+            [(), ("sip:elsewhere@example.com",), ("sip:a@one.example", "sip:a@two.example")]
+        ),
     )
     def response(
         self, code: int, expires: int | None, min_expires: int | None,
-        retry_after: int | None, contact: str | None,
+        retry_after: int | None, contacts: tuple[str, ...],
     ) -> None:
         txn = self.outstanding
-        contacts = (contact,) if contact else ()
         r = ResponseInfo(code, "", expires, min_expires, retry_after, contacts, txn)
         if txn is None:
             assert self.sub.on_response(r, self.now) == []
@@ -136,6 +140,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
         state = self.sub.state
         assert self.sub.on_response(ResponseInfo(code, txn=txn), self.now) == []
         assert self.sub.on_timeout(self.now, txn) == []
+        assert self.sub.on_transport_error(self.now, txn, "reset") == []
         assert self.sub.state is state
 
     @precondition(lambda self: self.outstanding is not None)
@@ -144,6 +149,19 @@ class SubscriptionMachine(RuleBasedStateMachine):
         txn = self.outstanding
         self._forget_outstanding()
         self.apply(self.sub.on_timeout(self.now, txn))
+
+    @precondition(lambda self: self.outstanding is not None)
+    @rule()
+    def transport_error(self) -> None:
+        txn = self.outstanding
+        self._forget_outstanding()
+        self.apply(self.sub.on_transport_error(self.now, txn, "connection refused"))
+
+    @rule()
+    def internal_error(self) -> None:
+        """What the engine does after catching an exception, UnexpectedEvent included."""
+        self._forget_outstanding()
+        self.apply(self.sub.on_internal_error(self.now, "boom"))
 
     @rule(
         state=st.sampled_from(SUBSTATES),
@@ -205,6 +223,14 @@ class SubscriptionMachine(RuleBasedStateMachine):
         assert self.sub.deadline is None or self.sub.deadline >= self.now
 
     @invariant()
+    def a_refresh_is_not_scheduled_after_the_expiry(self) -> None:
+        """Strictly before it, except the 1 s floor and the expiry after a failed refresh."""
+        expires_at = self.sub.expires_at
+        if self.sub.timer_kind is TimerKind.REFRESH and expires_at is not None:
+            assert self.sub.deadline is not None
+            assert self.sub.deadline <= expires_at + MIN_RETRY_DELAY
+
+    @invariant()
     def finished_means_no_deadline_and_nothing_outstanding(self) -> None:
         if self.sub.finished:
             assert self.sub.deadline is None
@@ -239,7 +265,7 @@ class SubscriptionMachine(RuleBasedStateMachine):
             if self.sub.finished:
                 break
             if self.outstanding is not None:
-                self.response(200, 3600, None, None, None)
+                self.response(200, 3600, None, None, ())
             else:
                 self.timer_fires()
         assert self.sub.finished

@@ -70,7 +70,7 @@ def test_every_non_zero_subscribe_asks_default_expiration() -> None:
     sub.on_response(resp(200, expires=900), 0.0)
     sub.on_notify(notify(), 0.0)
     assert sends(sub.on_timer(870.0)) == [SendInDialog(900, 2)]
-    sub.on_response(resp(500), 871.0)
+    sub.on_response(resp(404), 871.0)
     assert sends(sub.on_timer(991.0)) == [SendInitial(None, 900, 3)]
 
 
@@ -86,7 +86,7 @@ def test_min_expires_adopted_after_423_is_kept_for_the_rest_of_the_subscription(
     sub.on_response(resp(200, expires=7200), 0.2)
     sub.on_notify(notify(), 0.3)
     assert sends(sub.on_timer(0.2 + 7170)) == [SendInDialog(7200, 3)]
-    sub.on_response(resp(500), 7200.0)
+    sub.on_response(resp(404), 7200.0)
     assert sends(sub.on_timer(7320.0)) == [SendInitial(None, 7200, 4)]
     assert sub.expires == 7200
 
@@ -136,14 +136,35 @@ def test_refresh_uses_the_interval_the_server_granted() -> None:
     assert sub.deadline == 570.0
 
 
-def test_refresh_is_never_sooner_than_min_resubscribe_time() -> None:
-    sub = confirmed(expires=40)
+def test_refresh_is_never_sooner_than_min_resubscribe_time_when_the_grant_allows() -> None:
+    sub = confirmed(expires=60)
     assert sub.deadline == 30.0
 
 
+def test_grant_too_short_for_delta_and_minimum_refreshes_at_half_of_it() -> None:
+    sub = confirmed(expires=40)
+    assert sub.deadline == 20.0
+
+
+def test_refresh_keeps_resubscribe_delta_when_the_minimum_is_above_half_the_grant() -> None:
+    sub = confirmed(expires=104, resubscribe_delta=100, min_resubscribe_time=5)
+    assert sub.deadline == 5.0
+
+
+def test_refresh_with_resubscribe_delta_0_still_comes_before_the_expiry() -> None:
+    sub = confirmed(expires=600, resubscribe_delta=0)
+    assert sub.deadline == 300.0
+
+
+def test_grant_of_0_refreshes_after_one_second_not_in_a_loop() -> None:
+    sub = confirmed(expires=0)
+    assert (sub.timer_kind, sub.deadline) == (TimerKind.REFRESH, 1.0)
+
+
 def test_refresh_formula_uses_the_configured_delta_and_minimum() -> None:
+    """A minimum above half the grant yields to the delta: 100 s before a 1000 s expiry."""
     sub = confirmed(expires=1000, resubscribe_delta=100, min_resubscribe_time=950)
-    assert sub.deadline == 950.0
+    assert sub.deadline == 900.0
     sub = confirmed(expires=1000, resubscribe_delta=100, min_resubscribe_time=5)
     assert sub.deadline == 900.0
 
@@ -153,11 +174,17 @@ def test_missing_or_invalid_expires_refreshes_after_min_resubscribe_time() -> No
     assert (sub.timer_kind, sub.deadline) == (TimerKind.REFRESH, 45.0)
 
 
+def test_missing_expires_with_min_resubscribe_time_above_the_asked_one_refreshes_at_half() -> None:
+    sub = confirmed(expires=None, default_expiration=60, min_resubscribe_time=90)
+    assert sub.deadline == 30.0
+
+
 def test_refresh_2xx_rearms_from_the_time_of_the_2xx() -> None:
     sub = confirmed()
     sub.on_timer(3570.0)
+    sub.on_notify(notify(), 3571.0)
     sub.on_response(resp(200, expires=3600), 3575.0)
-    assert sub.deadline == 3575.0 + 3570
+    assert (sub.timer_kind, sub.deadline) == (TimerKind.REFRESH, 3575.0 + 3570)
 
 
 def test_notify_with_shorter_expires_moves_the_refresh_earlier() -> None:
@@ -172,10 +199,10 @@ def test_notify_with_longer_expires_never_moves_the_refresh_later() -> None:
     assert sub.deadline == 3570.0
 
 
-def test_notify_expires_earlier_refresh_keeps_the_min_resubscribe_floor() -> None:
+def test_notify_expires_too_short_for_the_minimum_refreshes_at_half_of_it() -> None:
     sub = confirmed()
     sub.on_notify(notify("active", expires=10), 1000.0)
-    assert sub.deadline == 1030.0
+    assert sub.deadline == 1005.0
 
 
 def test_no_notify_window_is_64_t1_after_the_2xx() -> None:
@@ -185,11 +212,30 @@ def test_no_notify_window_is_64_t1_after_the_2xx() -> None:
     assert (sub.timer_kind, sub.deadline) == (TimerKind.NO_NOTIFY, 5.0 + 128)
 
 
-def test_no_notify_window_is_not_opened_by_a_refresh_2xx() -> None:
+def test_timer_n_runs_after_a_refresh_2xx_too() -> None:
     sub = confirmed()
     sub.on_timer(3570.0)
     sub.on_response(resp(200, expires=3600), 3571.0)
+    assert (sub.timer_kind, sub.deadline) == (TimerKind.NO_NOTIFY, 3571.0 + 32)
+
+
+def test_timer_n_after_a_refresh_is_not_armed_when_its_notify_came_first() -> None:
+    sub = confirmed()
+    sub.on_timer(3570.0)
+    sub.on_notify(notify(), 3570.5)
+    sub.on_response(resp(200, expires=3600), 3571.0)
     assert sub.timer_kind is TimerKind.REFRESH
+
+
+def test_no_notify_after_a_refresh_fails_the_subscription() -> None:
+    sub = confirmed()
+    sub.on_timer(3570.0)
+    sub.on_response(resp(200, expires=3600), 3571.0)
+    actions = sub.on_timer(3603.0)
+    assert failures(actions) == [
+        EmitFailure(FailureKind.NO_NOTIFY, 0, "no NOTIFY within 32 s of the 2xx", 120.0)
+    ]
+    assert sub.state is State.WAITING
 
 
 def test_no_notify_window_reopens_on_every_new_dialog() -> None:
@@ -281,7 +327,7 @@ def test_error_retry_has_no_back_off() -> None:
 def test_every_error_retry_uses_a_new_dialog() -> None:
     sub = confirmed()
     sub.on_timer(3570.0)
-    sub.on_response(resp(500), 3571.0)
+    sub.on_response(resp(404), 3571.0)
     assert sub.on_timer(3691.0) == [SendInitial(None, 3600, 3)]
 
 
