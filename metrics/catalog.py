@@ -272,8 +272,9 @@ CATALOG: tuple[Family, ...] = (
     ),
     Family(
         "sip_tls_handshake_failures_total", "counter",
-        "TLS handshakes that failed: the peer's certificate refused, or the handshake itself.",
-        (CONNECTION_DIRECTIONS, Label("reason", ("certificate", "handshake"))),
+        "TLS handshakes of our connections that failed: the server's certificate refused,"
+        " or the handshake itself.",
+        (Label("reason", ("certificate", "handshake")),),
     ),
     # ---- subscriptions --------------------------------------------------------
     Family(
