@@ -41,7 +41,7 @@ def stream_config() -> str:
     """The presence configuration of `tests.peers.kamailio` with TCP and TLS on."""
     cfg = CONFIG_TEMPLATE.replace(
         "disable_tcp=yes\n",
-        "disable_tcp=no\nenable_tls=yes\ntcp_accept_no_cl=no\n",
+        "disable_tcp=no\nenable_tls=yes\ntcp_accept_no_cl=no\ntcp_rd_buf_size=65536\n",
     )
     cfg = cfg.replace(
         'loadmodule "presence.so"\n',
@@ -56,7 +56,8 @@ def stream_config() -> str:
         raise RuntimeError("tests.peers.kamailio's OPTIONS probe changed; update stream_config")
     return cfg.replace(
         probe,
-        probe + '        if (is_present_hf("X-Close")) {{\n            set_reply_close();\n        }}\n',
+        probe
+        + '        if (is_present_hf("X-Close")) {{\n            set_reply_close();\n        }}\n',
     )
 
 
@@ -149,4 +150,6 @@ class KamailioStreamServer(KamailioPresenceServer):
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"kamailio: tls:{self.host}:{self.tls_port} not accepting\n{self.log_tail()}")
+        raise RuntimeError(
+            f"kamailio: tls:{self.host}:{self.tls_port} not accepting\n{self.log_tail()}"
+        )
