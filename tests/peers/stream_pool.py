@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvloop
+from presence_b2b.metrics.shard import ShardMetrics
 from presence_b2b.shard.connections import ConnectionPool, Received, SendFailure, StreamSettings
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ class PoolHarness:
         settings: StreamSettings | None = None,
         tls_client: ssl.SSLContext | None = None,
         tls_server: ssl.SSLContext | None = None,
+        metrics: ShardMetrics | None = None,
     ) -> None:
         self.loop = uvloop.new_event_loop()
         self.received: list[Received] = []
@@ -41,6 +43,7 @@ class PoolHarness:
             settings=settings,
             tls_client=tls_client,
             tls_server=tls_server,
+            metrics=metrics,
         )
 
     def _received(self, received: Received) -> None:
