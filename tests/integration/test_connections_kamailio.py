@@ -32,7 +32,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def kamailio(pki: Pki) -> Iterator[KamailioStreamServer]:
+def kamailio_streams(pki: Pki) -> Iterator[KamailioStreamServer]:
     why = tls_missing()
     if why is not None:
         pytest.skip(why)
@@ -141,13 +141,13 @@ def target(kamailio: KamailioStreamServer, transport: Transport) -> Destination:
 
 @pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS])
 def test_a_subscribe_through_the_pool_gets_200_and_a_notify_we_answer(
-    kamailio: KamailioStreamServer, client: Client, transport: Transport
+    kamailio_streams: KamailioStreamServer, client: Client, transport: Transport
 ) -> None:
-    data, call_id = subscribe(f"ann-{transport}", transport, kamailio, client)
-    client.h.pool.send(data, target(kamailio, transport), server_name="presence.test")
+    data, call_id = subscribe(f"ann-{transport}", transport, kamailio_streams, client)
+    client.h.pool.send(data, target(kamailio_streams, transport), server_name="presence.test")
     assert client.h.wait_for(lambda: bool(client.notifies(call_id))), (
         client.h.failures,
-        kamailio.log_tail(),
+        kamailio_streams.log_tail(),
     )
     assert client.responses(call_id) == [200]
     [notify] = client.notifies(call_id)
@@ -157,11 +157,11 @@ def test_a_subscribe_through_the_pool_gets_200_and_a_notify_we_answer(
 
 @pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS])
 def test_a_notify_on_kamailio_s_own_connection_is_answered_on_that_connection(
-    kamailio: KamailioStreamServer, client: Client, transport: Transport
+    kamailio_streams: KamailioStreamServer, client: Client, transport: Transport
 ) -> None:
-    data, call_id = subscribe(f"bea-{transport}", transport, kamailio, client)
-    client.h.pool.send(data, target(kamailio, transport), server_name="presence.test")
-    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio.log_tail()
+    data, call_id = subscribe(f"bea-{transport}", transport, kamailio_streams, client)
+    client.h.pool.send(data, target(kamailio_streams, transport), server_name="presence.test")
+    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio_streams.log_tail()
     [(notify, written)] = [(r, ok) for r, ok in client.answered if r in client.notifies(call_id)]
     assert not notify.connection.outbound  # Kamailio connected to our listener
     assert notify.connection in client.h.pool.inbound
@@ -169,10 +169,12 @@ def test_a_notify_on_kamailio_s_own_connection_is_answered_on_that_connection(
 
 
 def test_a_certificate_that_does_not_name_the_server_is_a_tls_failure_with_the_reason(
-    kamailio: KamailioStreamServer, client: Client
+    kamailio_streams: KamailioStreamServer, client: Client
 ) -> None:
-    data, _ = subscribe("cid", Transport.TLS, kamailio, client)
-    client.h.pool.send(data, target(kamailio, Transport.TLS), server_name="elsewhere.test", tag=7)
+    data, _ = subscribe("cid", Transport.TLS, kamailio_streams, client)
+    client.h.pool.send(
+        data, target(kamailio_streams, Transport.TLS), server_name="elsewhere.test", tag=7
+    )
     assert client.h.wait_for(lambda: bool(client.h.failures))
     [failure] = client.h.failures
     assert (failure.tag, failure.kind) == (7, FailureKind.TLS)
@@ -182,25 +184,35 @@ def test_a_certificate_that_does_not_name_the_server_is_a_tls_failure_with_the_r
 
 @pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS])
 def test_a_connection_kamailio_closed_is_reopened_for_the_next_request(
-    kamailio: KamailioStreamServer, client: Client, transport: Transport
+    kamailio_streams: KamailioStreamServer, client: Client, transport: Transport
 ) -> None:
-    dest = target(kamailio, transport)
+    dest = target(kamailio_streams, transport)
     closing = request(
-        "OPTIONS", "dee", transport, kamailio, client, call_id="close-me", headers="X-Close: 1\r\n"
+        "OPTIONS",
+        "dee",
+        transport,
+        kamailio_streams,
+        client,
+        call_id="close-me",
+        headers="X-Close: 1\r\n",
     )
     client.h.pool.send(closing, dest, server_name="presence.test")
     first = client.h.pool.connection_to(dest, "presence.test")
     assert first is not None
     assert client.h.wait_for(lambda: client.responses("close-me") == [200])
     assert client.h.wait_for(lambda: first.closed), "Kamailio did not close the connection"
-    data, call_id = subscribe(f"dee-{transport}", transport, kamailio, client)
+    data, call_id = subscribe(f"dee-{transport}", transport, kamailio_streams, client)
     client.h.pool.send(data, dest, server_name="presence.test")
-    assert client.h.wait_for(lambda: client.responses(call_id) == [200]), kamailio.log_tail()
+    assert client.h.wait_for(lambda: client.responses(call_id) == [200]), (
+        kamailio_streams.log_tail()
+    )
     assert client.h.pool.connection_to(dest, "presence.test") not in (None, first)
     assert client.h.failures == []
 
 
-def test_a_20_kb_notify_is_framed_whole(kamailio: KamailioStreamServer, client: Client) -> None:
+def test_a_20_kb_notify_is_framed_whole(
+    kamailio_streams: KamailioStreamServer, client: Client
+) -> None:
     note = "x" * 20_000
     pidf = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -208,17 +220,19 @@ def test_a_20_kb_notify_is_framed_whole(kamailio: KamailioStreamServer, client: 
         f'<tuple id="t1"><status><basic>open</basic></status><note>{note}</note></tuple>'
         "</presence>"
     ).encode()
-    dest = target(kamailio, Transport.TCP)
+    dest = target(kamailio_streams, Transport.TCP)
     publish = request(
-        "PUBLISH", "eve", Transport.TCP, kamailio, client, call_id="pub-eve",
+        "PUBLISH", "eve", Transport.TCP, kamailio_streams, client, call_id="pub-eve",
         headers="Event: presence\r\nExpires: 60\r\nContent-Type: application/pidf+xml\r\n",
         body=pidf,
     )  # fmt: skip
     client.h.pool.send(publish, dest)
-    assert client.h.wait_for(lambda: client.responses("pub-eve") == [200]), kamailio.log_tail()
-    data, call_id = subscribe("eve", Transport.TCP, kamailio, client)
+    assert client.h.wait_for(lambda: client.responses("pub-eve") == [200]), (
+        kamailio_streams.log_tail()
+    )
+    data, call_id = subscribe("eve", Transport.TCP, kamailio_streams, client)
     client.h.pool.send(data, dest)
-    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio.log_tail()
+    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio_streams.log_tail()
     [notify] = client.notifies(call_id)
     assert len(notify.data) > 20_000
     assert note.encode() in parse_message(notify.data).body

@@ -38,7 +38,11 @@ require_certificate = no
 
 
 def stream_config() -> str:
-    """The presence configuration of `tests.peers.kamailio` with TCP and TLS on."""
+    """The presence configuration of `tests.peers.kamailio` with TCP and TLS on.
+
+    tcp_rd_buf_size: Kamailio's default TCP read buffer drops a 20 KB request as
+    a "buffer overrun"; tcp_accept_no_cl=no: a stream message needs Content-Length.
+    """
     cfg = CONFIG_TEMPLATE.replace(
         "disable_tcp=yes\n",
         "disable_tcp=no\nenable_tls=yes\ntcp_accept_no_cl=no\ntcp_rd_buf_size=65536\n",
