@@ -139,18 +139,25 @@ def target(kamailio: KamailioStreamServer, transport: Transport) -> Destination:
     return Destination(transport, LOOPBACK, port)
 
 
+def subscribed(
+    user: str, transport: Transport, kamailio: KamailioStreamServer, client: Client
+) -> tuple[str, Received]:
+    """SUBSCRIBE through the pool (TLS checked against "presence.test"); the first NOTIFY."""
+    data, call_id = subscribe(user, transport, kamailio, client)
+    client.h.pool.send(data, target(kamailio, transport), server_name="presence.test")
+    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), (
+        client.h.failures,
+        kamailio.log_tail(),
+    )
+    return call_id, client.notifies(call_id)[0]
+
+
 @pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS])
 def test_a_subscribe_through_the_pool_gets_200_and_a_notify_we_answer(
     kamailio_streams: KamailioStreamServer, client: Client, transport: Transport
 ) -> None:
-    data, call_id = subscribe(f"ann-{transport}", transport, kamailio_streams, client)
-    client.h.pool.send(data, target(kamailio_streams, transport), server_name="presence.test")
-    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), (
-        client.h.failures,
-        kamailio_streams.log_tail(),
-    )
+    call_id, notify = subscribed(f"ann-{transport}", transport, kamailio_streams, client)
     assert client.responses(call_id) == [200]
-    [notify] = client.notifies(call_id)
     assert notify.transport is transport
     assert client.h.failures == []
 
@@ -159,10 +166,8 @@ def test_a_subscribe_through_the_pool_gets_200_and_a_notify_we_answer(
 def test_a_notify_on_kamailio_s_own_connection_is_answered_on_that_connection(
     kamailio_streams: KamailioStreamServer, client: Client, transport: Transport
 ) -> None:
-    data, call_id = subscribe(f"bea-{transport}", transport, kamailio_streams, client)
-    client.h.pool.send(data, target(kamailio_streams, transport), server_name="presence.test")
-    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio_streams.log_tail()
-    [(notify, written)] = [(r, ok) for r, ok in client.answered if r in client.notifies(call_id)]
+    _, notify = subscribed(f"bea-{transport}", transport, kamailio_streams, client)
+    [written] = [ok for r, ok in client.answered if r is notify]
     assert not notify.connection.outbound  # Kamailio connected to our listener
     assert notify.connection in client.h.pool.inbound
     assert written
@@ -230,9 +235,6 @@ def test_a_20_kb_notify_is_framed_whole(
     assert client.h.wait_for(lambda: client.responses("pub-eve") == [200]), (
         kamailio_streams.log_tail()
     )
-    data, call_id = subscribe("eve", Transport.TCP, kamailio_streams, client)
-    client.h.pool.send(data, dest)
-    assert client.h.wait_for(lambda: bool(client.notifies(call_id))), kamailio_streams.log_tail()
-    [notify] = client.notifies(call_id)
+    _, notify = subscribed("eve", Transport.TCP, kamailio_streams, client)
     assert len(notify.data) > 20_000
     assert note.encode() in parse_message(notify.data).body
