@@ -161,7 +161,11 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # cast, not isinstance: uvloop's transports need not derive from asyncio's.
-        self._stream = stream = cast(asyncio.Transport, transport)
+        stream = cast(asyncio.Transport, transport)
+        if self.closed:  # closed while it was connecting: nobody waits for it now
+            stream.abort()
+            return
+        self._stream = stream
         peer = stream.get_extra_info("peername")
         if peer:
             self.peer = (peer[0], peer[1])
