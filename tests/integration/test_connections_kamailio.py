@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from presence_b2b.presence.status import FailureKind
-from presence_b2b.shard.connections import Received
+from presence_b2b.shard.connections import Received, StreamSettings
 from presence_b2b.shard.destination import Destination, Transport
 from presence_b2b.shard.tls import client_context, server_context
 from presence_b2b.sip.message import Request, parse_message
@@ -47,10 +47,11 @@ def kamailio_streams(pki: Pki) -> Iterator[KamailioStreamServer]:
 class Client:
     """The pool with listeners on both stream transports; answers every NOTIFY 200."""
 
-    def __init__(self, pki: Pki, tmp: Path) -> None:
+    def __init__(self, pki: Pki, tmp: Path, settings: StreamSettings | None = None) -> None:
         ours = Pki(tmp)  # our listener's certificate: Kamailio does not check it
         files = ours.server(LOOPBACK)
         self.h = PoolHarness(
+            settings=settings,
             tls_client=client_context(ca_file=str(pki.ca_file)),
             tls_server=server_context(cert_file=str(files.cert), key_file=str(files.key)),
         )
@@ -238,3 +239,22 @@ def test_a_20_kb_notify_is_framed_whole(
     _, notify = subscribed("eve", Transport.TCP, kamailio_streams, client)
     assert len(notify.data) > 20_000
     assert note.encode() in parse_message(notify.data).body
+
+
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.TLS])
+def test_kamailio_answers_our_keep_alive_pings_so_the_connection_stays(
+    kamailio_streams: KamailioStreamServer, pki: Pki, tmp_path: Path, transport: Transport
+) -> None:
+    client = Client(pki, tmp_path, StreamSettings(keepalive_interval=0.1, keepalive_timeout=0.3))
+    try:
+        dest = target(kamailio_streams, transport)
+        probe = request("OPTIONS", "fay", transport, kamailio_streams, client, call_id="ka")
+        client.h.pool.send(probe, dest, server_name="presence.test")
+        conn = client.h.pool.connection_to(dest, "presence.test")
+        assert conn is not None
+        assert client.h.wait_for(lambda: client.responses("ka") == [200])
+        # A dozen pings, each of which would close the connection without a pong.
+        assert not client.h.wait_for(lambda: conn.closed, timeout=1.5)
+        assert client.h.pool.connection_to(dest, "presence.test") is conn
+    finally:
+        client.h.close()
