@@ -201,6 +201,13 @@ AUTH_FAILURE_REASONS = Label(
 DNS_RDTYPES = Label("type", ("NAPTR", "SRV", "A", "AAAA"))
 DNS_RESULTS = Label("result", ("ok", "nodata", "nxdomain", "timeout", "error"))
 
+#: Stream transports (UDP has no connections) and who opened the connection.
+STREAM_TRANSPORTS = Label("transport", ("tcp", "tls"))
+CONNECTION_DIRECTIONS = Label("direction", ("outbound", "inbound"))
+#: Why a connection failed: connect refused or unreachable, connect timeout, TLS,
+#: no pong to a keep-alive, a stream that could not be framed, reset by the peer.
+CONNECTION_FAILURES = ("connect", "timeout", "tls", "keepalive", "framing", "reset")
+
 #: Seconds late a timer fires: the event loop's health at a glance.
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: NOTIFY datagram in to status record in the client's ring: tens of microseconds
@@ -276,6 +283,27 @@ CATALOG: tuple[Family, ...] = (
                 ("too-large", "start-line", "header", "missing-header", "body", "other"),
             ),
         ),
+    ),
+    # ---- TCP/TLS connections (shard/connections.py) ---------------------------
+    Family(
+        "sip_connections", "gauge", "TCP and TLS connections open now, ours and the peers'.",
+        (STREAM_TRANSPORTS, CONNECTION_DIRECTIONS),
+    ),
+    Family(
+        "sip_connections_opened_total", "counter",
+        "TCP and TLS connections established (TLS: handshake done).",
+        (STREAM_TRANSPORTS, CONNECTION_DIRECTIONS),
+    ),
+    Family(
+        "sip_connections_failed_total", "counter",
+        "Connections that could not be opened or ended on an error, by why.",
+        (STREAM_TRANSPORTS, Label("reason", CONNECTION_FAILURES)),
+    ),
+    Family(
+        "sip_tls_handshake_failures_total", "counter",
+        "TLS handshakes of our connections that failed: the server's certificate refused,"
+        " or the handshake itself.",
+        (Label("reason", ("certificate", "handshake")),),
     ),
     # ---- subscriptions --------------------------------------------------------
     Family(

@@ -239,6 +239,11 @@ class ShardMetrics:
     sip_notify_received: CounterVec
     sip_responses_sent: CounterVec
     sip_parse_errors: CounterVec
+    # TCP/TLS connections
+    sip_connections: GaugeVec
+    sip_connections_opened: CounterVec
+    sip_connections_failed: CounterVec
+    sip_tls_handshake_failures: CounterVec
     # subscriptions
     subscriptions: GaugeVec
     subscriptions_established: Counter

@@ -210,6 +210,50 @@ class B2BParams:
     )
 
 
+def _path_or_empty(v: Any) -> str | None:
+    return None if v == "" else _path(v)
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
+
+
+_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def _transports(v: Any) -> str | None:
+    if (
+        not isinstance(v, list | tuple)
+        or not v
+        or any(t not in _TRANSPORTS for t in v)
+        or len(set(v)) != len(v)
+    ):
+        return f"must be a non-empty list of distinct 'udp', 'tcp', 'tls', got {v!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """SIP over TLS: whom we trust, and the certificate we show."""
+
+    ca_file: str = _opt(
+        _path_or_empty, "", "PEM CAs that sign servers' certificates ('' : the system store)"
+    )
+    cert_file: str = _opt(
+        _path_or_empty,
+        "",
+        "PEM certificate chain of the TLS listeners, also shown to servers that ask for one",
+    )
+    key_file: str = _opt(_path_or_empty, "", "its private key ('' : in cert_file)")
+    verify_server: bool = _opt(
+        _bool, True, "check the server's certificate against the CAs and the host name"
+    )
+
+    def __post_init__(self) -> None:
+        if self.key_file and not self.cert_file:
+            raise ConfigError("sip.tls.key_file: set without sip.tls.cert_file")
+
+
 @dataclass(frozen=True, slots=True)
 class SipSettings:
     """Where the shards' SIP sockets live and the RFC 3261 timer base values."""
@@ -233,6 +277,29 @@ class SipSettings:
         "service-wide limit of out-of-dialog SUBSCRIBEs per second (0: no limit)",
     )
     user_agent: str = _opt(_string, "presence-b2b", "User-Agent header value ('' for none)")
+    transports: tuple[str, ...] = _opt(
+        _transports, ("udp", "tcp"), "transports the shards listen on and send over"
+    )
+    tls_port: int = _opt(_port, 5170, "TLS port of shard 0; shard i listens on tls_port + i")
+    connect_timeout: float = _opt(
+        _number_at_least(0.0, strict=True), 10.0, "seconds to open a TCP or TLS connection"
+    )
+    keepalive_interval: float = _opt(
+        _number_at_least(0.0),
+        30.0,
+        "seconds between CRLF keep-alive pings on our TCP/TLS connections (0: none)",
+    )
+    tls: TlsSettings = field(
+        default_factory=TlsSettings,
+        metadata={"table": TlsSettings, "check": None, "doc": "SIP over TLS"},
+    )
+
+    def __post_init__(self) -> None:
+        if "tls" in self.transports and not self.tls.cert_file:
+            raise ConfigError(
+                "sip.tls.cert_file: needed when sip.transports has 'tls'"
+                " (the TLS listeners' certificate)"
+            )
 
 
 def _default_runtime_dir() -> str:
@@ -382,6 +449,9 @@ def _build_section(name: str, cls: type[Any], table: Any) -> Any:
         f = known.get(key)
         if f is None:
             raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        if "table" in f.metadata:  # a sub-table such as [sip.tls]
+            values[key] = _build_section(f"{name}.{key}", f.metadata["table"], value)
+            continue
         problem = f.metadata["check"](value)
         if problem:
             raise ConfigError(f"{name}.{key}: {problem}")
@@ -443,9 +513,20 @@ def describe() -> list[tuple[str, Any, str]]:
     """Every key with its default and meaning, for docs and ``check-config --defaults``."""
     rows: list[tuple[str, Any, str]] = []
     for name, cls in _SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            default = f.default
-            if default is dataclasses.MISSING:
-                default = f.default_factory()  # type: ignore[operator]
-            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+        rows.extend(_describe_table(name, cls))
     return rows
+
+
+def _describe_table(name: str, cls: type[Any]) -> list[tuple[str, Any, str]]:
+    """A table's own keys first, then its sub-tables' (TOML wants them in that order)."""
+    rows: list[tuple[str, Any, str]] = []
+    tables: list[tuple[str, Any, str]] = []
+    for f in dataclasses.fields(cls):
+        if "table" in f.metadata:
+            tables.extend(_describe_table(f"{name}.{f.name}", f.metadata["table"]))
+            continue
+        default = f.default
+        if default is dataclasses.MISSING:
+            default = f.default_factory()  # type: ignore[operator]
+        rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+    return rows + tables

@@ -41,7 +41,7 @@ def render() -> str:
     out = [HEADER]
     table = None
     for key, default, doc in rows:
-        section, _, name = key.partition(".")
+        section, _, name = key.rpartition(".")  # "sip.tls.ca_file": table [sip.tls]
         if section != table:
             out.append(f"\n[{section}]\n")
             table = section
