@@ -405,8 +405,8 @@ static bool rd_map(mp_cur *c, uint64_t *n, const char *what, errbuf *e) {
 
 static bool rd_key(mp_cur *c, mp_obj *k, const char *what, errbuf *e) {
     if (!mp_next(c, k)) return FAIL(e, "truncated or malformed msgpack in %s", what);
+    /* compared byte for byte, so not checked for UTF-8 (msgspec does not either) */
     if (k->kind != MP_STR) return FAIL(e, "%s: a key that is not a str", what);
-    if (!utf8_valid(k->ptr, k->len)) return FAIL(e, "%s: a key with invalid UTF-8", what);
     return true;
 }
 
