@@ -1,0 +1,169 @@
+"""qsa-watch against a service that lies: it refuses, skips or reconnects, never trusts.
+
+Each test runs with both builds (``c_build``); under the sanitizers any read
+outside a buffer, leak or undefined behaviour while handling the lie fails it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from presence_b2b.ipc.messages import Subscribe, Unsubscribe, encode
+from presence_b2b.ipc.ring import Ring
+from presence_b2b.presence.status import Failure, Status
+
+from tests.cclient.build import CBuild
+from tests.cclient.hostile import HostileService
+
+RECORD = "sip:bob@example.com"
+SUBSCRIBER = "sip:alice@example.com"
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[HostileService]:
+    service = HostileService(tmp_path / "qsa.sock")
+    yield service
+    service.close()
+
+
+def start_watch(build: CBuild, service: HostileService, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [build.watch, RECORD, "--subscriber", SUBSCRIBER, "--control-socket", service.path,
+         "--json", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=build.env(),
+    )  # fmt: skip
+
+
+def finish(
+    build: CBuild, proc: subprocess.Popen[str], *, interrupt: bool = False
+) -> tuple[int, str, str]:
+    if interrupt and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    build.check_clean(err)
+    return proc.returncode, out, err
+
+
+def memfd_ring_fds(size: int, *, seal: bool) -> list[int]:
+    memfd = os.memfd_create("hostile", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.ftruncate(memfd, size)
+    if seal:
+        fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    return [memfd, os.eventfd(0), os.eventfd(0)]
+
+
+def test_a_welcome_with_more_fds_than_a_packet_holds_is_refused(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    null = os.open(os.devnull, os.O_RDONLY)
+    fds = [os.dup(null) for _ in range(253)]  # SCM_MAX_FD: one more than the client makes room for
+    try:
+        conn.send_welcome(fds, shards=83, announced=252)
+    finally:
+        for fd in [null, *fds]:
+            os.close(fd)
+    code, out, err = finish(c_build, proc)
+    assert code == 2
+    assert "MSG_CTRUNC" in err
+    assert out == ""
+
+
+def test_a_welcome_announcing_another_fd_count_is_refused(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    rings = [Ring.create(4096), Ring.create(4096)]
+    conn.send_welcome([fd for r in rings for fd in r.fds()], shards=1, announced=9)
+    code, _, err = finish(c_build, proc)
+    for ring in rings:
+        ring.close()
+    assert code == 2
+    assert "welcome announces 9 fds for 1 shards" in err
+
+
+def test_a_memfd_that_can_still_shrink_is_not_mapped(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    fds = memfd_ring_fds(512 + 4096, seal=False) + memfd_ring_fds(512 + 4096, seal=True)
+    conn.send_welcome(fds, shards=1)
+    code, _, err = finish(c_build, proc)
+    for fd in fds:
+        os.close(fd)
+    assert code == 2
+    assert "not sealed against shrink and grow" in err
+
+
+def test_a_ring_without_the_magic_is_not_used(c_build: CBuild, hostile: HostileService) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    good = Ring.create(4096)
+    fds = [*good.fds(), *memfd_ring_fds(512 + 4096, seal=True)]  # sealed, right size, all zero
+    conn.send_welcome(fds, shards=1)
+    code, _, err = finish(c_build, proc)
+    good.close()
+    for fd in fds[3:]:
+        os.close(fd)
+    assert code == 2
+    assert "ring 1 of the welcome: bad magic" in err
+
+
+def test_malformed_records_and_unknown_ids_are_skipped_and_the_next_status_printed(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile, "--count", "1")
+    conn = hostile.accept()
+    (status_ring,) = conn.welcome(shards=1)
+    assert conn.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
+
+    # A malformed header makes the consumer skip to head: each is read alone.
+    status_ring.put(b"\x81\xa4type", kind=7)  # a kind that does not exist
+    status_ring.wait_consumed()
+    status_ring.put(b"", length=1 << 20)  # longer than the ring allows
+    status_ring.wait_consumed()
+    status_ring.put(b"\xc1\xc1\xc1")  # not msgpack
+    status_ring.put(encode(Status(id=99, state="active")))  # not one of its ids
+    status_ring.put(encode(Failure(id=1, kind="dns", detail="NXDOMAIN", retry_in=2.5)))
+    status_ring.put(encode(Status(id=1, state="pending", reason="x")))
+
+    code, out, err = finish(c_build, proc)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["id"]) for e in lines] == [("error", 1), ("status", 1)]
+    assert (lines[0]["error_kind"], lines[0]["retry_in"]) == ("dns", 2.5)
+    assert conn.next_request() == Unsubscribe(1)
+
+
+def test_a_status_ring_whose_head_breaks_makes_the_client_reconnect_and_replay(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    first = hostile.accept()
+    (status_ring,) = first.welcome(shards=1)
+    assert first.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
+
+    status_ring.publish(status_ring.tail() + status_ring.cap + 8)  # more than the ring holds
+
+    second = hostile.accept()
+    (fresh,) = second.welcome(shards=1)
+    assert second.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
+    fresh.put(encode(Status(id=1, state="active")))
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["state"] == "active"
+    code, _, err = finish(c_build, proc, interrupt=True)
+    assert code == 0, err
+    assert "status ring is broken" in err
