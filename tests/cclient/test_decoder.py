@@ -209,3 +209,22 @@ def test_decoder_refuses_a_message_cut_short(c_build: CBuild, cut: int) -> None:
     whole = encode(SEEDS[0])
     (line,) = run_decoder(c_build, [whole[:-cut]])
     assert line.startswith("bad: ")
+
+
+def test_decoder_writes_every_float_as_python_repr_does(c_build: CBuild) -> None:
+    rng = random.Random(SEED)
+    patterns = [rng.getrandbits(64) for _ in range(3000)]
+    floats = [struct.unpack("<d", struct.pack("<Q", bits))[0] for bits in patterns]
+    floats += [0.0, -0.0, 1e16, 1e15, 1e-4, 1e-5, 0.1, 5e-324, 1.7976931348623157e308, 120.0]
+    recs = [encode(Failure(id=1, kind="timeout", retry_in=x)) for x in floats]
+    assert run_decoder(c_build, recs) == [python_line(r) for r in recs]
+
+
+def test_decoder_replaces_bytes_that_are_not_utf8_in_a_body_as_python_does(
+    c_build: CBuild,
+) -> None:
+    rng = random.Random(SEED)
+    alphabet = [0x41, 0x7F, 0x80, 0xBF, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0xA0]
+    bodies = [bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    recs = [encode(Status(id=1, state="active", body=body)) for body in bodies]
+    assert run_decoder(c_build, recs) == [python_line(r) for r in recs]
