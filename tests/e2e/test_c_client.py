@@ -113,6 +113,21 @@ def test_c_watch_exits_1_when_the_timeout_comes_before_the_count(
     assert "timeout after 3 s with 1 of 2 statuses" in c.stderr
 
 
+def test_c_watch_takes_the_control_socket_from_the_service_configuration(
+    c_build: CBuild, service: ServiceFactory, hold_uas: Callable[..., SippProcess]
+) -> None:
+    svc = service(shards=1)
+    uas = hold_uas(calls=1)
+    record = record_at(uas, "max")
+
+    c = c_watch(c_build, record, "--subscriber", SUBSCRIBER, "--config", str(svc.config_path),
+                "--json", "--count", "1", "--timeout", "20")  # fmt: skip
+
+    assert c.returncode == 0, c.stderr
+    (line,) = c.stdout.splitlines()
+    assert (json.loads(line)["record"], json.loads(line)["state"]) == (record, "active")
+
+
 def test_c_watch_against_a_missing_socket_exits_2(c_build: CBuild, tmp_path: Path) -> None:
     c = c_watch(c_build, *watch_args("sip:nobody@127.0.0.1", str(tmp_path / "no-such.sock")))
 
