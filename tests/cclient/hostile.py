@@ -31,6 +31,7 @@ from presence_b2b.ipc.messages import (
 from presence_b2b.ipc.ring import DATA_OFFSET, HEADER_SIZE, KIND_DATA, Ring, RingReader
 
 OFF_HEAD = 128
+OFF_PRODUCER_WAITING = 136
 OFF_TAIL = 256
 
 
@@ -79,13 +80,36 @@ class Connection:
         self.rings: list[Ring] = []
         self.requests: RingReader | None = None
 
-    def welcome(self, shards: int = 1) -> list[RawProducer]:
-        """A correct welcome with fresh rings; the status rings' raw producers."""
+    def welcome(self, shards: int = 1, *, full: bool = False) -> list[RawProducer]:
+        """A correct welcome with fresh rings; the status rings' raw producers.
+
+        ``full``: the request ring is handed over full (as if the service had
+        stopped reading); ``free_request_ring`` empties it.
+        """
         self.rings = [Ring.create(1 << 16)] + [Ring.create(1 << 16) for _ in range(shards)]
         fds = [fd for ring in self.rings for fd in ring.fds()]
+        if full:
+            with self._request_header() as mm:
+                struct.pack_into("<Q", mm, OFF_HEAD, self.rings[0].capacity)
+        else:
+            self.requests = self.rings[0].reader()
         self.send_welcome(fds, shards=shards)
-        self.requests = self.rings[0].reader()
         return [RawProducer(ring) for ring in self.rings[1:]]
+
+    def _request_header(self) -> mmap.mmap:
+        return mmap.mmap(self.rings[0].fds()[0], HEADER_SIZE)
+
+    def producer_waiting(self) -> int:
+        """The request ring's ``producer_waiting`` flag, as the client set it."""
+        with self._request_header() as mm:
+            return int(struct.unpack_from("<Q", mm, OFF_PRODUCER_WAITING)[0])
+
+    def free_request_ring(self) -> None:
+        """Consume everything in the request ring unread, ring the space doorbell."""
+        with self._request_header() as mm:
+            struct.pack_into("<Q", mm, OFF_TAIL, struct.unpack_from("<Q", mm, OFF_HEAD)[0])
+        self.requests = self.rings[0].reader()
+        os.eventfd_write(self.rings[0].fds()[2], 1)
 
     def send_welcome(
         self, fds: Sequence[int], *, shards: int = 1, announced: int | None = None

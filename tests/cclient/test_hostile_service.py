@@ -21,6 +21,7 @@ from presence_b2b.presence.status import Failure, Status
 
 from tests.cclient.build import CBuild
 from tests.cclient.hostile import HostileService
+from tests.e2e.service import wait_for
 
 RECORD = "sip:bob@example.com"
 SUBSCRIBER = "sip:alice@example.com"
@@ -167,3 +168,33 @@ def test_a_status_ring_whose_head_breaks_makes_the_client_reconnect_and_replay(
     code, _, err = finish(c_build, proc, interrupt=True)
     assert code == 0, err
     assert "status ring is broken" in err
+
+
+def test_a_subscribe_waits_on_a_full_request_ring_until_space_is_freed(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    conn.welcome(shards=1, full=True)
+
+    wait_for("producer_waiting set by the client", conn.producer_waiting, timeout=5.0)
+    conn.free_request_ring()
+
+    assert conn.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
+    assert conn.producer_waiting() == 0
+    code, _, err = finish(c_build, proc, interrupt=True)
+    assert code == 0, err
+
+
+def test_a_request_ring_that_stays_full_makes_the_watch_give_up_with_exit_2(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    conn.welcome(shards=1, full=True)
+
+    code, out, err = finish(c_build, proc)  # qsa-watch waits 5 s, as the Python watch
+
+    assert code == 2
+    assert "request ring stayed full" in err
+    assert out == ""
