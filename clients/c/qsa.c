@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,12 +424,10 @@ static bool rd_array(mp_cur *c, uint64_t *n, size_t min_entry, const char *what,
 
 /* ------------------------------------------------------------ status messages */
 
-static void free_notes(qsa_note *notes) { free(notes); }
-
 static void free_tuples(qsa_tuple *t, size_t n) {
     if (t == NULL) return;
     for (size_t i = 0; i < n; i++) {
-        free_notes(t[i].notes);
+        free(t[i].notes);
         free(t[i].extensions);
     }
     free(t);
@@ -436,51 +435,125 @@ static void free_tuples(qsa_tuple *t, size_t n) {
 
 static void free_presentity(qsa_presentity *p) {
     free_tuples(p->tuples, p->n_tuples);
-    free_notes(p->notes);
+    free(p->notes);
     free(p->extensions);
     memset(p, 0, sizeof *p);
 }
 
 static const qsa_str EMPTY = {"", 0};
 
-/* Note map: text (required), lang (str or nil). */
-static bool dec_note(mp_cur *c, qsa_note *out, errbuf *e) {
-    uint64_t n;
-    bool have_text = false;
-    if (!rd_map(c, &n, "note", e)) return false;
-    out->text = EMPTY;
-    out->has_lang = 0;
-    out->lang = EMPTY;
-    for (uint64_t i = 0; i < n; i++) {
-        mp_obj k;
-        if (!rd_key(c, &k, "note", e)) return false;
-        if (key_is(&k, "text")) {
-            if (!rd_str(c, &out->text, "note.text", e)) return false;
-            have_text = true;
-        } else if (key_is(&k, "lang")) {
-            if (!rd_opt_str(c, &out->has_lang, &out->lang, "note.lang", e)) return false;
-        } else if (!mp_skip(c)) {
-            return FAIL(e, "note: malformed value of an unknown key");
-        }
-    }
-    if (!have_text) return FAIL(e, "note: missing required key text");
-    return true;
+/* Every map of a status message is decoded from a table of its fields:
+ * unknown keys are skipped, a duplicate key overwrites (the last one wins,
+ * as in msgspec), required keys are checked at the end. */
+typedef enum {
+    F_TAG,        /* the "type" key, already checked by find_tag */
+    F_STR,        /* qsa_str */
+    F_OPT_STR,    /* qsa_str, or nil (int has_ at aux) */
+    F_STATE,      /* qsa_str: active, pending or terminated */
+    F_BIN,        /* qsa_str holding bytes */
+    F_U64,        /* uint64_t */
+    F_I64,        /* int64_t */
+    F_OPT_FLOAT,  /* double, int or nil (int has_ at aux) */
+    F_BASIC,      /* int QSA_BASIC_* */
+    F_NOTES,      /* qsa_note *, count (size_t) at aux */
+    F_STRS,       /* qsa_str *, count at aux */
+    F_TUPLES,     /* qsa_tuple *, count at aux */
+    F_PRESENTITY  /* qsa_presentity, or nil (int has_ at aux) */
+} field_type;
+
+typedef struct {
+    const char *name;
+    field_type type;
+    size_t at, aux; /* offsets into the struct decoded */
+    bool required;
+} field;
+
+#define FIELD_AT(base, f, T) ((T *)(void *)((char *)(base) + (f)->at))
+#define FIELD_AUX(base, f, T) ((T *)(void *)((char *)(base) + (f)->aux))
+
+static bool dec_fields(mp_cur *c, uint64_t n, const field *fields, size_t nfields, void *base,
+                       const char *what, errbuf *e);
+
+static bool str_is(qsa_str s, const char *lit) {
+    size_t n = strlen(lit);
+    return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
-/* An array of notes (a note map takes at least 7 bytes: 81 a4 "text" a0). */
-static bool dec_notes(mp_cur *c, qsa_note **out, size_t *count, const char *what, errbuf *e) {
+static bool dec_map_of(mp_cur *c, const field *fields, size_t nfields, void *base, const char *what,
+                       errbuf *e) {
     uint64_t n;
-    if (!rd_array(c, &n, 7, what, e)) return false;
-    qsa_note *notes = n ? calloc((size_t)n, sizeof *notes) : NULL;
-    if (n && notes == NULL) return FAIL(e, "out of memory");
+    return rd_map(c, &n, what, e) && dec_fields(c, n, fields, nfields, base, what, e);
+}
+
+static const field NOTE[] = {
+    {"text", F_STR, offsetof(qsa_note, text), 0, true},
+    {"lang", F_OPT_STR, offsetof(qsa_note, lang), offsetof(qsa_note, has_lang), false},
+};
+
+static const field TUPLE[] = {
+    {"id", F_STR, offsetof(qsa_tuple, id), 0, true},
+    {"basic", F_BASIC, offsetof(qsa_tuple, basic), 0, false},
+    {"contact", F_OPT_STR, offsetof(qsa_tuple, contact), offsetof(qsa_tuple, has_contact), false},
+    {"priority", F_OPT_FLOAT, offsetof(qsa_tuple, priority), offsetof(qsa_tuple, has_priority), false},
+    {"timestamp", F_OPT_STR, offsetof(qsa_tuple, timestamp), offsetof(qsa_tuple, has_timestamp), false},
+    {"notes", F_NOTES, offsetof(qsa_tuple, notes), offsetof(qsa_tuple, n_notes), false},
+    {"extensions", F_STRS, offsetof(qsa_tuple, extensions), offsetof(qsa_tuple, n_extensions), false},
+};
+
+static const field PRESENTITY[] = {
+    {"entity", F_STR, offsetof(qsa_presentity, entity), 0, true},
+    {"tuples", F_TUPLES, offsetof(qsa_presentity, tuples), offsetof(qsa_presentity, n_tuples), false},
+    {"notes", F_NOTES, offsetof(qsa_presentity, notes), offsetof(qsa_presentity, n_notes), false},
+    {"extensions", F_STRS, offsetof(qsa_presentity, extensions),
+     offsetof(qsa_presentity, n_extensions), false},
+};
+
+static const field STATUS[] = {
+    {"type", F_TAG, 0, 0, false},
+    {"id", F_U64, offsetof(qsa_message, id), 0, true},
+    {"state", F_STATE, offsetof(qsa_message, state), 0, true},
+    {"reason", F_STR, offsetof(qsa_message, reason), 0, false},
+    {"presentity", F_PRESENTITY, offsetof(qsa_message, presentity),
+     offsetof(qsa_message, has_presentity), false},
+    {"content_type", F_STR, offsetof(qsa_message, content_type), 0, false},
+    {"body", F_BIN, offsetof(qsa_message, body), 0, false},
+    {"error", F_STR, offsetof(qsa_message, parse_error), 0, false},
+    {"merged", F_U64, offsetof(qsa_message, merged), 0, false},
+};
+
+static const field ERROR[] = {
+    {"type", F_TAG, 0, 0, false},
+    {"id", F_U64, offsetof(qsa_message, id), 0, true},
+    {"kind", F_STR, offsetof(qsa_message, kind), 0, true}, /* an open set: any str */
+    {"code", F_I64, offsetof(qsa_message, code), 0, false},
+    {"detail", F_STR, offsetof(qsa_message, detail), 0, false},
+    {"retry_in", F_OPT_FLOAT, offsetof(qsa_message, retry_in), offsetof(qsa_message, has_retry_in),
+     false},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
+
+/* Frees an array of decoded tuples (their notes and extensions with them). */
+static void free_tuple_items(void *items, size_t n) { free_tuples(items, n); }
+
+/* An array of `size`-byte elements, each a map decoded by `fields`, each
+ * taking at least `min_entry` bytes of the record (a bound on the count).
+ * On failure what was decoded is freed with free_items (or free if NULL). */
+static bool dec_array_of(mp_cur *c, void **out, size_t *count, size_t size, size_t min_entry,
+                         const field *fields, size_t nfields, void (*free_items)(void *, size_t),
+                         const char *what, errbuf *e) {
+    uint64_t n;
+    if (!rd_array(c, &n, min_entry, what, e)) return false;
+    char *items = n ? calloc((size_t)n, size) : NULL;
+    if (n && items == NULL) return FAIL(e, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
-        if (!dec_note(c, &notes[i], e)) {
-            free(notes);
+        if (!dec_map_of(c, fields, nfields, items + i * size, what, e)) {
+            if (free_items != NULL) free_items(items, (size_t)(i + 1));
+            else free(items);
             return false;
         }
     }
-    free(*out); /* a duplicate key: the last one wins, as in msgspec */
-    *out = notes;
+    *out = items;
     *count = (size_t)n;
     return true;
 }
@@ -503,96 +576,112 @@ static bool dec_strs(mp_cur *c, qsa_str **out, size_t *count, const char *what, 
 }
 
 static bool dec_basic(mp_cur *c, int *basic, errbuf *e) {
-    int has;
+    int has = 0;
     qsa_str s;
-    if (!rd_opt_str(c, &has, &s, "tuple.basic", e)) return false;
-    if (!has) {
-        *basic = QSA_BASIC_NONE;
-    } else if (s.len == 4 && memcmp(s.ptr, "open", 4) == 0) {
-        *basic = QSA_BASIC_OPEN;
-    } else if (s.len == 6 && memcmp(s.ptr, "closed", 6) == 0) {
-        *basic = QSA_BASIC_CLOSED;
-    } else {
-        return FAIL(e, "tuple.basic: neither open, closed nor nil");
-    }
+    if (!rd_opt_str(c, &has, &s, "basic", e)) return false;
+    if (!has) *basic = QSA_BASIC_NONE;
+    else if (str_is(s, "open")) *basic = QSA_BASIC_OPEN;
+    else if (str_is(s, "closed")) *basic = QSA_BASIC_CLOSED;
+    else return FAIL(e, "basic: neither open, closed nor nil");
     return true;
 }
 
-static bool dec_tuple(mp_cur *c, qsa_tuple *t, errbuf *e) {
-    uint64_t n;
-    bool have_id = false;
-    if (!rd_map(c, &n, "tuple", e)) return false;
-    t->id = t->contact = t->timestamp = EMPTY;
-    for (uint64_t i = 0; i < n; i++) {
-        mp_obj k;
-        bool ok;
-        if (!rd_key(c, &k, "tuple", e)) return false;
-        if (key_is(&k, "id")) {
-            ok = rd_str(c, &t->id, "tuple.id", e);
-            have_id = true;
-        } else if (key_is(&k, "basic")) {
-            ok = dec_basic(c, &t->basic, e);
-        } else if (key_is(&k, "contact")) {
-            ok = rd_opt_str(c, &t->has_contact, &t->contact, "tuple.contact", e);
-        } else if (key_is(&k, "priority")) {
-            ok = rd_opt_float(c, &t->has_priority, &t->priority, "tuple.priority", e);
-        } else if (key_is(&k, "timestamp")) {
-            ok = rd_opt_str(c, &t->has_timestamp, &t->timestamp, "tuple.timestamp", e);
-        } else if (key_is(&k, "notes")) {
-            ok = dec_notes(c, &t->notes, &t->n_notes, "tuple.notes", e);
-        } else if (key_is(&k, "extensions")) {
-            ok = dec_strs(c, &t->extensions, &t->n_extensions, "tuple.extensions", e);
-        } else {
-            ok = mp_skip(c) || FAIL(e, "tuple: malformed value of an unknown key");
-        }
-        if (!ok) return false;
-    }
-    if (!have_id) return FAIL(e, "tuple: missing required key id");
-    return true;
+/* nil, or a presentity map (replacing any earlier one). */
+static bool dec_opt_presentity(mp_cur *c, qsa_presentity *p, int *has, errbuf *e) {
+    mp_cur save = *c;
+    mp_obj o;
+    if (!mp_next(c, &o)) return FAIL(e, "truncated msgpack at presentity");
+    free_presentity(p);
+    *has = o.kind != MP_NIL;
+    if (!*has) return true;
+    *c = save;
+    return dec_map_of(c, PRESENTITY, COUNT(PRESENTITY), p, "presentity", e);
 }
 
-/* A tuple map takes at least 5 bytes: 81 a2 "id" a0. */
-static bool dec_tuples(mp_cur *c, qsa_presentity *p, errbuf *e) {
-    uint64_t n;
-    if (!rd_array(c, &n, 5, "presentity.tuples", e)) return false;
-    qsa_tuple *tuples = n ? calloc((size_t)n, sizeof *tuples) : NULL;
-    if (n && tuples == NULL) return FAIL(e, "out of memory");
-    for (uint64_t i = 0; i < n; i++) {
-        if (!dec_tuple(c, &tuples[i], e)) {
-            free_tuples(tuples, (size_t)(i + 1));
+static bool dec_field(mp_cur *c, const field *f, void *base, errbuf *e) {
+    const char *what = f->name;
+    switch (f->type) {
+    case F_TAG:
+        return mp_skip(c) || FAIL(e, "malformed type");
+    case F_STR:
+        return rd_str(c, FIELD_AT(base, f, qsa_str), what, e);
+    case F_OPT_STR:
+        return rd_opt_str(c, FIELD_AUX(base, f, int), FIELD_AT(base, f, qsa_str), what, e);
+    case F_STATE: {
+        qsa_str *s = FIELD_AT(base, f, qsa_str);
+        if (!rd_str(c, s, what, e)) return false;
+        return str_is(*s, "active") || str_is(*s, "pending") || str_is(*s, "terminated") ||
+               FAIL(e, "state: neither active, pending nor terminated");
+    }
+    case F_BIN: {
+        mp_obj o;
+        if (!mp_next(c, &o)) return FAIL(e, "truncated msgpack at %s", what);
+        if (o.kind != MP_BIN) return FAIL(e, "%s: expected bin", what);
+        FIELD_AT(base, f, qsa_str)->ptr = (const char *)o.ptr;
+        FIELD_AT(base, f, qsa_str)->len = o.len;
+        return true;
+    }
+    case F_U64:
+        return rd_u64(c, FIELD_AT(base, f, uint64_t), what, e);
+    case F_I64:
+        return rd_i64(c, FIELD_AT(base, f, int64_t), what, e);
+    case F_OPT_FLOAT:
+        return rd_opt_float(c, FIELD_AUX(base, f, int), FIELD_AT(base, f, double), what, e);
+    case F_BASIC:
+        return dec_basic(c, FIELD_AT(base, f, int), e);
+    case F_NOTES: { /* a note map takes at least 7 bytes: 81 a4 "text" a0 */
+        void *items;
+        size_t count;
+        if (!dec_array_of(c, &items, &count, sizeof(qsa_note), 7, NOTE, COUNT(NOTE), NULL, what, e))
             return false;
-        }
+        qsa_note **slot = FIELD_AT(base, f, qsa_note *);
+        free(*slot); /* a duplicate key: the last one wins */
+        *slot = items;
+        *FIELD_AUX(base, f, size_t) = count;
+        return true;
     }
-    free_tuples(p->tuples, p->n_tuples);
-    p->tuples = tuples;
-    p->n_tuples = (size_t)n;
-    return true;
+    case F_TUPLES: { /* a tuple map takes at least 5 bytes: 81 a2 "id" a0 */
+        void *items;
+        size_t count;
+        if (!dec_array_of(c, &items, &count, sizeof(qsa_tuple), 5, TUPLE, COUNT(TUPLE),
+                          free_tuple_items, what, e))
+            return false;
+        qsa_tuple **slot = FIELD_AT(base, f, qsa_tuple *);
+        free_tuples(*slot, *FIELD_AUX(base, f, size_t));
+        *slot = items;
+        *FIELD_AUX(base, f, size_t) = count;
+        return true;
+    }
+    case F_STRS:
+        return dec_strs(c, FIELD_AT(base, f, qsa_str *), FIELD_AUX(base, f, size_t), what, e);
+    case F_PRESENTITY:
+        return dec_opt_presentity(c, FIELD_AT(base, f, qsa_presentity), FIELD_AUX(base, f, int), e);
+    }
+    return false;
 }
 
-static bool dec_presentity(mp_cur *c, qsa_presentity *p, errbuf *e) {
-    uint64_t n;
-    bool have_entity = false;
-    if (!rd_map(c, &n, "presentity", e)) return false;
-    p->entity = EMPTY;
+static bool dec_fields(mp_cur *c, uint64_t n, const field *fields, size_t nfields, void *base,
+                       const char *what, errbuf *e) {
+    uint32_t seen = 0;
+    for (size_t j = 0; j < nfields; j++) /* string defaults: "" rather than NULL */
+        if (fields[j].type == F_STR || fields[j].type == F_OPT_STR || fields[j].type == F_STATE ||
+            fields[j].type == F_BIN)
+            *FIELD_AT(base, &fields[j], qsa_str) = EMPTY;
     for (uint64_t i = 0; i < n; i++) {
         mp_obj k;
-        bool ok;
-        if (!rd_key(c, &k, "presentity", e)) return false;
-        if (key_is(&k, "entity")) {
-            ok = rd_str(c, &p->entity, "presentity.entity", e);
-            have_entity = true;
-        } else if (key_is(&k, "tuples")) {
-            ok = dec_tuples(c, p, e);
-        } else if (key_is(&k, "notes")) {
-            ok = dec_notes(c, &p->notes, &p->n_notes, "presentity.notes", e);
-        } else if (key_is(&k, "extensions")) {
-            ok = dec_strs(c, &p->extensions, &p->n_extensions, "presentity.extensions", e);
-        } else {
-            ok = mp_skip(c) || FAIL(e, "presentity: malformed value of an unknown key");
+        if (!rd_key(c, &k, what, e)) return false;
+        size_t j = 0;
+        while (j < nfields && !key_is(&k, fields[j].name)) j++;
+        if (j == nfields) { /* unknown: skipped, whatever it is */
+            if (!mp_skip(c)) return FAIL(e, "%s: malformed value of an unknown key", what);
+            continue;
         }
-        if (!ok) return false;
+        if (!dec_field(c, &fields[j], base, e)) return false;
+        seen |= 1u << j;
     }
-    if (!have_entity) return FAIL(e, "presentity: missing required key entity");
+    for (size_t j = 0; j < nfields; j++)
+        if (fields[j].required && !(seen & (1u << j)))
+            return FAIL(e, "%s: missing required key %s", what, fields[j].name);
     return true;
 }
 
@@ -619,97 +708,6 @@ static bool find_tag(const mp_cur *c, uint64_t n, qsa_str *tag, const char *what
     return true;
 }
 
-static bool str_is(qsa_str s, const char *lit) {
-    size_t n = strlen(lit);
-    return s.len == n && memcmp(s.ptr, lit, n) == 0;
-}
-
-static bool dec_status_fields(mp_cur *c, uint64_t n, qsa_message *m, errbuf *e) {
-    bool have_id = false, have_state = false;
-    for (uint64_t i = 0; i < n; i++) {
-        mp_obj k;
-        bool ok;
-        if (!rd_key(c, &k, "status", e)) return false;
-        if (key_is(&k, "type")) {
-            ok = mp_skip(c); /* checked by find_tag */
-        } else if (key_is(&k, "id")) {
-            ok = rd_u64(c, &m->id, "id", e);
-            have_id = true;
-        } else if (key_is(&k, "state")) {
-            ok = rd_str(c, &m->state, "state", e);
-            if (ok && !str_is(m->state, "active") && !str_is(m->state, "pending") &&
-                !str_is(m->state, "terminated"))
-                ok = FAIL(e, "state: neither active, pending nor terminated");
-            have_state = true;
-        } else if (key_is(&k, "reason")) {
-            ok = rd_str(c, &m->reason, "reason", e);
-        } else if (key_is(&k, "presentity")) {
-            mp_cur save = *c;
-            mp_obj o;
-            ok = mp_next(c, &o) || FAIL(e, "truncated msgpack at presentity");
-            if (ok && o.kind == MP_NIL) {
-                free_presentity(&m->presentity);
-                m->has_presentity = 0;
-            } else if (ok) {
-                *c = save;
-                free_presentity(&m->presentity);
-                m->has_presentity = 1;
-                ok = dec_presentity(c, &m->presentity, e);
-            }
-        } else if (key_is(&k, "content_type")) {
-            ok = rd_str(c, &m->content_type, "content_type", e);
-        } else if (key_is(&k, "body")) {
-            mp_obj o;
-            ok = mp_next(c, &o) || FAIL(e, "truncated msgpack at body");
-            if (ok && o.kind != MP_BIN) ok = FAIL(e, "body: expected bin");
-            if (ok) {
-                m->body.ptr = (const char *)o.ptr;
-                m->body.len = o.len;
-            }
-        } else if (key_is(&k, "error")) {
-            ok = rd_str(c, &m->parse_error, "error", e);
-        } else if (key_is(&k, "merged")) {
-            ok = rd_u64(c, &m->merged, "merged", e);
-        } else {
-            ok = mp_skip(c) || FAIL(e, "status: malformed value of an unknown key");
-        }
-        if (!ok) return false;
-    }
-    if (!have_id) return FAIL(e, "status: missing required key id");
-    if (!have_state) return FAIL(e, "status: missing required key state");
-    return true;
-}
-
-static bool dec_error_fields(mp_cur *c, uint64_t n, qsa_message *m, errbuf *e) {
-    bool have_id = false, have_kind = false;
-    for (uint64_t i = 0; i < n; i++) {
-        mp_obj k;
-        bool ok;
-        if (!rd_key(c, &k, "error", e)) return false;
-        if (key_is(&k, "type")) {
-            ok = mp_skip(c);
-        } else if (key_is(&k, "id")) {
-            ok = rd_u64(c, &m->id, "id", e);
-            have_id = true;
-        } else if (key_is(&k, "kind")) {
-            ok = rd_str(c, &m->kind, "kind", e);
-            have_kind = true;
-        } else if (key_is(&k, "code")) {
-            ok = rd_i64(c, &m->code, "code", e);
-        } else if (key_is(&k, "detail")) {
-            ok = rd_str(c, &m->detail, "detail", e);
-        } else if (key_is(&k, "retry_in")) {
-            ok = rd_opt_float(c, &m->has_retry_in, &m->retry_in, "retry_in", e);
-        } else {
-            ok = mp_skip(c) || FAIL(e, "error: malformed value of an unknown key");
-        }
-        if (!ok) return false;
-    }
-    if (!have_id) return FAIL(e, "error: missing required key id");
-    if (!have_kind) return FAIL(e, "error: missing required key kind");
-    return true;
-}
-
 void qsa_message_free(qsa_message *m) {
     if (m == NULL) return;
     free_presentity(&m->presentity);
@@ -721,7 +719,7 @@ int qsa_decode_status(const void *buf, size_t len, qsa_message *m, char *err, si
     errbuf e = {err, errlen};
     memset(m, 0, sizeof *m);
     m->state = m->reason = m->content_type = m->body = m->parse_error = EMPTY;
-    m->kind = m->detail = EMPTY;
+    m->kind = m->detail = EMPTY; /* the other type's fields */
     m->copy_ = malloc(len ? len : 1);
     if (m->copy_ == NULL) {
         set_err(err, errlen, "out of memory");
@@ -735,13 +733,12 @@ int qsa_decode_status(const void *buf, size_t len, qsa_message *m, char *err, si
     if (ok) {
         if (str_is(tag, "status")) {
             m->type = QSA_MSG_STATUS;
-            ok = dec_status_fields(&c, n, m, &e);
+            ok = dec_fields(&c, n, STATUS, COUNT(STATUS), m, "status", &e);
         } else if (str_is(tag, "error")) {
             m->type = QSA_MSG_ERROR;
-            ok = dec_error_fields(&c, n, m, &e);
+            ok = dec_fields(&c, n, ERROR, COUNT(ERROR), m, "error", &e);
         } else {
-            ok = FAIL(&e, "not a status ring message: type %.*s", (int)(tag.len > 40 ? 40 : tag.len),
-                      tag.ptr);
+            ok = FAIL(&e, "not a status ring message (type neither status nor error)");
         }
     }
     if (ok && c.p != c.end) ok = FAIL(&e, "%zu trailing bytes after the message", mp_left(&c));
@@ -911,8 +908,7 @@ static bool dec_control(const uint8_t *buf, size_t len, control_msg *m, errbuf *
     } else if (str_is(tag, "refused")) {
         m->type = CTL_REFUSED;
     } else {
-        return FAIL(e, "unexpected control message %.*s", (int)(tag.len > 40 ? 40 : tag.len),
-                    tag.ptr);
+        return FAIL(e, "unexpected control message (type neither welcome, more-fds nor refused)");
     }
     unsigned seen = 0;
     for (uint64_t i = 0; i < n; i++) {
