@@ -56,6 +56,7 @@ def finish(
 
 
 def memfd_ring_fds(size: int, *, seal: bool) -> list[int]:
+    """A ring's three fds with a memfd of ``size`` zero bytes, resize-sealed or not."""
     memfd = os.memfd_create("hostile", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     os.ftruncate(memfd, size)
     if seal:
@@ -63,63 +64,58 @@ def memfd_ring_fds(size: int, *, seal: bool) -> list[int]:
     return [memfd, os.eventfd(0), os.eventfd(0)]
 
 
+def good_ring_fds() -> list[int]:
+    """Copies of the three fds of a correct ring."""
+    ring = Ring.create(4096)
+    fds = [os.dup(fd) for fd in ring.fds()]
+    ring.close()
+    return fds
+
+
+def refused_welcome(
+    build: CBuild, service: HostileService, fds: list[int], *, shards: int, announced: int
+) -> str:
+    """Welcome a new qsa-watch with ``fds`` (closed here); it must exit 2 printing
+    nothing. Returns what it said on stderr."""
+    proc = start_watch(build, service)
+    try:
+        service.accept().send_welcome(fds, shards=shards, announced=announced)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    code, out, err = finish(build, proc)
+    assert (code, out) == (2, ""), err
+    return err
+
+
 def test_a_welcome_with_more_fds_than_a_packet_holds_is_refused(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    null = os.open(os.devnull, os.O_RDONLY)
-    fds = [os.dup(null) for _ in range(253)]  # SCM_MAX_FD: one more than the client makes room for
-    try:
-        conn.send_welcome(fds, shards=83, announced=252)
-    finally:
-        for fd in [null, *fds]:
-            os.close(fd)
-    code, out, err = finish(c_build, proc)
-    assert code == 2
+    # SCM_MAX_FD is 253: one more than the client makes room for.
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(253)]
+    err = refused_welcome(c_build, hostile, fds, shards=83, announced=252)
     assert "MSG_CTRUNC" in err
-    assert out == ""
 
 
 def test_a_welcome_announcing_another_fd_count_is_refused(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    rings = [Ring.create(4096), Ring.create(4096)]
-    conn.send_welcome([fd for r in rings for fd in r.fds()], shards=1, announced=9)
-    code, _, err = finish(c_build, proc)
-    for ring in rings:
-        ring.close()
-    assert code == 2
+    fds = good_ring_fds() + good_ring_fds()
+    err = refused_welcome(c_build, hostile, fds, shards=1, announced=9)
     assert "welcome announces 9 fds for 1 shards" in err
 
 
 def test_a_memfd_that_can_still_shrink_is_not_mapped(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    fds = memfd_ring_fds(512 + 4096, seal=False) + memfd_ring_fds(512 + 4096, seal=True)
-    conn.send_welcome(fds, shards=1)
-    code, _, err = finish(c_build, proc)
-    for fd in fds:
-        os.close(fd)
-    assert code == 2
-    assert "not sealed against shrink and grow" in err
+    fds = memfd_ring_fds(512 + 4096, seal=False) + good_ring_fds()
+    err = refused_welcome(c_build, hostile, fds, shards=1, announced=6)
+    assert "ring 0 of the welcome: memfd is not sealed against shrink and grow" in err
 
 
 def test_a_ring_without_the_magic_is_not_used(c_build: CBuild, hostile: HostileService) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    good = Ring.create(4096)
-    fds = [*good.fds(), *memfd_ring_fds(512 + 4096, seal=True)]  # sealed, right size, all zero
-    conn.send_welcome(fds, shards=1)
-    code, _, err = finish(c_build, proc)
-    good.close()
-    for fd in fds[3:]:
-        os.close(fd)
-    assert code == 2
+    fds = good_ring_fds() + memfd_ring_fds(512 + 4096, seal=True)  # sealed, right size, all zero
+    err = refused_welcome(c_build, hostile, fds, shards=1, announced=6)
     assert "ring 1 of the welcome: bad magic" in err
 
 
