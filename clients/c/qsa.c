@@ -843,44 +843,47 @@ static void w_uint(mp_w *w, uint64_t v) {
     }
 }
 
+/* A message map of `fields` entries after its "type"; then one call per key. */
+static void w_message(mp_w *w, const char *type, uint32_t fields) {
+    w_map(w, fields + 1);
+    w_cstr(w, "type");
+    w_cstr(w, type);
+}
+
+static void w_key_str(mp_w *w, const char *key, const char *value) {
+    w_cstr(w, key);
+    w_cstr(w, value);
+}
+
+static void w_key_uint(mp_w *w, const char *key, uint64_t value) {
+    w_cstr(w, key);
+    w_uint(w, value);
+}
+
 size_t qsa_encode_subscribe(uint8_t *out, size_t cap, uint64_t id, const char *package,
                             const char *record, const char *subscriber) {
     mp_w w = {out, cap, 0, false};
-    w_map(&w, 5);
-    w_cstr(&w, "type");
-    w_cstr(&w, "subscribe");
-    w_cstr(&w, "id");
-    w_uint(&w, id);
-    w_cstr(&w, "package");
-    w_cstr(&w, package);
-    w_cstr(&w, "record");
-    w_cstr(&w, record);
-    w_cstr(&w, "subscriber");
-    w_cstr(&w, subscriber);
+    w_message(&w, "subscribe", 4);
+    w_key_uint(&w, "id", id);
+    w_key_str(&w, "package", package);
+    w_key_str(&w, "record", record);
+    w_key_str(&w, "subscriber", subscriber);
     return w.overflow ? 0 : w.len;
 }
 
 size_t qsa_encode_unsubscribe(uint8_t *out, size_t cap, uint64_t id) {
     mp_w w = {out, cap, 0, false};
-    w_map(&w, 2);
-    w_cstr(&w, "type");
-    w_cstr(&w, "unsubscribe");
-    w_cstr(&w, "id");
-    w_uint(&w, id);
+    w_message(&w, "unsubscribe", 1);
+    w_key_uint(&w, "id", id);
     return w.overflow ? 0 : w.len;
 }
 
 static size_t encode_hello(uint8_t *out, size_t cap, const char *name) {
     mp_w w = {out, cap, 0, false};
-    w_map(&w, 4);
-    w_cstr(&w, "type");
-    w_cstr(&w, "hello");
-    w_cstr(&w, "version");
-    w_uint(&w, QSA_PROTOCOL_VERSION);
-    w_cstr(&w, "role");
-    w_cstr(&w, "client");
-    w_cstr(&w, "name");
-    w_cstr(&w, name);
+    w_message(&w, "hello", 3);
+    w_key_uint(&w, "version", QSA_PROTOCOL_VERSION);
+    w_key_str(&w, "role", "client");
+    w_key_str(&w, "name", name);
     return w.overflow ? 0 : w.len;
 }
 

@@ -74,9 +74,10 @@ class RawProducer:
 class Connection:
     """One accepted client: its socket and, once welcomed, its rings."""
 
-    def __init__(self, sock: socket.socket, hello: Hello) -> None:
+    def __init__(self, sock: socket.socket, hello: Hello, packet: bytes) -> None:
         self.sock = sock
         self.hello = hello
+        self.hello_packet = packet
         self.rings: list[Ring] = []
         self.requests: RingReader | None = None
 
@@ -124,11 +125,15 @@ class Connection:
         )
         send_fds(self.sock, encode(welcome), list(fds))
 
-    def next_request(self, timeout: float = 10.0) -> Request:
+    def next_record(self, timeout: float = 10.0) -> bytes:
+        """The next record of the request ring, as the client wrote it."""
         assert self.requests is not None, "not welcomed"
         batch = self.requests.read_blocking(timeout, max_records=1)
         assert batch, f"no request within {timeout:g} s"
-        return decode_request(batch[0])
+        return batch[0]
+
+    def next_request(self, timeout: float = 10.0) -> Request:
+        return decode_request(self.next_record(timeout))
 
     def close(self) -> None:
         if self.requests is not None:
@@ -153,9 +158,10 @@ class HostileService:
         assert ready, f"no client connected within {timeout:g} s"
         sock, _ = self.listener.accept()
         sock.settimeout(timeout)
-        hello = decode_control(sock.recv(65536))
+        packet = sock.recv(65536)
+        hello = decode_control(packet)
         assert isinstance(hello, Hello), hello
-        conn = Connection(sock, hello)
+        conn = Connection(sock, hello, packet)
         self.connections.append(conn)
         return conn
 

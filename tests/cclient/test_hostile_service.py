@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from presence_b2b.ipc.messages import Subscribe, Unsubscribe, encode
+from presence_b2b.ipc.messages import Hello, Subscribe, Unsubscribe, encode
 from presence_b2b.ipc.ring import Ring
 from presence_b2b.presence.status import Failure, Status
 
@@ -117,6 +117,22 @@ def test_a_ring_without_the_magic_is_not_used(c_build: CBuild, hostile: HostileS
     fds = good_ring_fds() + memfd_ring_fds(512 + 4096, seal=True)  # sealed, right size, all zero
     err = refused_welcome(c_build, hostile, fds, shards=1, announced=6)
     assert "ring 1 of the welcome: bad magic" in err
+
+
+def test_hello_and_subscribe_are_byte_for_byte_what_the_python_client_sends(
+    c_build: CBuild, hostile: HostileService
+) -> None:
+    proc = start_watch(c_build, hostile)
+    conn = hostile.accept()
+    conn.welcome(shards=1)
+
+    record = conn.next_record()
+
+    assert conn.hello_packet == encode(Hello(version=1, role="client", name="watch"))
+    assert record == encode(Subscribe(1, "presence", RECORD, SUBSCRIBER))
+    code, _, err = finish(c_build, proc, interrupt=True)
+    assert code == 0, err
+    assert conn.next_record() == encode(Unsubscribe(1))
 
 
 def test_malformed_records_and_unknown_ids_are_skipped_and_the_next_status_printed(
