@@ -1732,43 +1732,58 @@ static uint64_t xorshift(uint64_t *s) {
     return *s = x;
 }
 
+/* Send the subscribe of every live subscription the current connection has
+ * not had yet, in the order they were made. */
+static int replay(qsa_client *c, int64_t deadline) {
+    for (size_t i = 0; i < c->n_subs;) {
+        sub *s = &c->subs[i];
+        if (!s->live || s->sent) {
+            i++;
+            continue;
+        }
+        int rc = send_subscribe(c, s, remaining_ms(deadline));
+        if (rc == QSA_EINVAL) { /* too large for this service's ring: it can never be sent */
+            snprintf(c->error, sizeof c->error, "subscription %llu dropped: too large for the request ring",
+                     (unsigned long long)s->id);
+            forget_sub(c, s);
+            continue;
+        }
+        if (rc != QSA_OK) return rc;
+        i++;
+    }
+    return QSA_OK;
+}
+
 int qsa_reconnect(qsa_client *c, int timeout_ms) {
     int64_t deadline = deadline_of(timeout_ms);
     int delay = BACKOFF_FIRST_MS;
-    if (c->conn != NULL && !c->conn->lost) return QSA_OK;
-    if (c->conn != NULL) teardown(c);
     for (;;) {
-        /* jittered backoff: delay times a random factor in [0.5, 1] */
-        int wait = (int)((uint64_t)delay / 2 + xorshift(&c->rng) % ((uint64_t)delay / 2 + 1));
-        int left = remaining_ms(deadline);
-        if (left >= 0 && wait > left) wait = left;
-        if (wait > 0 && poll(NULL, 0, wait) < 0 && errno == EINTR) return QSA_EINTR;
-        char why[sizeof c->error];
-        errbuf e = {why, sizeof why};
-        conn *k = NULL;
-        int budget = c->connect_timeout_ms;
-        left = remaining_ms(deadline);
-        if (left >= 0 && (budget < 0 || left < budget)) budget = left;
-        int rc = handshake(c->path, c->name, budget, &k, &e);
-        if (rc == QSA_OK) {
-            c->conn = k;
-            c->reconnects++;
-            bool lost_again = false;
-            for (size_t i = 0; i < c->n_subs && !lost_again; i++) {
-                sub *s = &c->subs[i];
-                if (!s->live || s->sent) continue;
-                rc = send_subscribe(c, s, remaining_ms(deadline));
-                if (rc == QSA_ELOST) lost_again = true;
-                else if (rc != QSA_OK) return rc;
+        if (c->conn != NULL && c->conn->lost) teardown(c);
+        if (c->conn == NULL) {
+            /* jittered backoff: delay times a random factor in [0.5, 1] */
+            int wait = (int)((uint64_t)delay / 2 + xorshift(&c->rng) % ((uint64_t)delay / 2 + 1));
+            int left = remaining_ms(deadline);
+            if (left >= 0 && wait > left) wait = left;
+            if (wait > 0 && poll(NULL, 0, wait) < 0 && errno == EINTR) return QSA_EINTR;
+            delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+            char why[sizeof c->error];
+            errbuf e = {why, sizeof why};
+            int budget = c->connect_timeout_ms;
+            left = remaining_ms(deadline);
+            if (left >= 0 && (budget < 0 || left < budget)) budget = left;
+            int rc = handshake(c->path, c->name, budget, &c->conn, &e);
+            if (rc != QSA_OK) {
+                snprintf(c->error, sizeof c->error, "%s", why);
+                if (rc == QSA_ENOMEM || rc == QSA_EINVAL) return rc;
+                if (remaining_ms(deadline) == 0) return QSA_ETIMEOUT;
+                continue;
             }
-            if (!lost_again) return QSA_OK;
-            teardown(c);
-        } else {
-            snprintf(c->error, sizeof c->error, "%s", why);
-            if (rc == QSA_ENOMEM || rc == QSA_EINVAL) return rc;
+            c->reconnects++;
         }
+        /* A replay cut short (timeout, signal) resumes on the next call. */
+        int rc = replay(c, deadline);
+        if (rc != QSA_ELOST) return rc;
         if (remaining_ms(deadline) == 0) return QSA_ETIMEOUT;
-        delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
     }
 }
 

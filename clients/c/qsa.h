@@ -173,8 +173,11 @@ int qsa_next(qsa_client *c, int timeout_ms, qsa_event *ev);
 /* After QSA_ELOST: reconnect with jittered exponential backoff (0.1 s
  * doubling to 5 s, each delay times a random factor in [0.5, 1]) until
  * connected or timeout_ms (< 0: no limit), then replay every live
- * subscription under its id, in the order they were made. QSA_OK,
- * QSA_ETIMEOUT, QSA_EINTR, QSA_EREFUSED is not final (it is retried). */
+ * subscription under its id, in the order they were made. Returns QSA_OK,
+ * QSA_ETIMEOUT or QSA_EINTR (call again: a replay cut short resumes where it
+ * stopped), or QSA_ENOMEM. A refusal or a failed handshake is retried
+ * (qsa_last_error says the latest reason). A connected client with nothing
+ * to replay returns QSA_OK at once. */
 int qsa_reconnect(qsa_client *c, int timeout_ms);
 
 /* Close the control socket and the rings; the service then ends every
