@@ -28,7 +28,14 @@ from presence_b2b.ipc.messages import (
     decode_request,
     encode,
 )
-from presence_b2b.ipc.ring import DATA_OFFSET, HEADER_SIZE, KIND_DATA, Ring, RingReader
+from presence_b2b.ipc.ring import (
+    DATA_OFFSET,
+    HEADER_SIZE,
+    KIND_DATA,
+    Ring,
+    RingReader,
+    RingWriter,
+)
 
 OFF_HEAD = 128
 OFF_PRODUCER_WAITING = 136
@@ -96,6 +103,10 @@ class Connection:
             self.requests = self.rings[0].reader()
         self.send_welcome(fds, shards=shards)
         return [RawProducer(ring) for ring in self.rings[1:]]
+
+    def status_writers(self) -> list[RingWriter]:
+        """Well-behaved producers of the status rings (instead of the raw ones)."""
+        return [ring.writer() for ring in self.rings[1:]]
 
     def _request_header(self) -> mmap.mmap:
         return mmap.mmap(self.rings[0].fds()[0], HEADER_SIZE)

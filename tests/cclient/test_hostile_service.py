@@ -11,8 +11,11 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from presence_b2b.ipc.messages import Hello, Subscribe, Unsubscribe, encode
@@ -34,11 +37,13 @@ def hostile(tmp_path: Path) -> Iterator[HostileService]:
     service.close()
 
 
-def start_watch(build: CBuild, service: HostileService, *extra: str) -> subprocess.Popen[str]:
+def start_watch(
+    build: CBuild, service: HostileService, *extra: str, stdout: IO[str] | int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [build.watch, RECORD, "--subscriber", SUBSCRIBER, "--control-socket", service.path,
          "--json", *extra],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         env=build.env(),
@@ -52,7 +57,7 @@ def finish(
         os.kill(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     build.check_clean(err)
-    return proc.returncode, out, err
+    return proc.returncode, out or "", err
 
 
 def memfd_ring_fds(size: int, *, seal: bool) -> list[int]:
@@ -210,3 +215,47 @@ def test_a_request_ring_that_stays_full_makes_the_watch_give_up_with_exit_2(
     assert code == 2
     assert "request ring stayed full" in err
     assert out == ""
+
+
+def test_thousands_of_statuses_through_three_small_rings_all_arrive_in_ring_order(
+    c_build: CBuild, hostile: HostileService, tmp_path: Path
+) -> None:
+    # 64 KiB rings hold about 1,300 of these: the Python producers fill them
+    # over and over, wait on the space doorbell, wrap with padding records.
+    count = 30_000
+    output = tmp_path / "watch.out"  # a file, not a pipe nobody reads while we write
+    with output.open("w") as sink:
+        proc = start_watch(c_build, hostile, "--count", str(count), stdout=sink)
+    conn = hostile.accept()
+    conn.welcome(shards=3)
+    writers = conn.status_writers()
+    assert conn.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
+
+    waits: list[bool] = []  # per wait for space: did the client's doorbell (or tail) end it?
+
+    def produce() -> None:
+        for i in range(count):
+            record = encode(Status(id=1, state="active", merged=i))
+            while not writers[i % 3].try_write(record):
+                waits.append(writers[i % 3].wait_for_space(5.0))
+
+    # The client stopped, the producer fills the rings and sleeps on the space
+    # doorbell: only the client's doorbell, once it runs again, can wake it.
+    os.kill(proc.pid, signal.SIGSTOP)
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.5)
+    assert producer.is_alive(), "all written although nobody read"
+    os.kill(proc.pid, signal.SIGCONT)
+    producer.join(120)
+    assert not producer.is_alive()
+    assert waits, "the rings never filled up"
+    assert all(waits), f"{waits.count(False)} of {len(waits)} waits for space were never woken"
+
+    code, _, err = finish(c_build, proc)
+    assert code == 0, err
+    merged = [json.loads(line)["merged"] for line in output.read_text().splitlines()]
+    assert sorted(merged) == list(range(count))
+    for shard in range(3):
+        mine = [m for m in merged if m % 3 == shard]
+        assert mine == sorted(mine), f"ring {shard} out of order"
