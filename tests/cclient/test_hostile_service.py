@@ -23,7 +23,7 @@ from presence_b2b.ipc.ring import Ring
 from presence_b2b.presence.status import Failure, Status
 
 from tests.cclient.build import CBuild
-from tests.cclient.hostile import HostileService
+from tests.cclient.hostile import Connection, HostileService, RawProducer
 from tests.e2e.service import wait_for
 
 RECORD = "sip:bob@example.com"
@@ -48,6 +48,20 @@ def start_watch(
         text=True,
         env=build.env(),
     )  # fmt: skip
+
+
+def welcomed(
+    build: CBuild,
+    service: HostileService,
+    *extra: str,
+    shards: int = 1,
+    full: bool = False,
+    stdout: IO[str] | int = subprocess.PIPE,
+) -> tuple[subprocess.Popen[str], Connection, list[RawProducer]]:
+    """A qsa-watch connected and welcomed with correct rings; its status rings' raw producers."""
+    proc = start_watch(build, service, *extra, stdout=stdout)
+    conn = service.accept()
+    return proc, conn, conn.welcome(shards=shards, full=full)
 
 
 def finish(
@@ -127,9 +141,7 @@ def test_a_ring_without_the_magic_is_not_used(c_build: CBuild, hostile: HostileS
 def test_hello_and_subscribe_are_byte_for_byte_what_the_python_client_sends(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    conn.welcome(shards=1)
+    proc, conn, _ = welcomed(c_build, hostile)
 
     record = conn.next_record()
 
@@ -143,9 +155,7 @@ def test_hello_and_subscribe_are_byte_for_byte_what_the_python_client_sends(
 def test_malformed_records_and_unknown_ids_are_skipped_and_the_next_status_printed(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile, "--count", "1")
-    conn = hostile.accept()
-    (status_ring,) = conn.welcome(shards=1)
+    proc, conn, (status_ring,) = welcomed(c_build, hostile, "--count", "1")
     assert conn.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
 
     # A malformed header makes the consumer skip to head: each is read alone.
@@ -169,9 +179,7 @@ def test_malformed_records_and_unknown_ids_are_skipped_and_the_next_status_print
 def test_a_status_ring_whose_head_breaks_makes_the_client_reconnect_and_replay(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    first = hostile.accept()
-    (status_ring,) = first.welcome(shards=1)
+    proc, first, (status_ring,) = welcomed(c_build, hostile)
     assert first.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
 
     status_ring.publish(status_ring.tail() + status_ring.cap + 8)  # more than the ring holds
@@ -190,9 +198,7 @@ def test_a_status_ring_whose_head_breaks_makes_the_client_reconnect_and_replay(
 def test_a_subscribe_waits_on_a_full_request_ring_until_space_is_freed(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    conn.welcome(shards=1, full=True)
+    proc, conn, _ = welcomed(c_build, hostile, full=True)
 
     wait_for("producer_waiting set by the client", conn.producer_waiting, timeout=5.0)
     conn.free_request_ring()
@@ -206,9 +212,7 @@ def test_a_subscribe_waits_on_a_full_request_ring_until_space_is_freed(
 def test_a_request_ring_that_stays_full_makes_the_watch_give_up_with_exit_2(
     c_build: CBuild, hostile: HostileService
 ) -> None:
-    proc = start_watch(c_build, hostile)
-    conn = hostile.accept()
-    conn.welcome(shards=1, full=True)
+    proc, _, _ = welcomed(c_build, hostile, full=True)
 
     code, out, err = finish(c_build, proc)  # qsa-watch waits 5 s, as the Python watch
 
@@ -225,9 +229,7 @@ def test_thousands_of_statuses_through_three_small_rings_all_arrive_in_ring_orde
     count = 30_000
     output = tmp_path / "watch.out"  # a file, not a pipe nobody reads while we write
     with output.open("w") as sink:
-        proc = start_watch(c_build, hostile, "--count", str(count), stdout=sink)
-    conn = hostile.accept()
-    conn.welcome(shards=3)
+        proc, conn, _ = welcomed(c_build, hostile, "--count", str(count), shards=3, stdout=sink)
     writers = conn.status_writers()
     assert conn.next_request() == Subscribe(1, "presence", RECORD, SUBSCRIBER)
 
