@@ -140,6 +140,8 @@ class KamailioStreamServer(KamailioPresenceServer):
                 port=self.port,
                 db_url=self.db_url,
                 tls_cfg=self.tls_cfg_path,
+                auth_modules="",
+                auth_route="",
             )
         )
 
