@@ -1,7 +1,8 @@
-"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio)."""
+"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio, postgres)."""
 
 from tests.peers.fixtures import (  # noqa: F401  (re-exported as fixtures and a hook)
     kamailio,
+    postgres,
     pytest_runtest_makereport,
     sipp_pair,
     sipp_uac,
