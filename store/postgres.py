@@ -110,7 +110,7 @@ class PostgresBackend:
                 db.execute("INSERT INTO store_version VALUES (0)")
             for version, statements in steps("postgresql", row[0] if row else 0):
                 for sql in statements:
-                    db.execute(sql)  # type: ignore[arg-type]  # constant text from schema.py
+                    db.execute(sql)
                 db.execute("UPDATE store_version SET version = %s", (version,))
 
     def version(self) -> int:
@@ -127,7 +127,7 @@ class PostgresBackend:
             where += " AND vpart = ANY(%s)"
             args = (sorted(partitions),)
         with self._guard("load"):
-            cur = self._conn().execute(select_sql(where), args)  # type: ignore[arg-type]
+            cur = self._conn().execute(select_sql(where), args)
             return [record_of(row) for row in cur]
 
     def write(self, batch: Batch, epochs: Mapping[int, int]) -> frozenset[int]:

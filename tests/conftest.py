@@ -1,4 +1,4 @@
-"""Shared pytest setup: the real-peer fixtures (sipp_uas, sipp_uac, sipp_pair, kamailio, postgres)."""
+"""Shared pytest setup: the real-peer fixtures (SIPp, Kamailio, PostgreSQL) and a hook."""
 
 from tests.peers.fixtures import (  # noqa: F401  (re-exported as fixtures and a hook)
     kamailio,
