@@ -95,6 +95,7 @@ class DialogStore:
         self._next_round = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -120,9 +121,11 @@ class DialogStore:
     async def close(self, *, release: bool = True) -> None:
         """Write what waits, give up this node's leases (``release``), stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Asked to stop, not cancelled: a cancel that arrives as the wake-up
+            # event fires is lost inside wait_for (Python 3.11).
+            self._closing = True
+            self._wake.set()
+            await self._task
         if self._backend is not None:
             with contextlib.suppress(StoreUnavailableError):
                 await self.flush()
@@ -142,14 +145,22 @@ class DialogStore:
         """Keep the newest state of a dialog; written in the next batch."""
         if record.local_cseq > record.cseq_high:
             raise ValueError("reserve() the CSeq before recording it")
+        before = self.buffer.next_deadline()
         self.buffer.put(record, change)
-        if change.urgent:
-            self._wake.set()
+        self._wake_if_sooner(before)
 
     def delete(self, key: DialogKey) -> None:
         """The dialog ended; its row goes in the next batch."""
+        before = self.buffer.next_deadline()
         self.buffer.delete(key)
-        self._wake.set()
+        self._wake_if_sooner(before)
+
+    def _wake_if_sooner(self, before: float | None) -> None:
+        """Wake the flushing task only when the batch became due sooner: most
+        changes join a batch that is already scheduled and cost no wake-up."""
+        after = self.buffer.next_deadline()
+        if after is not None and (before is None or after < before):
+            self._wake.set()
 
     async def put_now(self, record: DialogRecord, change: Change = Change.CREATED) -> WriteOutcome:
         """Put and write at once, with everything waiting before it."""
@@ -245,12 +256,14 @@ class DialogStore:
         return min(deadlines)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             delay = self.next_deadline() - self._clock()
             if delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(delay, 60.0))
+                if self._closing:
+                    return
             self._expire()
             if self.buffer.is_due():
                 await self.flush()
