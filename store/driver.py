@@ -262,8 +262,7 @@ class DialogStore:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(delay, 60.0))
-                if self._closing:
-                    return
+                continue  # asked to close, or a new deadline: look again
             self._expire()
             if self.buffer.is_due():
                 await self.flush()
