@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from presence_b2b.store.backend import Backend
+from presence_b2b.store.backend import Backend, StoreUnavailableError
 from presence_b2b.store.buffer import Batch
 from presence_b2b.store.connect import open_backend
 from presence_b2b.store.driver import DialogStore, WriteOutcome
@@ -146,3 +146,78 @@ def test_the_new_owner_resumes_above_every_cseq_the_old_one_could_have_sent(url:
     (resumed,) = asyncio.run(take_over())
     assert resumed.key == created.key
     assert resumed.local_cseq >= sent_up_to  # the next request carries local_cseq + 1
+
+
+def test_a_partition_freed_by_a_dead_node_is_claimed_and_its_dialogs_adopted(url: str) -> None:
+    adopted: list[DialogRecord] = []
+    a = open_backend(url, node="node-a", lease_seconds=LEASE)
+    a_epochs = epochs(a.lease_round({}, claim=True))
+    created = dialog(owner="node-a").with_cseq_reserved(1)
+    a.write(Batch({created.key: created}), a_epochs)
+
+    async def b_runs_while_a_dies() -> list[DialogRecord]:
+        b = store_of(url, "node-b", on_adopted=adopted.extend)
+        at_start = await b.start()
+        a.close()  # A dies without releasing: its leases run out
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if adopted:
+                break
+        assert b.owns(created.key)
+        await b.close()
+        return at_start
+
+    assert asyncio.run(b_runs_while_a_dies()) == []
+    assert [r.key for r in adopted] == [created.key]
+    assert adopted[0].local_cseq == created.cseq_high
+
+
+def test_a_node_cut_off_from_the_database_stops_on_its_own_clock(url: str) -> None:
+    lost: list[frozenset[int]] = []
+    cut_off = False
+
+    def flaky() -> Backend:
+        backend = open_backend(url, node="node-a", lease_seconds=LEASE)
+        renew = backend.lease_round
+
+        def lease_round(held: dict[int, int], *, claim: bool) -> dict[int, object]:
+            if cut_off:
+                raise StoreUnavailableError("cut off")
+            return renew(held, claim=claim)  # type: ignore[return-value]
+
+        backend.lease_round = lease_round  # type: ignore[assignment,method-assign]
+        return backend
+
+    async def scenario() -> None:
+        nonlocal cut_off
+        a = DialogStore(
+            flaky, shard=0, shards=1, interval=0.05, lease_seconds=LEASE, keeper=True,
+            on_lost=lost.append,
+        )  # fmt: skip
+        await a.start()
+        assert a.owns(dialog().key)
+        cut_off = True
+        await asyncio.sleep(LEASE)
+        assert not a.owns(dialog().key)
+        await a.close(release=False)
+
+    asyncio.run(scenario())
+    assert frozenset().union(*lost) == frozenset(range(PARTITIONS))
+
+
+def test_the_other_shards_of_a_node_follow_the_keeper_and_may_write(url: str) -> None:
+    async def scenario() -> WriteOutcome:
+        keeper = store_of(url, "node-a")
+        follower = DialogStore(
+            lambda: open_backend(url, node="node-a", lease_seconds=LEASE),
+            shard=0, shards=1, interval=0.05, lease_seconds=LEASE, keeper=False,
+        )  # fmt: skip
+        await keeper.start()
+        await follower.start()
+        await asyncio.sleep(LEASE * 1.5)  # past the first term: renewals kept it
+        outcome = await follower.put_now(dialog(owner="node-a"))
+        await follower.close()
+        await keeper.close()
+        return outcome
+
+    assert asyncio.run(scenario()) is WriteOutcome.WRITTEN
