@@ -82,7 +82,7 @@ def batch_latency(store: Backend, size: int, reps: int) -> float:
     times = []
     for rep in range(reps):
         batch = Batch({r.key: r for r in (dialog(n, cseq=rep + 2) for n in range(size))})
-        times.append(timed(lambda b=batch: store.write(b, epochs)))  # type: ignore[misc]
+        times.append(timed(lambda b=batch: store.write(b, epochs)))
     return statistics.median(times)
 
 
