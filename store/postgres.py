@@ -27,7 +27,7 @@ from .buffer import Batch
 from .partition import PARTITIONS, partition_of, shard_filter
 from .record import DialogRecord
 from .rows import record_of, row_of, select_sql, upsert_sql
-from .schema import Dialect, steps
+from .schema import Dialect, upgrade
 
 __all__ = ["PostgresBackend"]
 
@@ -104,14 +104,7 @@ class PostgresBackend:
     def _migrate(self, db: psycopg.Connection[Any]) -> None:
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            db.execute("CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM store_version").fetchone()
-            if row is None:
-                db.execute("INSERT INTO store_version VALUES (0)")
-            for version, statements in steps("postgresql", row[0] if row else 0):
-                for sql in statements:
-                    db.execute(sql)
-                db.execute("UPDATE store_version SET version = %s", (version,))
+            upgrade(db.execute, "postgresql")
 
     def version(self) -> int:
         with self._guard("version"):

@@ -9,11 +9,12 @@ only the column types and PostgreSQL's lease table differ.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from .partition import PARTITIONS
 
-__all__ = ["CURRENT", "Dialect", "SchemaTooNewError", "steps"]
+__all__ = ["CURRENT", "Dialect", "SchemaTooNewError", "steps", "upgrade"]
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -93,3 +94,17 @@ def steps(dialect: Dialect, since: int) -> list[tuple[int, list[str]]]:
     if since > CURRENT:
         raise SchemaTooNewError(f"the store is at version {since}; this release knows {CURRENT}")
     return [(v + 1, _STEPS[v](dialect)) for v in range(since, CURRENT)]
+
+
+def upgrade(execute: Callable[[str], Any], dialect: Dialect) -> None:
+    """Bring the database to ``CURRENT`` through ``execute`` (a connection's
+    execute method), inside the caller's transaction, which must keep other
+    shards out until it commits."""
+    execute("CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL)")
+    row = execute("SELECT version FROM store_version").fetchone()
+    if row is None:
+        execute("INSERT INTO store_version VALUES (0)")
+    for version, statements in steps(dialect, row[0] if row else 0):
+        for sql in statements:
+            execute(sql)
+        execute(f"UPDATE store_version SET version = {int(version)}")

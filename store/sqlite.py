@@ -17,7 +17,7 @@ from .buffer import Batch
 from .partition import PARTITIONS, shard_filter
 from .record import DialogRecord
 from .rows import record_of, row_of, select_sql, upsert_sql
-from .schema import Dialect, steps
+from .schema import Dialect, upgrade
 
 __all__ = ["SqliteBackend"]
 
@@ -48,14 +48,7 @@ class SqliteBackend:
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one shard upgrades, the others wait
         try:
-            db.execute("CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM store_version").fetchone()
-            if row is None:
-                db.execute("INSERT INTO store_version VALUES (0)")
-            for version, statements in steps("sqlite", row[0] if row else 0):
-                for sql in statements:
-                    db.execute(sql)
-                db.execute("UPDATE store_version SET version = ?", (version,))
+            upgrade(db.execute, "sqlite")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
