@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.peers.ports import LOOPBACK
+from tests.peers.ports import LOOPBACK, free_tcp_port
 
 __all__ = ["PostgresServer", "postgres_missing"]
 
@@ -41,13 +40,6 @@ def postgres_missing() -> str | None:
     return None
 
 
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """``start()`` a cluster, ``url(db)`` to reach it, ``create_database()``,
     ``stop()`` and ``cleanup()``."""
@@ -59,7 +51,7 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="pb2b-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
-        self.port = _free_tcp_port()
+        self.port = free_tcp_port()
         self.user = "presence"
         self._as: list[str] = []
         if os.geteuid() == 0:
