@@ -52,15 +52,20 @@ class WriteOutcome(enum.Enum):
 
 @dataclass(slots=True)
 class StoreStats:
-    """Counts for the metrics (store_* families); read by the shard."""
+    """Running totals behind the store_* metric families; the shard copies them
+    (or their increase) into its metrics. Batch durations go to ``on_batch``."""
 
-    rows_written: int = 0
-    batches: int = 0
-    batch_seconds_last: float = 0.0
-    write_errors: int = 0
+    #: store_rows_written_total{mode="batched"} and {mode="synchronous"}
+    rows_batched: int = 0
+    rows_synchronous: int = 0
+    #: store_errors_total{kind="unavailable"} and {kind="refused"} (rows)
+    unavailable: int = 0
     refused: int = 0
+    #: store_dialogs_total{event="restored"} and {event="adopted"}
     restored: int = 0
     adopted: int = 0
+    #: store_partitions_lost_total (store_partitions_held: DialogStore.held)
+    partitions_lost: int = 0
 
 
 class DialogStore:
@@ -77,6 +82,7 @@ class DialogStore:
         keeper: bool,
         on_lost: Callable[[frozenset[int]], None] = lambda parts: None,
         on_adopted: Callable[[list[DialogRecord]], None] = lambda records: None,
+        on_batch: Callable[[float], None] = lambda seconds: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._open = open_backend
@@ -84,7 +90,7 @@ class DialogStore:
         self.lease_seconds = lease_seconds
         #: Only the keeper (one shard per node) claims partitions; all renew.
         self.keeper = keeper
-        self.on_lost, self.on_adopted = on_lost, on_adopted
+        self.on_lost, self.on_adopted, self.on_batch = on_lost, on_adopted, on_batch
         self._clock = clock
         self.buffer = WriteBehind(interval, clock)
         self.stats = StoreStats()
@@ -135,6 +141,11 @@ class DialogStore:
             await self._run(self.backend.close)
         self._thread.shutdown(wait=True)
 
+    @property
+    def held(self) -> int:
+        """Partitions this node holds, as this shard knows (store_partitions_held)."""
+        return len(self._held)
+
     # ---- changes -------------------------------------------------------------
     def owns(self, key: DialogKey) -> bool:
         """Does this node hold the dialog's partition, by its own clock too?"""
@@ -180,16 +191,17 @@ class DialogStore:
         return reserved, await self._flush_for(record.key)
 
     async def _flush_for(self, key: DialogKey) -> WriteOutcome:
-        refused = await self.flush()
+        refused = await self.flush(synchronous=True)
         if refused is None:
             return WriteOutcome.DEFERRED
         if partition_of(key[1], key[2]) in refused:
             return WriteOutcome.REFUSED
         return WriteOutcome.WRITTEN
 
-    async def flush(self) -> frozenset[int] | None:
+    async def flush(self, *, synchronous: bool = False) -> frozenset[int] | None:
         """Write the buffer as one batch; the partitions refused, or None when the
-        database could not be reached (the batch stays buffered)."""
+        database could not be reached (the batch stays buffered). ``synchronous``:
+        a caller waits for it (counted apart)."""
         batch = self.buffer.take()
         if not batch:
             return frozenset()
@@ -198,14 +210,17 @@ class DialogStore:
         try:
             refused = await self._run(lambda: self.backend.write(batch, epochs))
         except StoreUnavailableError:
-            self.stats.write_errors += 1
+            self.stats.unavailable += 1
             self.buffer.give_back(batch)
             return None
-        self.stats.batch_seconds_last = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.rows_written += len(batch) - _rows_in(batch, refused)
+        self.on_batch(time.perf_counter() - started)
+        not_written = _rows_in(batch, refused) if refused else 0
+        if synchronous:
+            self.stats.rows_synchronous += len(batch) - not_written
+        else:
+            self.stats.rows_batched += len(batch) - not_written
         if refused:
-            self.stats.refused += _rows_in(batch, refused)
+            self.stats.refused += not_written
             self._lose(refused)
         return refused
 
@@ -216,6 +231,7 @@ class DialogStore:
             del self._held[p]
             self._valid_until.pop(p, None)
         if lost:
+            self.stats.partitions_lost += len(lost)
             self.on_lost(lost)
 
     async def _lease_round(self, *, announce: bool = True) -> None:
@@ -225,6 +241,7 @@ class DialogStore:
                 lambda: self.backend.lease_round(dict(self._held), claim=self.keeper)
             )
         except StoreUnavailableError:
+            self.stats.unavailable += 1
             self._next_round = self._clock() + 1.0
             return
         # Stop a little before the database would let another node claim.

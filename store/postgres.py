@@ -132,7 +132,7 @@ class PostgresBackend:
                 rows = db.execute(_FENCE, {"parts": sorted(wanted), "node": self.node})
                 ok = {p for p, e in rows if epochs.get(p) == e}
                 upserts = [
-                    row_of(r, epochs[parts_of[k]])
+                    row_of(r, epochs[parts_of[k]], self.node)
                     for k, r in batch.upserts.items()
                     if parts_of[k] in ok
                 ]

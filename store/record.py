@@ -71,7 +71,7 @@ class DialogRecord:
     refresh_at: float
     #: The last status delivered, as the shard encoded it (opaque to the store).
     last_status: bytes | None
-    #: The node that wrote the record last.
+    #: The node that wrote the record last (set by the store when it writes).
     owner: str = ""
     #: Highest local CSeq reserved in the store; no CSeq above it may be sent
     #: before a new block is written (see ``CSEQ_BLOCK``).

@@ -24,14 +24,14 @@ COLUMNS = (
 _KEY = ("package", "record", "subscriber")
 
 
-def row_of(r: DialogRecord, epoch: int) -> tuple[Any, ...]:
-    """The row of ``r`` as written under lease ``epoch``. Route URIs never hold
-    a line break, so the route set is stored as lines."""
+def row_of(r: DialogRecord, epoch: int, owner: str) -> tuple[Any, ...]:
+    """The row of ``r`` as written by node ``owner`` under lease ``epoch``. Route
+    URIs never hold a line break, so the route set is stored as lines."""
     return (
         r.package, r.record, r.subscriber, key_hash(r.record, r.subscriber),
         partition_of(r.record, r.subscriber), r.call_id, r.local_tag, r.remote_tag,
         r.local_cseq, max(r.cseq_high, r.local_cseq), "\n".join(r.route_set), r.remote_target,
-        r.expires_at, r.refresh_at, r.last_status, r.owner, epoch,
+        r.expires_at, r.refresh_at, r.last_status, owner, epoch,
     )  # fmt: skip
 
 

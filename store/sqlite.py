@@ -73,7 +73,7 @@ class SqliteBackend:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(_UPSERT, [row_of(r, 0) for r in batch.upserts.values()])
+                db.executemany(_UPSERT, [row_of(r, 0, self.node) for r in batch.upserts.values()])
                 db.executemany(_DELETE, list(batch.deletes))
                 db.execute("COMMIT")
             except BaseException:

@@ -138,3 +138,8 @@ def test_reopening_keeps_the_dialogs(url: str) -> None:
 
 def test_a_lone_node_holds_every_partition(store: Backend) -> None:
     assert set(store.lease_round({}, claim=True)) == set(range(PARTITIONS))
+
+
+def test_the_owner_stored_is_the_node_that_wrote_the_row(store: Backend) -> None:
+    store.write(batch(dialog(1, owner="someone-else")), held_epochs(store))
+    assert load_all(store)[dialog(1).key].owner == "node-a"

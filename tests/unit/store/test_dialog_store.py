@@ -169,3 +169,27 @@ def test_batches_are_written_on_the_store_thread_not_the_event_loop(tmp_path: Pa
 
     asyncio.run(main())
     assert writers and threading.get_ident() not in writers
+
+
+def test_rows_are_counted_by_how_they_were_written_and_each_batch_is_timed(
+    tmp_path: Path,
+) -> None:
+    durations: list[float] = []
+
+    async def main() -> DialogStore:
+        store = DialogStore(
+            lambda: open_backend(f"sqlite:///{tmp_path / 'd.db'}", node="n"),
+            shard=0, shards=1, interval=60.0, lease_seconds=10, keeper=True,
+            on_batch=durations.append,
+        )  # fmt: skip
+        await store.start()
+        await store.put_now(dialog(1))
+        store.put(dialog(2))
+        store.put(dialog(3))
+        await store.flush()
+        await store.close()
+        return store
+
+    stats = asyncio.run(main()).stats
+    assert (stats.rows_synchronous, stats.rows_batched) == (1, 2)
+    assert len(durations) == 2 and all(d > 0 for d in durations)
