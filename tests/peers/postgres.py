@@ -61,7 +61,10 @@ class PostgresServer:
         self._databases = 0
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=60)
+        # cwd: the postgres user may not be allowed into the checkout (/root/...).
+        subprocess.run(
+            [*self._as, *args], check=True, capture_output=True, timeout=60, cwd=self.dir
+        )
 
     def start(self) -> PostgresServer:
         self._run(
@@ -96,7 +99,7 @@ class PostgresServer:
             subprocess.run(
                 [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data),
                  "-m", "fast", "-w", "stop"],
-                capture_output=True, timeout=60, check=False,
+                capture_output=True, timeout=60, check=False, cwd=self.dir,
             )  # fmt: skip
 
     def log_tail(self, lines: int = 30) -> str:
