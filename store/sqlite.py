@@ -9,6 +9,7 @@ write lock instead of failing when another shard is mid-batch.
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Collection, Mapping
 
@@ -36,12 +37,16 @@ class SqliteBackend:
     def __init__(self, path: str, *, node: str) -> None:
         self.node = node
         try:
+            # Outside systemd (no StateDirectory=) the directory may not exist yet.
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, mode=0o750, exist_ok=True)
             # Autocommit mode: transactions are begun and ended explicitly below.
             self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"sqlite {path}: {exc}") from exc
 
     def _migrate(self) -> None:

@@ -221,3 +221,17 @@ def test_the_other_shards_of_a_node_follow_the_keeper_and_may_write(url: str) ->
         return outcome
 
     assert asyncio.run(scenario()) is WriteOutcome.WRITTEN
+
+
+def test_free_partitions_are_shared_out_by_fair_share_among_live_nodes(
+    nodes: tuple[Backend, Backend],
+) -> None:
+    a, b = nodes
+    a_all = epochs(a.lease_round({}, claim=True))
+    a.release(range(424, PARTITIONS))  # A keeps 424 live, 600 are free
+    a_held = {p: e for p, e in a_all.items() if p < 424}
+    b_held = b.lease_round({}, claim=True)
+    assert len(b_held) == PARTITIONS // 2
+    a_after = a.lease_round(a_held, claim=True)
+    assert len(a_after) == PARTITIONS // 2
+    assert not set(a_after) & set(b_held)

@@ -193,3 +193,13 @@ def test_rows_are_counted_by_how_they_were_written_and_each_batch_is_timed(
     stats = asyncio.run(main()).stats
     assert (stats.rows_synchronous, stats.rows_batched) == (1, 2)
     assert len(durations) == 2 and all(d > 0 for d in durations)
+
+
+def test_the_embedded_store_makes_its_directory_when_it_is_missing(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "presence-b2b" / "dialogs.db"
+
+    async def body(store: DialogStore) -> None:
+        await store.put_now(dialog())
+
+    run(db, body)
+    assert stored_cseqs(db) == {"sip:r1@x": 1}
