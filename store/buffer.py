@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 
 from .record import Change, DialogKey, DialogRecord
 
-__all__ = ["Batch", "WriteBehind"]
+__all__ = ["RETRY_AFTER", "Batch", "WriteBehind"]
+
+#: Seconds at least before a batch that failed is tried again, however short the
+#: interval: a database that is away is not asked again in a tight loop.
+RETRY_AFTER = 1.0
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class WriteBehind:
 
     def give_back(self, batch: Batch) -> None:
         """A batch that could not be written goes back under any newer change,
-        due again after one interval (the database may be away for a while)."""
+        due again after one interval, and not before ``RETRY_AFTER``."""
         for key, record in batch.upserts.items():
             if key not in self._batch.upserts and key not in self._batch.deletes:
                 self._batch.upserts[key] = record
@@ -93,4 +97,5 @@ class WriteBehind:
             if key not in self._batch.upserts:
                 self._batch.deletes.add(key)
         if len(self._batch):
-            self._arm(Change.ROUTINE)
+            retry = self._clock() + max(self.interval, RETRY_AFTER)
+            self._due = retry if self._due is None else max(self._due, retry)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from .record import Change, DialogKey, DialogRecord
 __all__ = ["DialogStore", "StoreStats", "WriteOutcome"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class WriteOutcome(enum.Enum):
@@ -256,7 +258,18 @@ class DialogStore:
             )
         self._next_round = self._clock() + self.lease_seconds / 3
         if gained and announce:
-            records = await self._run(lambda: self.backend.load(self.shard, self.shards, gained))
+            try:
+                records = await self._run(
+                    lambda: self.backend.load(self.shard, self.shards, gained)
+                )
+            except StoreUnavailableError:
+                # Held but unread: forget them here, so the next round gains them again.
+                self.stats.unavailable += 1
+                for p in gained:
+                    del self._held[p]
+                    del self._valid_until[p]
+                self._next_round = self._clock() + 1.0
+                return
             self.stats.adopted += len(records)
             if records:
                 self.on_adopted([r.adopted() for r in records])
@@ -280,11 +293,16 @@ class DialogStore:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(delay, 60.0))
                 continue  # asked to close, or a new deadline: look again
-            self._expire()
-            if self.buffer.is_due():
-                await self.flush()
-            if self._clock() >= self._next_round:
-                await self._lease_round()
+            try:
+                self._expire()
+                if self.buffer.is_due():
+                    await self.flush()
+                if self._clock() >= self._next_round:
+                    await self._lease_round()
+            except Exception:
+                # A bug must not stop the writes for good: say so, and go on.
+                log.exception("store: shard %d", self.shard)
+                await asyncio.sleep(1.0)
 
 
 def _rows_in(batch: Batch, parts: frozenset[int]) -> int:

@@ -203,3 +203,37 @@ def test_the_embedded_store_makes_its_directory_when_it_is_missing(tmp_path: Pat
 
     run(db, body)
     assert stored_cseqs(db) == {"sip:r1@x": 1}
+
+
+def test_a_write_the_database_cannot_take_is_deferred_and_kept(tmp_path: Path) -> None:
+    from presence_b2b.store.backend import StoreUnavailableError
+
+    down = True
+
+    def flaky() -> object:
+        backend = open_backend(f"sqlite:///{tmp_path / 'd.db'}", node="n")
+        write = backend.write
+
+        def maybe(batch: Batch, epochs: dict[int, int]) -> frozenset[int]:
+            if down:
+                raise StoreUnavailableError("away")
+            return write(batch, epochs)
+
+        backend.write = maybe  # type: ignore[method-assign]
+        return backend
+
+    async def main() -> WriteOutcome:
+        nonlocal down
+        store = DialogStore(
+            flaky,  # type: ignore[arg-type]
+            shard=0, shards=1, interval=60.0, lease_seconds=10, keeper=True,
+        )  # fmt: skip
+        await store.start()
+        outcome = await store.put_now(dialog())
+        assert len(store.buffer) == 1
+        down = False
+        await store.close()
+        return outcome
+
+    assert asyncio.run(main()) is WriteOutcome.DEFERRED
+    assert stored_cseqs(tmp_path / "d.db") == {"sip:r1@x": 1}

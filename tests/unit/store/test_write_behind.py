@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from presence_b2b.store.buffer import WriteBehind
+from presence_b2b.store.buffer import RETRY_AFTER, WriteBehind
 from presence_b2b.store.record import Change, DialogRecord
 
 
@@ -93,3 +93,11 @@ def test_a_batch_given_back_yields_to_newer_changes_and_waits_an_interval() -> N
     buf.give_back(failed)
     batch = buf.take()
     assert {k[1]: r.local_cseq for k, r in batch.upserts.items()} == {"sip:r1@x": 5, "sip:r2@x": 1}
+
+
+def test_a_failed_batch_is_not_retried_in_a_tight_loop_even_without_an_interval() -> None:
+    clock = FakeClock()
+    buf = WriteBehind(0.0, clock)
+    buf.put(dialog(1), Change.CREATED)
+    buf.give_back(buf.take())
+    assert buf.next_deadline() == 100.0 + RETRY_AFTER
