@@ -221,6 +221,11 @@ _DELIVERY_BUCKETS = (
 _DNS_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+#: One batch of dialog changes, from taking it out of the buffer to the commit:
+#: a millisecond or two on a local SQLite file, more across a network.
+_STORE_BATCH_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
 
 CATALOG: tuple[Family, ...] = (
     # ---- timers -------------------------------------------------------------
@@ -427,6 +432,35 @@ CATALOG: tuple[Family, ...] = (
     Family(
         "qsa_status_merges_total", "counter",
         "Statuses replaced by a newer one for the same subscription while the ring was full.",
+    ),
+    # ---- dialog store ---------------------------------------------------------
+    Family(
+        "store_rows_written_total", "counter",
+        "Dialog rows written to the store, by how: in a batch or before acting (synchronous).",
+        (Label("mode", ("batched", "synchronous")),),
+    ),
+    Family(
+        "store_batch_seconds", "histogram",
+        "Time to write one batch of dialog changes, off the event loop.",
+        buckets=_STORE_BATCH_BUCKETS,
+    ),
+    Family(
+        "store_errors_total", "counter",
+        "Store operations that failed: the database was unreachable or a write was fenced off.",
+        (Label("kind", ("unavailable", "refused")),),
+    ),
+    Family(
+        "store_dialogs_total", "counter",
+        "Dialogs taken from the store, and restored dialogs ended for want of a client.",
+        (Label("event", ("restored", "adopted", "dropped")),),
+    ),
+    Family(
+        "store_partitions_held", "gauge",
+        "Virtual partitions of the shared store this node holds (1024 on SQLite).",
+    ),
+    Family(
+        "store_partitions_lost_total", "counter",
+        "Virtual partitions lost: the lease lapsed or another node claimed it.",
     ),
     # ---- processes ------------------------------------------------------------
     Family(

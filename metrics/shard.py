@@ -271,6 +271,13 @@ class ShardMetrics:
     qsa_ring_depth_bytes: GaugeVec
     qsa_ring_high_water_bytes: GaugeVec
     qsa_status_merges: Counter
+    # dialog store
+    store_rows_written: CounterVec
+    store_batch_seconds: Histogram
+    store_errors: CounterVec
+    store_dialogs: CounterVec
+    store_partitions_held: Gauge
+    store_partitions_lost: Counter
     # written by the supervisor into each shard's block, straight through
     shard_restarts: DirectCounter
     shard_up: DirectGauge

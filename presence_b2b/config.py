@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -362,6 +363,25 @@ def _credentials_file(v: Any) -> str | None:
     return None
 
 
+def _store_url(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a string, got {v!r}"
+    if v and not (
+        (v.startswith("sqlite:///") and len(v) > len("sqlite:///"))
+        or v.startswith(("postgresql://", "postgres://"))
+    ):
+        return f"must be '', 'sqlite:////abs/path.db' or 'postgresql://...', got {v!r}"
+    return None
+
+
+def _node_name(v: Any) -> str | None:
+    if not isinstance(v, str) or (v and not v.replace("-", "").replace(".", "").replace(
+        "_", ""
+    ).isalnum()):
+        return f"must be a host-name-like token (letters, digits, . - _), got {v!r}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     """Digest authentication: where the subscribers' credentials are. The file
@@ -425,6 +445,32 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Durable dialogs: where they are kept, and the leases of a shared store."""
+
+    url: str = _opt(
+        _store_url,
+        "sqlite:////var/lib/presence-b2b/dialogs.db",
+        "where dialogs are kept: sqlite:////path, postgresql://... ('' : nowhere)",
+    )
+    node: str = _opt(_node_name, "", "this host's name in a shared store ('' : the host name)")
+    lease_seconds: float = _opt(
+        _number_at_least(1.0), 10.0, "lease of a virtual partition in a shared store, seconds"
+    )
+    reattach_grace: float = _opt(
+        _number_at_least(0.0),
+        60.0,
+        "seconds a restored dialog waits for its client to subscribe again before it ends",
+    )
+    batch_interval_ms: int = _opt(
+        _int_at_least(0), 200, "routine changes are written at most this many ms late"
+    )
+
+    def node_name(self) -> str:
+        return self.node or socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     presence_b2b: B2BParams = field(default_factory=B2BParams)
     sip: SipSettings = field(default_factory=SipSettings)
@@ -432,6 +478,7 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
 
 _SECTIONS: dict[str, type[Any]] = {

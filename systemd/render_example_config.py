@@ -22,6 +22,7 @@ HEADER = """\
 
 #: Deployment hints on top of describe()'s one-line meaning.
 NOTES = {
+    "store.url": "the unit's StateDirectory= makes /var/lib/presence-b2b, owned by the service",
     "presence_b2b.wait_for_term_notify": (
         "keep TimeoutStopSec= in presence-b2b.service at least this + 15"
     ),

@@ -7,7 +7,6 @@ free TCP port for ``/metrics``; `scrape()` returns the parsed page as a
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -15,16 +14,9 @@ from collections.abc import Callable, Mapping
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.service import ServiceProcess, wait_for
-from tests.peers.ports import LOOPBACK
+from tests.peers.ports import LOOPBACK, free_tcp_port
 
 PREFIX = "presence_b2b_"
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 class Scrape:
     """One parsed ``/metrics`` page: every sample by name and labels."""

@@ -1,4 +1,4 @@
-"""pytest fixtures for the real SIP peers (SIPp, Kamailio), all on 127.0.0.1.
+"""pytest fixtures for the real peers (SIPp, Kamailio, PostgreSQL), all on 127.0.0.1.
 
 Every process a fixture starts is stopped at teardown, also when the test failed;
 on a failure the peers' reports (exit code, failed checks, error log, last
@@ -14,6 +14,7 @@ import pytest
 
 from tests.peers.dns import DnsServer, dnsmasq_binary
 from tests.peers.kamailio import KamailioPresenceServer, peers_missing
+from tests.peers.postgres import PostgresServer, postgres_missing
 from tests.peers.sipp import SippProcess, run_pair, sipp_binary
 
 
@@ -245,12 +246,34 @@ def dns_server() -> Iterator[DnsServer]:
         server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the module, in a temporary directory on a free
+    loopback port: `.url(db)`, `.create_database() -> url` (one per test keeps
+    tests apart), `.log_tail()`."""
+    why = postgres_missing()
+    if why is not None:
+        pytest.skip(why)
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        print(server.log_tail())
+        server.cleanup()
+        raise
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 __all__ = [
     "SippPairRunner",
     "SippUacFactory",
     "SippUasFactory",
     "dns_server",
     "kamailio",
+    "postgres",
     "pytest_runtest_makereport",
     "sipp_pair",
     "sipp_uac",

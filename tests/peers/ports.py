@@ -28,6 +28,15 @@ def free_udp_port() -> int:
         return port
 
 
+def free_tcp_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (metrics
+    endpoints, PostgreSQL)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def free_udp_ports(count: int) -> list[int]:
     """Return `count` distinct free UDP ports (all held open until all are chosen)."""
     socks: list[socket.socket] = []

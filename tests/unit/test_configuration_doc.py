@@ -14,7 +14,7 @@ def test_every_configuration_key_is_documented() -> None:
 
 
 def test_every_table_has_a_section() -> None:
-    for table in ("presence_b2b", "sip", "server", "metrics", "auth", "dns"):
+    for table in ("presence_b2b", "sip", "server", "metrics", "auth", "dns", "store"):
         assert f"## `[{table}]`" in DOC
 
 
