@@ -60,7 +60,7 @@ from .subscription import (
     State,
     Subscription,
 )
-from .timers import TimerQueue
+from ..sip.timers import TimerQueue
 
 log = logging.getLogger(__name__)
 
