@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .headers import parse_cseq, parse_name_addr, parse_via
+from .headers import parse_cseq, parse_name_addr, parse_tag, parse_via
 from .ids import BRANCH_COOKIE
 from .message import Request, Response, SipParseError, canonical_name, split_list
 from .timers import TimerQueue
@@ -651,15 +651,28 @@ def response_bytes(
     reason: str | None = None,
     *,
     headers: Iterable[tuple[str, str]] = (),
+    to_tag: str | None = None,
+    source: tuple[str, int] | None = None,
 ) -> bytes:
     """``make_response(request, status, reason, headers=headers).to_bytes()`` without
-    building the Response: the header lines are copied as they are. No To tag is
-    added, so this is for answers inside an existing dialog (a NOTIFY's 200) and for
-    errors, where RFC 3261 §8.2.6.2 lets the To stand as received."""
+    building the Response: the header lines are copied as they are.
+
+    ``to_tag`` is added to a To without a tag (a final response to an
+    out-of-dialog request, RFC 3261 §8.2.6.2); inside a dialog the To already
+    has ours. ``source`` is the request's (address, port): the top Via gets
+    ``received`` and a bare ``rport`` its value (RFC 3261 §18.2.1, RFC 3581 §4)."""
     lines = [f"SIP/2.0 {status} {reason if reason is not None else reason_phrase(status)}"]
+    top_via = source is not None
     for name, value in request.headers:
         if name in _COPIED or (name == "Timestamp" and status == 100):
-            lines.append(f"{name}: {value}")
+            if top_via and name == "Via":
+                assert source is not None
+                lines.append(f"Via: {via_received(value, source)}")
+                top_via = False
+            elif to_tag is not None and name == "To" and parse_tag(value) is None:
+                lines.append(f"To: {value};tag={to_tag}")
+            else:
+                lines.append(f"{name}: {value}")
     for name, value in headers:
         canon = canonical_name(name)
         if canon == "Content-Length":
@@ -669,3 +682,35 @@ def response_bytes(
         lines.append(f"{canon}: {value}")
     lines.append("Content-Length: 0\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def via_received(value: str, source: tuple[str, int]) -> str:
+    """The top Via of a request from ``source`` as its response carries it:
+    ``received`` when the sent-by host is not the source address, or when the
+    client asked for ``rport`` (whose empty value is then filled in). The usual
+    Via (sent-by = source, no rport) is returned as it is, without a parse."""
+    host, port = source
+    if "rport" not in value:
+        at = value.find(" ")
+        if at > 0 and value.startswith(host, at + 1):
+            end = value[at + 1 + len(host) : at + 2 + len(host)]
+            if end in ("", ":", ";", " "):
+                return value  # first entry's sent-by is the source host
+    first, comma, rest = value.partition(",")
+    head, _, params_text = first.partition(";")
+    params = [p for p in params_text.split(";") if p.strip()] if params_text else []
+    out: list[str] = []
+    add_received = parse_via(first).host.strip("[]") != host
+    for p in params:
+        key = p.strip().partition("=")[0].strip().lower()
+        if key == "received":
+            continue  # replaced below
+        if key == "rport" and "=" not in p:
+            out.append(f"rport={port}")
+            add_received = True
+            continue
+        out.append(p.strip())
+    if add_received:
+        out.append(f"received={host}")
+    amended = head.rstrip() + "".join(f";{p}" for p in out)
+    return amended + comma + rest if comma else amended
