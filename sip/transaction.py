@@ -669,7 +669,7 @@ def response_bytes(
                 assert source is not None
                 lines.append(f"Via: {via_received(value, source)}")
                 top_via = False
-            elif to_tag is not None and name == "To" and parse_tag(value) is None:
+            elif to_tag is not None and name == "To" and _untagged(value):
                 lines.append(f"To: {value};tag={to_tag}")
             else:
                 lines.append(f"{name}: {value}")
@@ -682,6 +682,14 @@ def response_bytes(
         lines.append(f"{canon}: {value}")
     lines.append("Content-Length: 0\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _untagged(to: str) -> bool:
+    """A To without a tag; one that does not parse is left as it came."""
+    try:
+        return parse_tag(to) is None
+    except SipParseError:
+        return False
 
 
 def via_received(value: str, source: tuple[str, int]) -> str:
