@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -471,3 +472,25 @@ def test_unsubscribe_without_a_terminating_notify_ends_after_wait_for_term_notif
     assert isinstance(last, Status)
     assert (last.state, last.reason) == (SubscriptionState.TERMINATED, "unsubscribed")
     assert len(eng.delivered) == 2
+
+
+# ------------------------------------------------------------------ RFC rules on the wire
+
+RULES_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "uas_notify_rules.xml"
+
+
+def test_lower_cseq_foreign_event_id_and_options_get_the_rfc_answers(
+    live: Callable[..., LiveEngine], sipp_uas: SippUasFactory
+) -> None:
+    uas = sipp_uas(str(RULES_SCENARIO), expires=60, note="online")
+    eng = live()
+    eng.subscribe(record_at(uas))
+    [first] = eng.wait_delivered(1, timeout=8)
+    assert summary(first) == ("active", "", "open")
+    # SIPp checks the 500, the 481 and the OPTIONS 200's headers itself.
+    assert eng.run_until(lambda: uas.count_received(200, cseq_method="OPTIONS") == 1, 8)
+    assert len(eng.delivered) == 1  # neither rejected NOTIFY became a status
+    eng.unsubscribe()
+    assert eng.wait_peer(uas) == SippExit.ALL_CALLS_OK
+    assert uas.count_received(500, cseq_method="NOTIFY") == 1
+    assert uas.count_received(481, cseq_method="NOTIFY") == 1
