@@ -14,7 +14,7 @@ import random
 import socket
 from dataclasses import dataclass, field
 
-from engine_harness import RECORD, Harness
+from engine_harness import RECORD, Harness, probe, response_to
 from presence_b2b.ipc.messages import encode
 from presence_b2b.shard.transport import unusable
 from presence_b2b.sip.message import Request, Response
@@ -100,19 +100,6 @@ def _send(rng: random.Random, h: Harness, msg: Request | Response) -> None:
     h.datagram(data)
 
 
-def _options() -> Request:
-    req = Request("OPTIONS", "sip:127.0.0.1:5070")
-    for name, value in (
-        ("Via", "SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKopt;rport"),
-        ("From", "<sip:probe@x>;tag=p"),
-        ("To", "<sip:127.0.0.1:5070>"),
-        ("Call-ID", "probe"),
-        ("CSeq", "1 OPTIONS"),
-    ):
-        req.add(name, value)
-    return req
-
-
 def check(h: Harness) -> None:
     """Every live subscription can make progress; every message can be encoded."""
     for msg in h.delivered:
@@ -161,14 +148,7 @@ def run(seed: int, steps: int) -> FuzzStats:
                 headers.append(("Contact", rng.choice(("<sip:127.0.0.1:5090>", *_ODD_URIS))))
             if rng.random() < 0.3:
                 headers.append(("Record-Route", rng.choice(_ODD_URIS)))
-            resp = Response(code, "OK")
-            for name in ("Via", "From", "Call-ID", "CSeq"):
-                resp.add(name, req.get(name) or "")
-            to = req.get("To") or ""
-            resp.add("To", to if ";tag=" in to else f"{to};tag=srv{rng.randrange(2)}")
-            for name, value in headers:
-                resp.add(name, value)
-            _send(rng, h, resp)
+            _send(rng, h, response_to(req, code, *headers, tag=f"srv{rng.randrange(2)}"))
         elif what <= 6 and subscribes:
             req = rng.choice(subscribes[-6:])
             state = rng.choice((
@@ -181,7 +161,7 @@ def run(seed: int, steps: int) -> FuzzStats:
                 n.set("CSeq", f"{rng.randrange(5)} NOTIFY")
             _send(rng, h, n)
         elif what == 7:
-            _send(rng, h, _options())
+            _send(rng, h, probe(via_params=";rport"))
         elif what == 8:
             sub_id = rng.randrange(_SUBS + 1)
             action = rng.randrange(3)

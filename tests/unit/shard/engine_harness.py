@@ -28,6 +28,35 @@ def at(host: str, port: int) -> Destination:
     return Destination(Transport.UDP, host, port)
 
 
+def response_to(
+    req: Request, code: int, *headers: tuple[str, str], tag: str = "srv1"
+) -> Response:
+    """The presence server's response to one of our SUBSCRIBEs."""
+    resp = Response(code, "OK" if code < 300 else "Error")
+    for name in ("Via", "From", "Call-ID", "CSeq"):
+        resp.add(name, req.get(name) or "")
+    to = req.get("To") or ""
+    resp.add("To", to if ";tag=" in to else f"{to};tag={tag}")
+    for name, value in headers:
+        resp.add(name, value)
+    return resp
+
+
+def probe(method: str = "OPTIONS", *extra: tuple[str, str], via_params: str = "") -> Request:
+    """An out-of-dialog request from the peer (an OPTIONS keep-alive probe by default)."""
+    req = Request(method, "sip:127.0.0.1:5070")
+    for name, value in (
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK{method}{via_params}"),
+        ("From", "<sip:probe@x>;tag=p"),
+        ("To", "<sip:127.0.0.1:5070>"),
+        ("Call-ID", f"probe-{method}"),
+        ("CSeq", f"1 {method}"),
+        *extra,
+    ):
+        req.add(name, value)
+    return req
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -123,13 +152,7 @@ class Harness:
     # the presence server's side ----------------------------------------------
 
     def answer(self, req: Request, code: int, *headers: tuple[str, str]) -> Response:
-        resp = Response(code, "OK" if code < 300 else "Error")
-        for name in ("Via", "From", "Call-ID", "CSeq"):
-            resp.add(name, req.get(name) or "")
-        to = req.get("To") or ""
-        resp.add("To", to if ";tag=" in to else f"{to};tag=srv1")
-        for name, value in headers:
-            resp.add(name, value)
+        resp = response_to(req, code, *headers)
         self.feed(resp)
         return resp
 

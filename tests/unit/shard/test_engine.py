@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from engine_harness import PIDF_OPEN, RECORD, SERVER, SUBSCRIBER, Harness, at
+from engine_harness import PIDF_OPEN, RECORD, SERVER, SUBSCRIBER, Harness, at, probe
 from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
 from presence_b2b.shard.subscription import State
 from presence_b2b.sip.headers import parse_name_addr
@@ -232,16 +232,7 @@ def test_notify_without_subscription_state_gets_400() -> None:
 
 def test_options_is_answered_200_for_keepalive_probes() -> None:
     h = Harness()
-    req = Request("OPTIONS", "sip:127.0.0.1:5070")
-    for name, value in (
-        ("Via", "SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKopt"),
-        ("From", "<sip:probe@x>;tag=p"),
-        ("To", "<sip:127.0.0.1:5070>"),
-        ("Call-ID", "probe"),
-        ("CSeq", "1 OPTIONS"),
-    ):
-        req.add(name, value)
-    h.feed(req)
+    h.feed(probe())
     assert h.responses()[-1].status == 200
 
 

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from engine_harness import RECORD, SERVER, Harness, at
+from engine_harness import RECORD, SERVER, Harness, at, probe
 from presence_b2b.presence.status import Failure, FailureKind, Status
+from presence_b2b.shard.engine import redirect_contacts
 from presence_b2b.sip.headers import parse_tag, parse_via
 from presence_b2b.sip.message import Request, Response
-
-
-def _probe(method: str = "OPTIONS", *extra: tuple[str, str], via_params: str = "") -> Request:
-    req = Request(method, "sip:127.0.0.1:5070")
-    for name, value in (
-        ("Via", f"SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK{method}{via_params}"),
-        ("From", "<sip:probe@x>;tag=p"),
-        ("To", "<sip:127.0.0.1:5070>"),
-        ("Call-ID", f"probe-{method}"),
-        ("CSeq", f"1 {method}"),
-        *extra,
-    ):
-        req.add(name, value)
-    return req
 
 
 def _last_response(h: Harness) -> Response:
@@ -49,7 +36,7 @@ def test_a_notify_with_a_cseq_below_the_last_one_gets_500_and_is_not_delivered()
 
 def test_options_200_carries_a_to_tag_allow_and_accept() -> None:
     h = Harness()
-    h.feed(_probe())
+    h.feed(probe())
     resp = _last_response(h)
     assert resp.status == 200
     assert parse_tag(resp.get("To") or "")
@@ -59,11 +46,11 @@ def test_options_200_carries_a_to_tag_allow_and_accept() -> None:
 
 def test_405_and_481_to_out_of_dialog_requests_carry_a_to_tag() -> None:
     h = Harness()
-    h.feed(_probe("MESSAGE"))
+    h.feed(probe("MESSAGE"))
     resp = _last_response(h)
     assert (resp.status, resp.get("Allow")) == (405, "NOTIFY, OPTIONS")
     assert parse_tag(resp.get("To") or "")
-    stray = _probe("NOTIFY", ("Event", "presence"), ("Subscription-State", "active"))
+    stray = probe("NOTIFY", ("Event", "presence"), ("Subscription-State", "active"))
     h.feed(stray)
     resp = _last_response(h)
     assert resp.status == 481 and parse_tag(resp.get("To") or "")
@@ -71,7 +58,7 @@ def test_405_and_481_to_out_of_dialog_requests_carry_a_to_tag() -> None:
 
 def test_an_unknown_require_gets_420_naming_it_in_unsupported() -> None:
     h = Harness()
-    h.feed(_probe("OPTIONS", ("Require", "foo, bar")))
+    h.feed(probe("OPTIONS", ("Require", "foo, bar")))
     resp = _last_response(h)
     assert resp.status == 420
     assert resp.get("Unsupported") == "foo, bar"
@@ -79,14 +66,14 @@ def test_an_unknown_require_gets_420_naming_it_in_unsupported() -> None:
 
 def test_a_request_shorter_than_its_content_length_gets_400() -> None:
     h = Harness()
-    data = _probe().to_bytes().replace(b"Content-Length: 0", b"Content-Length: 50")
+    data = probe().to_bytes().replace(b"Content-Length: 0", b"Content-Length: 50")
     h.datagram(data)
     assert _last_response(h).status == 400
 
 
 def test_responses_fill_in_rport_and_received_for_the_source_address() -> None:
     h = Harness()
-    h.feed(_probe(via_params=";rport"), addr=("127.0.0.1", 40000))
+    h.feed(probe(via_params=";rport"), addr=("127.0.0.1", 40000))
     resp, dest = h.sent[-1]
     assert isinstance(resp, Response)
     via = parse_via(resp.get("Via") or "")
@@ -96,7 +83,7 @@ def test_responses_fill_in_rport_and_received_for_the_source_address() -> None:
 
 def test_received_is_added_when_the_sent_by_is_not_the_source() -> None:
     h = Harness()
-    req = _probe()
+    req = probe()
     req.set("Via", "SIP/2.0/UDP 10.9.9.9:5090;branch=z9hG4bKnat")
     h.feed(req)
     assert parse_via(_last_response(h).get("Via") or "").received == "127.0.0.1"
@@ -158,6 +145,15 @@ def test_a_3xx_passes_sip_contacts_by_q_and_drops_the_others() -> None:
         ("Contact", "<sip:same@127.0.0.1:5094>;q=0.9"),
     )
     assert h.requests()[-1].uri == "sip:high@127.0.0.1:5092"
+
+
+def test_redirect_contacts_are_ordered_by_q_with_ties_kept_in_order() -> None:
+    resp = Response(302, "Moved")
+    for value in (
+        "<sip:a@h>;q=0.5", "<tel:+1>", "<sip:b@h>", "<sips:c@h>;q=0.5", "bad<", "<sip:d@h>;q=x",
+    ):
+        resp.add("Contact", value)
+    assert redirect_contacts(resp) == ("sip:b@h", "sip:a@h", "sips:c@h", "sip:d@h")
 
 
 def test_a_302_without_a_sip_contact_is_an_error_not_a_redirect() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from engine_harness import RECORD, SERVER, Harness, at
 from presence_b2b.presence.status import Failure, FailureKind
 from presence_b2b.shard.destination import Destination, Transport
@@ -14,10 +15,6 @@ from presence_b2b.shard.usage import Usage
 from presence_b2b.sip.dialog import Dialog
 from presence_b2b.sip.message import Request
 from presence_b2b.sip.transaction import ClientTransaction
-
-
-def _ipv4_driver(h: Harness) -> None:
-    h.refuse = lambda dest: unusable(dest, socket.AF_INET)
 
 
 def test_each_input_leaves_its_output_for_the_driver_to_take_once() -> None:
@@ -41,22 +38,20 @@ def test_a_finished_subscription_comes_out_after_its_last_message() -> None:
     assert h.delivered[-1].id == 1
 
 
-def test_a_host_name_the_driver_cannot_resolve_is_a_transport_failure_with_retry() -> None:
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [("sip:alice@presence.example.com", "resolver"), ("sip:alice@[::1]:5090", "IPv4")],
+)
+def test_a_destination_the_driver_cannot_use_is_a_transport_failure_with_retry(
+    record: str, why: str
+) -> None:
     h = Harness()
-    _ipv4_driver(h)
-    h.subscribe(1, "sip:alice@presence.example.com")
+    h.refuse = lambda dest: unusable(dest, socket.AF_INET)
+    h.subscribe(1, record)
     [failure] = h.delivered
     assert isinstance(failure, Failure) and failure.kind is FailureKind.TRANSPORT
-    assert "resolver" in failure.detail and failure.retry_in is not None
+    assert why in failure.detail and failure.retry_in is not None
     assert h.engine.usages[1].deadline is not None
-
-
-def test_an_ipv6_literal_on_an_ipv4_socket_is_a_transport_failure() -> None:
-    h = Harness()
-    _ipv4_driver(h)
-    h.subscribe(1, "sip:alice@[::1]:5090")
-    [failure] = h.delivered
-    assert isinstance(failure, Failure) and failure.kind is FailureKind.TRANSPORT
 
 
 def test_a_send_error_in_a_refresh_fails_only_that_subscription() -> None:
