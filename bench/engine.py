@@ -52,9 +52,11 @@ import psutil
 import uvloop
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
-from presence_b2b.presence.status import Failure, Status, SubscriptionState
+from presence_b2b.presence.status import Failure, StatusMessage, SubscriptionState
 from presence_b2b.shard.engine import Engine, LocalEndpoint
-from presence_b2b.shard.transport import bind_udp, open_driver
+from presence_b2b.shard.engine_metrics import MetricsObserver
+from presence_b2b.shard.output import Output
+from presence_b2b.shard.transport import EngineDriver, bind_udp
 
 from bench.common import run_sipp_uac
 from presence_b2b.config import B2BParams, SipSettings
@@ -97,19 +99,20 @@ class Bench:
         self.loop = uvloop.new_event_loop()
         sock = bind_udp(LOOPBACK, 0)
         port = sock.getsockname()[1]
-        self.driver, self.transport = self.loop.run_until_complete(open_driver(self.loop, sock))
+        self.driver = EngineDriver(self.loop)
+        self.transport, _ = self.loop.run_until_complete(
+            self.loop.create_datagram_endpoint(lambda: self.driver, sock=sock)
+        )
         params = B2BParams(default_expiration=3600, wait_for_term_notify=5)
         self.engine = Engine(
             params,
             SipSettings(),
             LocalEndpoint(LOOPBACK, port),
             clock=self.driver.clock,
-            send=self.driver.send,
-            deliver=self._deliver,
-            metrics=ShardMetrics(MetricsBlock.create("bench")),
-            finished=self._finished,
+            observer=MetricsObserver(ShardMetrics(MetricsBlock.create("bench"))),
         )
         self.driver.engine = self.engine
+        self.driver.consumer = self._consume
         self.active = [0] * n  # active Statuses per subscription
         self.done_count = 0  # subscriptions past the current phase's goal
         self.goal = 1  # active Statuses a subscription needs to be done in this phase
@@ -121,8 +124,14 @@ class Bench:
         self._pump_queued = False
         self._start: Callable[[int], object] = lambda i: None
 
-    # engine callbacks: count, never keep the messages
-    def _deliver(self, msg: Status | Failure) -> None:
+    # engine output: count, never keep the messages
+    def _consume(self, out: Output, arrived: float | None) -> None:
+        for msg in out.messages:
+            self._deliver(msg)
+        for sub_id in out.finished:
+            self._finished(sub_id)
+
+    def _deliver(self, msg: StatusMessage) -> None:
         if isinstance(msg, Failure):
             self.failures += 1
             return
@@ -152,7 +161,7 @@ class Bench:
         while self.next_id < self.n and self.next_id - progress < self.window:
             self._start(self.next_id)
             self.next_id += 1
-        self.driver.rearm()
+        self.driver.flush()
         if progress >= self.n and self.phase_done is not None and not self.phase_done.done():
             self.phase_done.set_result(None)
 

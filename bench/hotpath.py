@@ -18,7 +18,7 @@ Figures (medians over ``--repeat`` measurements of ``--rounds`` rounds each):
                       cost of each NOTIFY's server transaction expiring (Timer J):
                       after the rounds the clock moves past 64*T1 and the expiry
                       work is timed and added. Like the shard's driver, the loop
-                      asks ``next_deadline()`` after every datagram.
+                      takes the engine's output (and deadline) after every input.
   us_per_notify       the same as microseconds per NOTIFY.
   setup_per_s         subscriptions established per second of engine time
                       (subscribe -> SUBSCRIBE, 200 -> dialog, NOTIFY -> 200 + Status).
@@ -48,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
-from presence_b2b.presence.status import Failure, Status
+from presence_b2b.presence.status import Failure
 from presence_b2b.shard.engine import Engine, LocalEndpoint
+from presence_b2b.shard.engine_metrics import MetricsObserver
 
 from presence_b2b.config import B2BParams, SipSettings
 
@@ -166,30 +167,33 @@ class Harness:
             SipSettings(),
             LOCAL,
             clock=self.clock,
-            send=self._send,
-            deliver=self._deliver,
-            metrics=ShardMetrics(MetricsBlock.create("hotpath")),
+            observer=MetricsObserver(ShardMetrics(MetricsBlock.create("hotpath"))),
         )
         self.peer = Peer(keep, shared_entity)
         self.next_id = 0
 
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.out.append(data)
-
-    def _deliver(self, msg: Status | Failure) -> None:
-        if isinstance(msg, Failure):
-            self.failures += 1
-        else:
-            self.statuses += 1
+    def take(self) -> float | None:
+        """What the shard's driver does after each input: take the output (the
+        datagrams are kept for the peer, the messages counted); the deadline."""
+        out = self.engine.take()
+        for data, _, _ in out.datagrams:
+            self.out.append(data)
+        for msg in out.messages:
+            if isinstance(msg, Failure):
+                self.failures += 1
+            else:
+                self.statuses += 1
+        return out.deadline
 
     def feed(self, data: bytes) -> None:
         """One datagram in, then what the shard's driver does after each one."""
         engine = self.engine
         self.clock.now += STEP
         engine.datagram_received(data, PEER)
-        deadline = engine.next_deadline()
+        deadline = self.take()
         if deadline is not None and deadline <= self.clock.now:
             engine.on_timer()
+            self.take()
 
     def establish(self, n: int, timed: list[float] | None = None) -> None:
         """n more subscriptions through subscribe, 200 and a first NOTIFY."""
@@ -202,6 +206,7 @@ class Harness:
             self.out.clear()
             t0 = perf()
             engine.subscribe(i, f"sip:rec{i}@{PEER_HOSTPORT}", f"sip:sub{i}@example.com")
+            self.take()
             spent += perf() - t0
             [subscribe] = self.out
             ok, notify = self.peer.answer(subscribe, i)
@@ -218,6 +223,7 @@ class Harness:
         t0 = time.process_time()
         self.clock.now += 64 * SipSettings().t1 + 1.0
         self.engine.on_timer()
+        self.take()
         self.out.clear()
         return time.process_time() - t0
 

@@ -397,7 +397,10 @@ CATALOG: tuple[Family, ...] = (
         (
             Label(
                 "kind",
-                ("parse", "pidf", "transport", "ring_overflow", "ring_merge", "bad_client_record"),
+                (
+                    "parse", "pidf", "transport", "internal", "ring_overflow", "ring_merge",
+                    "bad_client_record",
+                ),
             ),
         ),
         scope="both",

@@ -1,11 +1,19 @@
 """One shard's subscriptions, SIP transactions and dialogs, without any I/O.
 
-The engine is the glue between the layers: it turns datagrams into transaction
-events, NOTIFYs and SUBSCRIBE outcomes into :class:`Subscription` events, and
-the state machine's actions into SIP requests and consumer messages. It never
-touches a socket or a clock of its own: the driver (``shard/transport.py`` in
-the service, plain calls in the tests) gives it a clock, a ``send`` callable
-and a ``deliver`` callable, and wakes it at ``next_deadline()``.
+The engine joins the layers (DUM style): :class:`DialogSet` matches and
+validates NOTIFYs, :class:`Requester` builds SUBSCRIBEs and names their
+destinations, :class:`HoldQueue` rate-limits new dialogs, an
+:class:`EngineObserver` counts, and each :class:`Usage` is a subscription
+state machine with its dialog. One :class:`TimerQueue` holds every
+transaction and subscription deadline.
+
+Inputs are method calls (``subscribe``, ``unsubscribe``, ``refresh``,
+``datagram_received``, ``on_timer``, ``send_failed``); none performs I/O or
+calls back. What they ask for is queued and the driver takes it with
+:meth:`Engine.take`: datagrams with their :class:`Destination`, messages for
+consumers, finished subscription ids and the next deadline. Nothing escapes an
+input: an unexpected exception in one subscription's step becomes an
+``internal`` Failure of that subscription and the rest of the input runs.
 """
 
 from __future__ import annotations
@@ -13,26 +21,23 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import B2BParams, SipSettings
-from ..metrics.shard import Counter, ShardMetrics
+from ..metrics.catalog import TRANSACTION_TIMER, state_label
 from ..presence.body import decode_body
-from ..presence.status import Failure, FailureKind, Status, SubscriptionState
+from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from ..sip import ids
-from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop, resolve_uri
 from ..sip.headers import (
     parse_delta_seconds,
-    parse_event,
     parse_name_addr,
     parse_retry_after,
-    parse_subscription_state,
     parse_tag,
     parse_uri,
+    parse_via,
 )
-from ..sip.message import Message as SipMessage
 from ..sip.message import Request, Response, SipParseError, parse_message
+from ..sip.timers import TimerQueue
 from ..sip.transaction import (
     ClientTransaction,
     Deliver,
@@ -46,100 +51,50 @@ from ..sip.transaction import (
     TransportError,
     response_bytes,
 )
-from .ratelimit import TokenBucket
+from .destination import Destination
+from .dialogset import PACKAGE, DialogSet
+from .observer import EngineObserver
+from .output import Datagram, Output, valid_text
+from .ratelimit import HoldQueue
+from .requester import ACCEPT, LocalEndpoint, Requester, udp
 from .subscription import (
     Action,
     DropDialog,
     EmitFailure,
     EmitStatus,
     MachineParams,
-    NotifyInfo,
     ResponseInfo,
     SendInDialog,
     SendInitial,
     State,
-    Subscription,
 )
-from .timers import TimerQueue
+from .usage import Usage
+
+__all__ = ["PACKAGE", "Engine", "LocalEndpoint", "machine_params"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-Message = Status | Failure
-PACKAGE = "presence"
-ACCEPT = "application/pidf+xml"
+Step = Callable[[Usage], list[Action]]
 ALLOW = "NOTIFY, OPTIONS"
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
-_ALLOW = (("Allow", ALLOW),)
-_SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
-_SUB_HEADERS_CACHE = 64  # distinct Expires values whose SUBSCRIBE headers are kept
-# A Subscription-State value's parse: the NotifyInfo for an in-order NOTIFY and
-# the one for an out-of-order NOTIFY (frozen, so every NOTIFY with that value
-# shares them).
-_SubState = tuple[NotifyInfo, NotifyInfo]
 _MANDATORY_SET = frozenset(_MANDATORY)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalEndpoint:
-    """The shard socket as written into Via and Contact (always an explicit host:port)."""
-
-    host: str
-    port: int
-
-    @property
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-class _Usage(Subscription):
-    """One subscription with its SIP side: its dialog, and what the engine's timer
-    queue and gauges know of it.
-
-    The state machine stays free of SIP objects (:class:`Subscription` never
-    touches these slots); the engine's fields are slots of the same object
-    rather than a second object that points at it, which saves an object and a
-    reference per subscription (there may be a million).
-    """
-
-    __slots__ = ("armed_at", "counted", "dialog")
-
-    def __init__(
-        self,
-        sub_id: int,
-        record: str,
-        subscriber: str,
-        params: MachineParams,
-        *,
-        rng: random.Random | None,
-    ) -> None:
-        super().__init__(sub_id, record, subscriber, params, rng=rng)
-        self.dialog: Dialog | None = None
-        self.armed_at: float | None = None
-        self.counted: State | None = None  # the state the subscriptions gauge counts it in
+_ALLOW = (("Allow", ALLOW),)
+_OPTIONS_200 = (("Allow", ALLOW), ("Accept", ACCEPT))
+_DEST_CACHE = 1024  # source addresses whose Destination is kept for responses
 
 
 class _Pending:
     """What a client transaction was sent for, so its outcome reaches the right place."""
 
-    __slots__ = ("dest", "kind", "txn_no", "usage")
+    __slots__ = ("dest", "error", "kind", "txn_no", "usage")
 
-    def __init__(self, usage: _Usage, txn_no: int, dest: Address, kind: str) -> None:
+    def __init__(self, usage: Usage, txn_no: int, dest: Destination, kind: str) -> None:
         self.usage = usage
         self.txn_no = txn_no
         self.dest = dest
         self.kind = kind
-
-
-def _header_lines(raw: str) -> tuple[tuple[str, str], ...]:
-    """``additional_presence_headers`` as (name, value) pairs; the config checked the form."""
-    out: list[tuple[str, str]] = []
-    for line in raw.replace("\r\n", "\n").split("\n"):
-        if line.strip():
-            name, _, value = line.partition(":")
-            out.append((name.strip(), value.strip()))
-    return tuple(out)
+        self.error = ""  # why the transport failed, once it has
 
 
 def _int_header(msg: Response, name: str) -> int | None:
@@ -162,13 +117,26 @@ def _retry_after(msg: Response) -> int | None:
         return None
 
 
-def _first_contact(msg: Response) -> tuple[str, ...]:
+def _q(params: Mapping[str, str | None]) -> float:
+    try:
+        return float(params.get("q") or "1")
+    except ValueError:
+        return 0.0
+
+
+def redirect_contacts(msg: Response) -> tuple[str, ...]:
+    """A 3xx's SIP and SIPS Contact URIs, highest q first (ties keep their
+    order); unparseable and non-SIP contacts are dropped."""
+    found: list[tuple[float, str]] = []
     for value in msg.get_all("Contact"):
         try:
-            return (parse_name_addr(value).uri,)
+            addr = parse_name_addr(value)
+            parse_uri(addr.uri)
         except SipParseError:
             continue
-    return ()
+        found.append((_q(addr.params), addr.uri))
+    found.sort(key=lambda item: -item[0])
+    return tuple(uri for _, uri in found)
 
 
 def machine_params(params: B2BParams, t1: float) -> MachineParams:
@@ -185,12 +153,7 @@ def machine_params(params: B2BParams, t1: float) -> MachineParams:
 
 
 class Engine:
-    """All subscriptions of one shard.
-
-    ``deliver`` receives one :class:`Status` or :class:`Failure` per event a consumer
-    should see, with ``id`` = the engine's subscription id; ``finished`` is told the
-    id once the subscription is over and forgotten (after its last delivery).
-    """
+    """All subscriptions of one shard; see the module docstring for the contract."""
 
     def __init__(
         self,
@@ -199,11 +162,8 @@ class Engine:
         local: LocalEndpoint,
         *,
         clock: Callable[[], float],
-        send: Callable[[bytes, Address], None],
-        deliver: Callable[[Message], None],
-        metrics: ShardMetrics,
+        observer: EngineObserver | None = None,
         rng: random.Random | None = None,
-        finished: Callable[[int], None] | None = None,
         subscribe_rate: float = 0.0,
     ) -> None:
         self.params = params
@@ -211,101 +171,60 @@ class Engine:
         self._machine_params = machine_params(params, sip.t1)
         self.local = local
         self.clock = clock
-        self._send = send
-        self._deliver = deliver
-        self.m = metrics
-        self._finished = finished
-        # Out-of-dialog SUBSCRIBEs waiting for a token, in arrival order.
-        self._limiter = TokenBucket(subscribe_rate) if subscribe_rate > 0 else None
-        self._held: dict[int, tuple[_Usage, SendInitial]] = {}
+        self.obs = observer if observer is not None else EngineObserver()
         self.rng = rng or random.Random()
-        self.timers = TimerSettings(sip.t1, sip.t2, sip.t4)
-        self.table = TransactionTable(self.timers)
-        self.queue: TimerQueue[Subscription] = TimerQueue()
-        self.usages: dict[int, _Usage] = {}
-        # Dialogs by Call-ID alone: ours are 128 random bits, new for every dialog,
-        # so the local tag (checked on lookup) need not be part of the key.
-        self._by_dialog: dict[str, _Usage] = {}
-        self._headers = _header_lines(params.additional_presence_headers)
-        self._contact = f"<sip:{local.hostport}>"
-        self._proxy = params.presence_outbound_proxy or None
-        self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
-        self._states: dict[State, int] = dict.fromkeys(State, 0)
-        self._sub_states: dict[str, _SubState] = {}
-        self._sub_headers: dict[int, tuple[tuple[str, str], ...]] = {}
-        self._bind_metrics()
+        self.hold: HoldQueue[tuple[Usage, SendInitial]] | None = (
+            HoldQueue(subscribe_rate) if subscribe_rate > 0 else None
+        )
+        self.queue: TimerQueue[Any] = TimerQueue()
+        self.table = TransactionTable(TimerSettings(sip.t1, sip.t2, sip.t4), queue=self.queue)
+        self.usages: dict[int, Usage] = {}
+        self.dialogs = DialogSet(self.obs)
+        self.requester = Requester(params, sip, local)
+        self._hostport = local.hostport
+        self._dests: dict[Address, Destination] = {}
+        self._out = Output()
+        # Machine events that an action asked for (a request that could not be
+        # built): run after the current one, never from inside it.
+        self._later: list[tuple[Usage, Step]] = []
 
-    # ------------------------------------------------------------------ metrics
+    # ------------------------------------------------------------------ output
 
-    def _bind_metrics(self) -> None:
-        m = self.m
-        sent = m.sip_requests_sent
-        self._m_sent = {
-            k: sent.labels("SUBSCRIBE", k)
-            for k in ("initial", "refresh", "unsubscribe", "retransmission")
-        }
-        notify = m.sip_notify_received
-        self._m_notify = {k: notify.labels(k) for k in ("active", "pending", "terminated")}
-        self._m_notify_other = notify.labels("other")
-        self._m_armed = {k: m.timers_armed.labels(k) for k in _timer_kinds()}
-        self._m_fired = {k: m.timers_fired.labels(k) for k in _timer_kinds()}
-        self._m_parse = {
-            k: m.sip_parse_errors.labels(k) for k in m.sip_parse_errors.family.labels[0].values
-        }
-        self._m_errors = {k: m.errors.labels(k) for k in m.errors.family.labels[0].values}
-        self._m_failed = {
-            k: m.subscriptions_failed.labels(k)
-            for k in m.subscriptions_failed.family.labels[0].values
-        }
-        term = m.subscriptions_terminated
-        self._m_term = {k: term.labels(k) for k in term.family.labels[0].values}
-        self._m_states = {
-            s: m.subscriptions.labels(s.name.lower()) for s in State
-        }
-        self._m_retrans_sent = m.sip_retransmissions.labels("sent")
-        self._m_retrans_received = m.sip_retransmissions.labels("received")
+    def take(self) -> Output:
+        """Everything queued since the last call, and the next deadline."""
+        out = self._out
+        self._out = Output()
+        out.deadline = self.next_deadline()
+        return out
 
-    def _count(self, table: dict[str, Counter], key: str, fallback: str = "other") -> None:
-        child = table.get(key) or table.get(fallback)
-        if child is not None:
-            child.value += 1
+    def next_deadline(self) -> float | None:
+        deadline = self.queue.next_deadline()
+        if self.hold is not None and len(self.hold):
+            release = self.hold.next_release(self.clock())
+            if release is not None and (deadline is None or release < deadline):
+                return release
+        return deadline
 
-    def _settle_state(self, usage: _Usage) -> None:
-        """Move the subscription between state gauges; drop it once finished.
-
-        Safe when re-entered: a send failure can run the machine again from inside
-        an action, so the gauge follows what was counted, not the caller's view."""
-        after = usage.state
-        counted = usage.counted
-        if after is counted:
-            return
-        if counted is not None:
-            self._m_states[counted].value -= 1
-        if usage.finished:
-            usage.counted = None
-            self._drop(usage)
-        else:
-            self._m_states[after].value += 1
-            usage.counted = after
+    def _emit(self, msg: StatusMessage) -> None:
+        self._out.messages.append(msg)
 
     # ------------------------------------------------------------------ consumer API
 
     def subscribe(
         self, sub_id: int, record: str, subscriber: str, package: str = PACKAGE
     ) -> None:
-        """Start a subscription; problems come back through ``deliver`` as a final Failure."""
+        """Start a subscription; a refusal comes out as a final Failure."""
         problem = self._refusal(sub_id, record, subscriber, package)
         if problem:
-            self._count(self._m_failed, "refused")
-            self._deliver(Failure(sub_id, FailureKind.REFUSED, detail=problem))
-            if self._finished is not None and sub_id not in self.usages:
-                self._finished(sub_id)
+            self.obs.failed(FailureKind.REFUSED)
+            self._emit(Failure(sub_id, FailureKind.REFUSED, detail=problem))
+            if sub_id not in self.usages:
+                self._out.finished.append(sub_id)
             return
-        sub = usage = _Usage(
-            sub_id, record, subscriber, self._machine_params, rng=self.rng
-        )
+        usage = Usage(sub_id, record, subscriber, self._machine_params, rng=self.rng)
         self.usages[sub_id] = usage
-        self._run(usage, sub.state, sub.start(self.clock()))
+        now = self.clock()
+        self._event(usage, lambda u: u.start(now))
 
     def _refusal(self, sub_id: int, record: str, subscriber: str, package: str) -> str:
         if package != PACKAGE:
@@ -326,12 +245,15 @@ class Engine:
         usage = self.usages.get(sub_id)
         if usage is None:
             return False
-        sub = usage
         now = self.clock()
-        self._run(usage, sub.state, sub.unsubscribe(now))
-        if self._held.pop(sub_id, None) is not None and self.usages.get(sub_id) is usage:
+        self._event(usage, lambda u: u.unsubscribe(now))
+        if (
+            self.hold is not None
+            and self.hold.discard(sub_id) is not None
+            and self.usages.get(sub_id) is usage
+        ):
             # Its SUBSCRIBE never left: nothing to wait for, end it as if unanswered.
-            self._run(usage, sub.state, sub.on_timeout(now, sub.txn))
+            self._event(usage, lambda u: u.on_timeout(now, u.txn))
         return True
 
     def refresh(self, sub_id: int) -> bool:
@@ -339,7 +261,8 @@ class Engine:
         usage = self.usages.get(sub_id)
         if usage is None:
             return False
-        self._run(usage, usage.state, usage.refresh(self.clock()))
+        now = self.clock()
+        self._event(usage, lambda u: u.refresh(now))
         return True
 
     def reconfigure(self, params: B2BParams) -> None:
@@ -347,9 +270,7 @@ class Engine:
         next step on; what is already armed or sent stays as it is."""
         self.params = params
         self._machine_params = machine_params(params, self.sip.t1)
-        self._headers = _header_lines(params.additional_presence_headers)
-        self._proxy = params.presence_outbound_proxy or None
-        self._proxy_hop = resolve_uri(self._proxy) if self._proxy else None
+        self.requester.configure(params)
         for usage in self.usages.values():
             usage.params = self._machine_params
 
@@ -362,10 +283,15 @@ class Engine:
     def idle(self) -> bool:
         return not self.usages
 
+    @property
+    def held(self) -> int:
+        """Out-of-dialog SUBSCRIBEs waiting for the rate limit."""
+        return 0 if self.hold is None else len(self.hold)
+
     def __len__(self) -> int:
         return len(self.usages)
 
-    def __iter__(self) -> Iterator[Subscription]:
+    def __iter__(self) -> Iterator[Usage]:
         return iter(self.usages.values())
 
     def snapshot(self, sub_id: int) -> dict[str, Any] | None:
@@ -382,7 +308,7 @@ class Engine:
                 "local_tag": d.local_tag,
                 "remote_tag": d.remote_tag,
                 "remote_target": d.remote_target,
-                "route_set": list(d.route_set),
+                "route_set": d.route_set,
                 "local_cseq": d.local_cseq,
                 "remote_cseq": d.remote_cseq,
             }
@@ -392,155 +318,194 @@ class Engine:
     def state_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for usage in self.usages.values():
-            name = usage.state.name.lower()
+            name = state_label(usage.state)
             counts[name] = counts.get(name, 0) + 1
         return counts
 
     # ------------------------------------------------------------------ timers
 
-    def next_deadline(self) -> float | None:
-        deadlines = [
-            d
-            for d in (self.queue.next_deadline(), self.table.next_deadline(), self._release_at())
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+    def on_timer(self) -> None:
+        """Fire every transaction and subscription timer that is due now; each one
+        is guarded, so a failing one does not cost the others their turn."""
+        now = self.clock()
+        for owner in self.queue.pop_due(now):
+            try:
+                if isinstance(owner, Usage):
+                    self._usage_timer(owner, now)
+                else:
+                    for txn, event in self.table.fire(owner, now):
+                        self._client_event(txn, event, now)
+            except Exception as exc:
+                self._unowned_error("timer", exc)
+        if self.hold is not None and len(self.hold):
+            self._release_held(now)
 
-    def _release_at(self) -> float | None:
-        if not self._held or self._limiter is None:
-            return None
-        return self._limiter.next_token_at(self.clock())
+    def _usage_timer(self, usage: Usage, now: float) -> None:
+        if self.usages.get(usage.sub_id) is not usage:
+            return
+        usage.armed_at = None
+        if usage.timer_kind is not None:
+            lag = 0.0 if usage.deadline is None else now - usage.deadline
+            self.obs.timer_fired(usage.timer_kind, lag)
+        self._event(usage, lambda u: u.on_timer(now))
 
     def _release_held(self, now: float) -> None:
         """Send held out-of-dialog SUBSCRIBEs, oldest first, as tokens allow."""
-        limiter = self._limiter
-        while self._held and limiter is not None:
-            sub_id = next(iter(self._held))
-            usage, action = self._held[sub_id]
-            if self.usages.get(sub_id) is not usage or usage.txn != action.txn:
-                del self._held[sub_id]  # superseded while it waited
-                continue
-            if not limiter.take(now):
-                return
-            del self._held[sub_id]
-            self._send_initial(usage, action, held=True)
+        assert self.hold is not None
+        for usage, action in self.hold.release(now, self._still_held):
+            self._event(usage, self._held_step(action))
 
-    @property
-    def held(self) -> int:
-        """Out-of-dialog SUBSCRIBEs waiting for the rate limit."""
-        return len(self._held)
+    def _held_step(self, action: SendInitial) -> Step:
+        return lambda u: self._send_initial(u, action, held=True)
 
-    def on_timer(self) -> None:
-        """Fire every transaction and subscription timer that is due now."""
-        now = self.clock()
-        for txn, event in self.table.on_timer(now):
-            self._client_event(txn, event, now)
-        if self._held:
-            self._release_held(now)
-        lag = self.m.timer_lag_seconds
-        for sub in self.queue.pop_due(now):
-            usage = self.usages.get(sub.sub_id)
-            if usage is None or usage is not sub:
-                continue
-            usage.armed_at = None
-            if sub.timer_kind is not None:
-                self._m_fired[sub.timer_kind].value += 1
-            if sub.deadline is not None:
-                lag.observe(now - sub.deadline)
-            self._run(usage, sub.state, sub.on_timer(now))
+    def _still_held(self, item: tuple[Usage, SendInitial]) -> bool:
+        usage, action = item
+        return self.usages.get(usage.sub_id) is usage and usage.txn == action.txn
 
-    def _sync_timer(self, usage: _Usage) -> None:
-        sub = usage
-        deadline = sub.deadline
+    def _sync_timer(self, usage: Usage) -> None:
+        deadline = usage.deadline
         if deadline is None:
             if usage.armed_at is not None:
-                self.queue.cancel(sub)
+                self.queue.cancel(usage)
                 usage.armed_at = None
             return
-        if deadline != usage.armed_at or sub.timer_seq == 0:
-            self.queue.schedule(sub, deadline)
+        if deadline != usage.armed_at or usage.timer_seq == 0:
+            self.queue.schedule(usage, deadline)
             usage.armed_at = deadline
-            if sub.timer_kind is not None:
-                self._m_armed[sub.timer_kind].value += 1
+            if usage.timer_kind is not None:
+                self.obs.timer_armed(usage.timer_kind)
 
     # ------------------------------------------------------------------ datagrams
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        """One datagram from ``addr``; nothing it holds can raise out of here."""
         now = self.clock()
         try:
             msg = parse_message(data, max_size=self.sip.max_message_size)
         except SipParseError as exc:
             if exc.kind == "empty":
                 return  # a CRLF keep-alive (RFC 5626 §4.4.1): not an error
-            self._count(self._m_parse, exc.kind)
-            self._count(self._m_errors, "parse")
+            self.obs.parse_error(exc.kind)
+            self.obs.error("parse")
             log.debug("unparseable datagram from %s:%d: %s", addr[0], addr[1], exc)
+            if isinstance(exc.partial, Request):
+                self._reply_stateless(exc.partial, 400, "Bad Request (body too short)", addr)
             return
-        if isinstance(msg, Response):
-            self._on_response(msg, now)
-        else:
-            self._on_request(msg, addr, now)
+        try:
+            if isinstance(msg, Response):
+                self._on_response(msg, now)
+            else:
+                self._on_request(msg, addr, now)
+        except Exception as exc:
+            self._unowned_error("datagram", exc)
+
+    def send_failed(self, ref: ClientTransaction | None, detail: str) -> None:
+        """The driver could not send a datagram that :meth:`take` gave it (a name
+        it cannot resolve, an address of the wrong family, an error from the
+        socket): the request's transaction fails with a transport error."""
+        self.obs.error("transport")
+        log.warning("send failed: %s", detail)
+        if ref is None:
+            return  # a response: the peer retransmits its request
+        now = self.clock()
+        pending: _Pending = ref.context
+        pending.error = valid_text(detail)
+        try:
+            for event in self.table.transport_error(ref, now):
+                self._client_event(ref, event, now)
+        except Exception as exc:
+            self._unowned_error("transport event", exc)
+
+    def _unowned_error(self, where: str, exc: BaseException) -> None:
+        """An exception outside any one subscription's step: count it, go on."""
+        self.obs.error("internal")
+        log.error("engine: unexpected error in a %s", where, exc_info=exc)
+
+    def _destination(self, addr: Address) -> Destination:
+        dest = self._dests.get(addr)
+        if dest is None:
+            if len(self._dests) >= _DEST_CACHE:
+                self._dests.clear()
+            dest = self._dests[addr] = udp(addr)
+        return dest
 
     def _on_response(self, resp: Response, now: float) -> None:
+        vias = resp.get_all("Via")
         try:
+            if len(vias) != 1 or parse_via(vias[0]).sent_by != self._hostport:
+                # Not ours (RFC 3261 §8.1.3.3): a response has our Via alone.
+                self.obs.parse_error("header")
+                log.debug("response %d with a Via that is not ours alone dropped", resp.status)
+                return
             txn, events = self.table.receive_response(resp, now)
         except SipParseError as exc:
-            self._count(self._m_parse, exc.kind)
-            self._count(self._m_errors, "parse")
+            self.obs.parse_error(exc.kind)
+            self.obs.error("parse")
             return
         if txn is None:
             log.debug("stray response %d dropped", resp.status)
             return
-        self.m.response_received(resp.status)
+        self.obs.response_received(resp.status)
         for event in events:
             self._client_event(txn, event, now)
 
-    def _client_event(self, txn: Any, event: Event, now: float) -> None:
+    def _client_event(
+        self, txn: ClientTransaction | ServerTransaction, event: Event, now: float
+    ) -> None:
         if isinstance(txn, ServerTransaction):
             return  # server transactions only report Terminated here
         pending: _Pending = txn.context
         if isinstance(event, Send):  # a Retransmit from timer E
-            self._m_sent["retransmission"].value += 1
-            self._m_retrans_sent.value += 1
-            self._transmit(event.data, pending.dest, txn, now)
+            self.obs.request_sent("retransmission")
+            self._out.datagrams.append((event.data, pending.dest, txn))
         elif isinstance(event, Deliver):
             self._on_final(pending, event.response, now)
-        elif isinstance(event, TimedOut | TransportError):
-            if isinstance(event, TimedOut):
-                self.m.sip_transaction_timeouts.value += 1
-                self._m_fired["transaction"].value += 1
-            self._if_current(pending, lambda sub: sub.on_timeout(now, pending.txn_no))
+        elif isinstance(event, TimedOut):
+            self.obs.transaction_timeout()
+            self.obs.timer_fired(TRANSACTION_TIMER, 0.0)
+            self._if_current(pending, lambda u: u.on_timeout(now, pending.txn_no))
+        elif isinstance(event, TransportError):
+            detail = pending.error or "transport error"
+            self._if_current(
+                pending, lambda u: u.on_transport_error(now, pending.txn_no, detail)
+            )
 
-    def _if_current(self, pending: _Pending, step: Callable[[Subscription], list[Action]]) -> None:
+    def _if_current(self, pending: _Pending, step: Step) -> None:
         usage = pending.usage
         if self.usages.get(usage.sub_id) is not usage:
             return  # the subscription is gone; a late outcome changes nothing
-        self._run(usage, usage.state, step(usage))
+        self._event(usage, step)
 
     def _on_final(self, pending: _Pending, resp: Response, now: float) -> None:
         if resp.status < 200:
             return
         usage = pending.usage
-        sub = usage
-        current = pending.txn_no == sub.txn and self.usages.get(sub.sub_id) is usage
+        current = pending.txn_no == usage.txn and self.usages.get(usage.sub_id) is usage
         if current and 200 <= resp.status < 300 and usage.dialog is not None:
             try:
                 if pending.kind == "initial":
                     usage.dialog.confirm(resp)
+                elif not parse_tag(resp.get("To") or ""):
+                    raise SipParseError("header", "2xx without To tag")
                 else:
                     usage.dialog.update_from_response(resp)
             except SipParseError as exc:
-                self._count(self._m_parse, exc.kind)
+                self.obs.parse_error(exc.kind)
+                detail = valid_text(f"dialog refused: {exc}")
+                self._if_current(
+                    pending, lambda u: u.on_transport_error(now, pending.txn_no, detail)
+                )
+                return
         info = ResponseInfo(
             code=resp.status,
-            reason=resp.reason,
+            reason=valid_text(resp.reason),
             expires=_int_header(resp, "Expires"),
             min_expires=_int_header(resp, "Min-Expires"),
             retry_after=_retry_after(resp),
-            contacts=_first_contact(resp) if 300 <= resp.status < 400 else (),
+            contacts=redirect_contacts(resp) if 300 <= resp.status < 400 else (),
             txn=pending.txn_no,
         )
-        self._if_current(pending, lambda s: s.on_response(info, now))
+        self._if_current(pending, lambda u: u.on_response(info, now))
 
     def _on_request(self, req: Request, addr: Address, now: float) -> None:
         # The message's index of first values (canonical name -> value), built once
@@ -548,92 +513,66 @@ class Engine:
         first = req.first_values()
         if not first.keys() >= _MANDATORY_SET:
             missing = [h for h in _MANDATORY if h not in first]
-            self._count(self._m_parse, "missing-header")
-            self._count(self._m_errors, "parse")
+            self.obs.parse_error("missing-header")
+            self.obs.error("parse")
             if "Via" not in missing and "CSeq" not in missing:
                 self._reply_stateless(req, 400, f"Missing {missing[0]}", addr)
             return
         try:
             txn, events = self.table.receive_request(req, now)
         except SipParseError as exc:
-            self._count(self._m_parse, exc.kind)
-            self._count(self._m_errors, "parse")
+            self.obs.parse_error(exc.kind)
+            self.obs.error("parse")
             self._reply_stateless(req, 400, "Bad Request", addr)
             return
         for event in events:
             if isinstance(event, DeliverRequest):
-                code, reason, actions, usage = self._on_new_request(req, first, now)
-                self._respond(txn, req, (code, reason), addr, now)
-                if usage is not None:
-                    content_type = first.get("Content-Type", "")
-                    self._run(usage, usage.state, actions, (req.body, content_type))
+                self._on_new_request(txn, req, first, addr, now)
             elif isinstance(event, Send):  # the stored response, for a retransmission
-                self._m_retrans_received.value += 1
-                self._transmit(event.data, addr, None, now)
+                self.obs.retransmission_received()
+                self._out.datagrams.append((event.data, self._destination(addr), None))
 
     def _on_new_request(
-        self, req: Request, first: Mapping[str, str], now: float
-    ) -> tuple[int, str, list[Action], _Usage | None]:
-        """Reply code, reason and actions for a new request; ``first`` maps each
-        header name to its first value."""
-        if req.method == "OPTIONS":
-            return 200, "OK", [], None
-        if req.method != "NOTIFY":
-            return 405, "Method Not Allowed", [], None
-        try:
-            event_value = first.get("Event", "")
-            # "presence" is a valid Event whose package is itself: nothing to parse.
-            package = PACKAGE if event_value == PACKAGE else parse_event(event_value).package
-            to_tag = parse_tag(first["To"])
-            from_tag = parse_tag(first["From"])
-        except SipParseError as exc:
-            self._count(self._m_parse, exc.kind)
-            return 400, f"Bad Request ({exc})", [], None
-        usage = self._by_dialog.get(first["Call-ID"])
-        if usage is None or usage.dialog is None or usage.dialog.local_tag != (to_tag or ""):
-            return 481, "Subscription Does Not Exist", [], None
-        dialog = usage.dialog
-        if dialog.confirmed and from_tag != dialog.remote_tag:
-            return 481, "Subscription Does Not Exist (forked)", [], None
-        if package != PACKAGE:
-            return 489, "Bad Event", [], None
-        state_value = first.get("Subscription-State")
-        if state_value is None:
-            self._count(self._m_parse, "missing-header")
-            return 400, "Missing Subscription-State", [], None
-        try:
-            in_order_info, late_info = self._subscription_state(state_value)
-            if dialog.confirmed:
-                in_order = dialog.update_from_request(req)
-            else:
-                dialog.confirm_from_notify(req)
-                in_order = True
-        except SipParseError as exc:
-            self._count(self._m_parse, exc.kind)
-            return 400, f"Bad Request ({exc})", [], None
-        child = self._m_notify.get(in_order_info.state)
-        (child or self._m_notify_other).value += 1
-        code, actions = usage.on_notify(in_order_info if in_order else late_info, now)
-        if code == 481:
-            return 481, "Subscription Does Not Exist", actions, usage
-        return code, "OK", actions, usage
-
-    def _subscription_state(self, value: str) -> _SubState:
-        """Subscription-State as the NotifyInfo of an in-order and of an out-of-order
-        NOTIFY. Notifiers repeat a handful of values (``active;expires=3600``), so
-        parses are kept in a small dict, emptied when full so that a peer cannot
-        grow it."""
-        cached = self._sub_states.get(value)
-        if cached is None:
-            s = parse_subscription_state(value)
-            cached = (
-                NotifyInfo(s.value, s.reason, s.expires, s.retry_after, True),
-                NotifyInfo(s.value, s.reason, s.expires, s.retry_after, False),
+        self,
+        txn: ServerTransaction,
+        req: Request,
+        first: Mapping[str, str],
+        addr: Address,
+        now: float,
+    ) -> None:
+        """Answer a new request, then let its subscription act on it."""
+        require = first.get("Require")
+        if require is not None:
+            # We support no extension: RFC 3261 §8.2.2.3.
+            unsupported = (("Unsupported", ", ".join(req.get_all("Require"))),)
+            self._respond(
+                txn, req, (420, "Bad Extension"), addr, now,
+                headers=unsupported, out_of_dialog=True,
             )
-            if len(self._sub_states) >= _SUB_STATE_CACHE:
-                self._sub_states.clear()
-            self._sub_states[value] = cached
-        return cached
+            return
+        if req.method != "NOTIFY":
+            headers: tuple[tuple[str, str], ...] = _ALLOW
+            reply = (405, "Method Not Allowed")
+            if req.method == "OPTIONS":
+                reply, headers = (200, "OK"), _OPTIONS_200
+            self._respond(txn, req, reply, addr, now, headers=headers, out_of_dialog=True)
+            return
+        code, reason, usage, info = self.dialogs.match_notify(req, first)
+        if usage is None or info is None:
+            self._respond(txn, req, (code, reason), addr, now, out_of_dialog=code == 481)
+            return
+        before = usage.state
+        try:
+            code, actions = usage.on_notify(info, now)
+        except Exception as exc:
+            self._respond(txn, req, (500, "Server Internal Error"), addr, now)
+            self._internal(usage, exc)
+            self._settle(usage, before)
+            self._run_later()
+            return
+        reason = "Subscription Does Not Exist" if code == 481 else "OK"
+        self._respond(txn, req, (code, reason), addr, now)
+        self._finish_event(usage, before, actions, (req.body, first.get("Content-Type", "")))
 
     def _respond(
         self,
@@ -642,74 +581,141 @@ class Engine:
         reply: tuple[int, str],
         addr: Address,
         now: float,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        out_of_dialog: bool = False,
     ) -> None:
         code, reason = reply
-        data = response_bytes(req, code, reason, headers=_ALLOW if code == 405 else ())
-        self.m.response_sent(code)
+        data = response_bytes(
+            req,
+            code,
+            reason,
+            headers=headers,
+            to_tag=ids.new_tag() if out_of_dialog else None,
+            source=addr,
+        )
+        self.obs.response_sent(code)
+        dest = self._destination(addr)
         for event in self.table.respond_data(txn, code, data, now):
             if isinstance(event, Send):
-                self._transmit(event.data, addr, None, now)
+                self._out.datagrams.append((event.data, dest, None))
 
     def _reply_stateless(self, req: Request, code: int, reason: str, addr: Address) -> None:
         try:
-            data = response_bytes(req, code, reason)
+            data = response_bytes(req, code, reason, to_tag=ids.new_tag(), source=addr)
         except (SipParseError, ValueError):
             return
-        self.m.response_sent(code)
-        self._transmit(data, addr, None, self.clock())
+        self.obs.response_sent(code)
+        self._out.datagrams.append((data, self._destination(addr), None))
 
-    # ------------------------------------------------------------------ actions
+    # ------------------------------------------------------------------ events and actions
 
-    def _run(
+    def _event(self, usage: Usage, step: Step) -> None:
+        """Run one machine event and carry out its actions, guarded."""
+        before = usage.state
+        try:
+            actions = step(usage)
+        except Exception as exc:
+            self._internal(usage, exc)
+            self._settle(usage, before)
+            self._run_later()
+            return
+        self._finish_event(usage, before, actions, None)
+
+    def _finish_event(
         self,
-        usage: _Usage,
+        usage: Usage,
         before: State,
         actions: list[Action],
-        notify: tuple[bytes, str] | None = None,
+        notify: tuple[bytes, str] | None,
     ) -> None:
-        """Carry out a state machine's actions, then settle its timer and metrics.
+        try:
+            self._apply(usage, actions, notify)
+        except Exception as exc:
+            self._internal(usage, exc)
+        self._settle(usage, before)
+        self._run_later()
 
-        ``notify`` is the (body, Content-Type) of the NOTIFY being handled, if any."""
-        sub = usage
+    def _run_later(self) -> None:
+        while self._later:
+            usage, step = self._later.pop(0)
+            if self.usages.get(usage.sub_id) is usage:
+                self._event(usage, step)
+
+    def _internal(self, usage: Usage, exc: BaseException) -> None:
+        """An unexpected exception in this subscription's step: it fails (and is
+        retried) rather than being left with no timer and no transaction."""
+        self.obs.error("internal")
+        detail = valid_text(f"internal error: {type(exc).__name__}: {exc}")
+        log.error("subscription %d: %s", usage.sub_id, detail, exc_info=exc)
+        try:
+            self._apply(usage, usage.on_internal_error(self.clock(), detail), None)
+        except Exception as again:
+            log.error("subscription %d abandoned", usage.sub_id, exc_info=again)
+            self.obs.failed(FailureKind.INTERNAL)
+            self._emit(Failure(usage.sub_id, FailureKind.INTERNAL, detail=detail))
+            self._drop(usage)
+
+    def _settle(self, usage: Usage, before: State) -> None:
+        """After an event: count the move, arm the timer, drop a finished usage."""
+        if self.usages.get(usage.sub_id) is not usage:
+            return  # abandoned or already dropped
+        after = usage.state
+        if before is State.UNCONFIRMED and after is State.CONFIRMED:
+            self.obs.established()
+        if usage.finished:
+            self._drop(usage)
+            return
+        self._sync_timer(usage)
+        if usage.counted is not after:
+            self.obs.state_changed(usage.counted, after)
+            usage.counted = after
+
+    def _apply(
+        self, usage: Usage, actions: list[Action], notify: tuple[bytes, str] | None
+    ) -> None:
+        """Carry out a state machine's actions; ``notify`` is the (body,
+        Content-Type) of the NOTIFY being handled, if any."""
         for action in actions:
-            if isinstance(action, SendInitial):
+            if isinstance(action, EmitStatus):
+                self._emit_status(usage.sub_id, action, notify)
+            elif isinstance(action, SendInitial):
                 self._send_initial(usage, action)
             elif isinstance(action, SendInDialog):
                 self._send_in_dialog(usage, action)
             elif isinstance(action, DropDialog):
-                self._forget_dialog(usage)
-            elif isinstance(action, EmitStatus):
-                self._emit_status(sub, action, notify)
+                self.dialogs.forget(usage)
             elif isinstance(action, EmitFailure):
-                self._count(self._m_failed, str(action.kind))
-                self._deliver(
-                    Failure(sub.sub_id, action.kind, action.code, action.detail, action.retry_in)
+                self.obs.failed(action.kind)
+                self._emit(
+                    Failure(
+                        usage.sub_id,
+                        action.kind,
+                        action.code,
+                        valid_text(action.detail),
+                        action.retry_in,
+                    )
                 )
-        if before is State.UNCONFIRMED and sub.state is State.CONFIRMED:
-            self.m.subscriptions_established.value += 1
-        if not sub.finished:
-            self._sync_timer(usage)
-        self._settle_state(usage)
 
     def _emit_status(
-        self, sub: Subscription, action: EmitStatus, notify: tuple[bytes, str] | None
+        self, sub_id: int, action: EmitStatus, notify: tuple[bytes, str] | None
     ) -> None:
+        reason = valid_text(action.reason)
         if action.state is SubscriptionState.TERMINATED:
-            self._count(self._m_term, action.reason or "other")
+            self.obs.terminated(reason or "other")
         body, content_type = notify or (b"", "")
+        content_type = valid_text(content_type)
         if not body:
-            self._deliver(
-                Status(sub.sub_id, action.state, action.reason, content_type=content_type)
-            )
+            self._emit(Status(sub_id, action.state, reason, content_type=content_type))
             return
         presentity, error = decode_body(content_type, body)
         if error:
-            self._count(self._m_errors, "pidf")
-        self._deliver(
+            self.obs.error("pidf")
+        self._emit(
             Status(
-                sub.sub_id,
+                sub_id,
                 action.state,
-                action.reason,
+                reason,
                 presentity=presentity,
                 content_type=content_type,
                 body=body,
@@ -717,138 +723,78 @@ class Engine:
             )
         )
 
-    def _subscribe_headers(self, expires: int) -> tuple[tuple[str, str], ...]:
-        """The SUBSCRIBE's own headers, canonical and checked: made once per Expires
-        value (a subscription asks for one, raised only by a 423's Min-Expires)."""
-        cached = self._sub_headers.get(expires)
-        if cached is None:
-            headers = [
-                ("Contact", self._contact),
-                ("Event", PACKAGE),
-                ("Accept", ACCEPT),
-                ("Expires", str(expires)),
-            ]
-            if self.sip.user_agent:
-                headers.append(("User-Agent", self.sip.user_agent))
-            headers.extend(self._headers)
-            cached = tuple(SipMessage(headers).headers)  # canonical names, no CR/LF
-            if len(self._sub_headers) >= _SUB_HEADERS_CACHE:
-                self._sub_headers.clear()
-            self._sub_headers[expires] = cached
-        return cached
-
-    def _send_initial(self, usage: _Usage, action: SendInitial, *, held: bool = False) -> None:
-        sub = usage
-        self._forget_dialog(usage)
-        if self._limiter is not None and not held:
-            self._held.pop(sub.sub_id, None)
-            if self._held or not self._limiter.take(self.clock()):
-                self._held[sub.sub_id] = (usage, action)
-                return
-        target = action.target or sub.record
-        branch = ids.new_branch()
+    def _send_initial(
+        self, usage: Usage, action: SendInitial, *, held: bool = False
+    ) -> list[Action]:
+        self.dialogs.forget(usage)
+        hold = self.hold
+        admitted = held or hold is None or hold.admit(usage.sub_id, (usage, action), self.clock())
+        if not admitted:
+            return []
         try:
-            # The dialog is made from the values the request is built from, so it
-            # holds the subscription's own strings (one copy of each, a million
-            # subscriptions) and nothing is parsed back.
-            req, dialog = build_initial_with_dialog(
-                "SUBSCRIBE",
-                target,
-                from_uri=sub.subscriber,
-                from_tag=ids.new_tag(),
-                call_id=ids.new_call_id(self.local.host),
-                via_sent_by=self.local.hostport,
-                branch=branch,
-                to_uri=sub.record,
-                route=self.params.presence_route,
-                headers=self._subscribe_headers(action.expires),
-                canonical_headers=True,
+            req, dialog, dest, key = self.requester.initial(
+                usage.record, usage.subscriber, action.target, action.expires
             )
-            dest = self._proxy_hop or next_hop(req)
         except (SipParseError, ValueError) as exc:
-            self._local_failure(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
-            return
+            self._cannot_send(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
+            return []
         usage.dialog = dialog
-        self._by_dialog[dialog.call_id] = usage
-        self._m_sent["initial"].value += 1
-        self._start(usage, req, dest, action.txn, "initial", key=(branch, "SUBSCRIBE"))
+        self.dialogs.add(usage)
+        self.obs.request_sent("initial")
+        self._start(usage, req, dest, action.txn, "initial", key=key)
+        return []
 
-    def _send_in_dialog(self, usage: _Usage, action: SendInDialog) -> None:
+    def _send_in_dialog(self, usage: Usage, action: SendInDialog) -> None:
         dialog = usage.dialog
         if dialog is None:
-            self._local_failure(usage, action.txn, "no dialog to send the SUBSCRIBE in")
+            self._cannot_send(usage, action.txn, "no dialog to send the SUBSCRIBE in")
             return
-        req = dialog.build_request(
-            "SUBSCRIBE",
-            self._subscribe_headers(action.expires),
-            via_sent_by=self.local.hostport,
-            branch=ids.new_branch(),
-        )
         try:
-            dest = next_hop(dialog)
+            req, dest = self.requester.in_dialog(dialog, action.expires)
         except (SipParseError, ValueError) as exc:
-            self._local_failure(usage, action.txn, f"cannot route in-dialog SUBSCRIBE: {exc}")
+            self._cannot_send(usage, action.txn, f"cannot build in-dialog SUBSCRIBE: {exc}")
             return
         kind = "unsubscribe" if action.expires == 0 else "refresh"
-        self._m_sent[kind].value += 1
+        self.obs.request_sent(kind)
         self._start(usage, req, dest, action.txn, kind)
 
     def _start(
         self,
-        usage: _Usage,
+        usage: Usage,
         req: Request,
-        dest: Address,
+        dest: Destination,
         txn_no: int,
         kind: str,
         *,
         key: tuple[str, str] | None = None,
     ) -> None:
-        now = self.clock()
         pending = _Pending(usage, txn_no, dest, kind)
-        txn, events = self.table.start_client(req, now, context=pending, key=key)
-        self._m_armed["transaction"].value += 1
+        txn, events = self.table.start_client(req, self.clock(), context=pending, key=key)
+        self.obs.timer_armed(TRANSACTION_TIMER)
+        datagrams: list[Datagram] = self._out.datagrams
         for event in events:
             if isinstance(event, Send):
-                self._transmit(event.data, dest, txn, now)
+                datagrams.append((event.data, dest, txn))
 
-    def _transmit(
-        self, data: bytes, dest: Address, txn: ClientTransaction | None, now: float
-    ) -> None:
-        try:
-            self._send(data, dest)
-        except OSError as exc:
-            self._count(self._m_errors, "transport")
-            log.warning("send to %s:%d failed: %s", dest[0], dest[1], exc)
-            if txn is not None:
-                for event in self.table.transport_error(txn, now):
-                    self._client_event(txn, event, now)
-
-    def _local_failure(self, usage: _Usage, txn_no: int, detail: str) -> None:
-        """A request that could not even be built counts as sent and timed out."""
-        self._count(self._m_errors, "transport")
+    def _cannot_send(self, usage: Usage, txn_no: int, detail: str) -> None:
+        """A request that could not be built fails like one that could not be
+        sent; the machine hears of it after the current event, not inside it."""
+        self.obs.error("transport")
         log.warning("subscription %d: %s", usage.sub_id, detail)
-        sub = usage
-        self._run(usage, sub.state, sub.on_timeout(self.clock(), txn_no))
+        now = self.clock()
+        text = valid_text(detail)
+        self._later.append((usage, lambda u: u.on_transport_error(now, txn_no, text)))
 
-    def _forget_dialog(self, usage: _Usage) -> None:
-        d = usage.dialog
-        if d is not None:
-            if self._by_dialog.get(d.call_id) is usage:
-                del self._by_dialog[d.call_id]
-            usage.dialog = None
-
-    def _drop(self, usage: _Usage) -> None:
-        sub = usage
-        self._forget_dialog(usage)
-        self._held.pop(sub.sub_id, None)
-        if usage.armed_at is not None:
-            self.queue.cancel(sub)
+    def _drop(self, usage: Usage) -> None:
+        if usage.counted is not None:
+            self.obs.state_changed(usage.counted, None)
+            usage.counted = None
+        self.dialogs.forget(usage)
+        if self.hold is not None:
+            self.hold.discard(usage.sub_id)
+        if usage.armed_at is not None or usage.timer_seq:
+            self.queue.cancel(usage)
             usage.armed_at = None
-        if self.usages.get(sub.sub_id) is usage:
-            del self.usages[sub.sub_id]
-            if self._finished is not None:
-                self._finished(sub.sub_id)
-
-
-def _timer_kinds() -> tuple[str, ...]:
-    return ("start-delay", "refresh", "retry", "term-wait", "no-notify", "transaction")
+        if self.usages.get(usage.sub_id) is usage:
+            del self.usages[usage.sub_id]
+            self._out.finished.append(usage.sub_id)

@@ -27,6 +27,7 @@ from ..ipc.messages import encode
 from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
+from .output import Output
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class FanOut:
     """The dedup table and the outboxes of one shard.
 
     ``start`` and ``stop`` are the engine's subscribe and unsubscribe; the engine's
-    ``deliver`` and ``finished`` callbacks come back here. ``ended`` is told of
+    output (messages, finished dialogs) comes back through :meth:`consume`. ``ended`` is told of
     client subscriptions that ended without the client's unsubscribe (refused,
     ended for good by the notifier, killed by an operator), so the supervisor can
     forget them.
@@ -174,8 +175,6 @@ class FanOut:
         #: The supervisor's seq of each interest's Sub, echoed when it ends on its own.
         self._seqs: dict[Interest, int] = {}
         self._next_did = 1
-        #: perf_counter() when the datagram being handled arrived, for the latency histogram.
-        self.event_started: float | None = None
         self._ring_depth = metrics.qsa_ring_depth_bytes.labels("status")
         metrics.add_sampler(self.sample_rings)
 
@@ -284,7 +283,18 @@ class FanOut:
         self._gauges()
         return gone
 
-    # ------------------------------------------------------------------ engine callbacks
+    # ------------------------------------------------------------------ engine output
+
+    def consume(self, out: Output, arrived: float | None = None) -> None:
+        """One output of the engine: its messages, then its finished ids.
+        ``arrived`` is when the datagram behind it came in (perf_counter), so
+        the NOTIFY → ring latency can be measured."""
+        for msg in out.messages:
+            self.deliver(msg)
+        if arrived is not None and out.messages:
+            self.m.notify_to_client_seconds.observe(time.perf_counter() - arrived)
+        for did in out.finished:
+            self.finished(did)
 
     def deliver(self, msg: StatusMessage) -> None:
         entry = self.dialogs.get(msg.id)
@@ -293,8 +303,6 @@ class FanOut:
         entry.last = msg
         for client, sub_id in entry.interests:
             self._send(client, sub_id, msg)
-        if self.event_started is not None:
-            self.m.notify_to_client_seconds.observe(time.perf_counter() - self.event_started)
 
     def finished(self, did: int) -> None:
         """The engine forgot the dialog: clients still attached get nothing more from it."""

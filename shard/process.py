@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from typing import Any
 
 import uvloop
@@ -51,6 +50,7 @@ from ..ipc.ring import Ring, RingError
 from ..metrics.block import MetricsBlock
 from ..metrics.shard import ShardMetrics
 from .engine import Engine, LocalEndpoint
+from .engine_metrics import MetricsObserver
 from .fanout import FanOut
 from .gc_policy import GcPolicy
 from .transport import EngineDriver, bind_udp
@@ -119,7 +119,7 @@ class ShardProcess:
             return
         self.m = ShardMetrics(self.block)
         self._stop_flush = self.m.start_flushing(self.loop)
-        driver = EngineDriver(self.loop)
+        driver = EngineDriver(self.loop, family=sock.family)
         await self.loop.create_datagram_endpoint(lambda: driver, sock=sock)
         host = cfg.sip.advertise or cfg.sip.listen
         fanout = FanOut(self.m, self._start_sub, self._stop_sub, self._ended)
@@ -128,15 +128,12 @@ class ShardProcess:
             cfg.sip,
             LocalEndpoint(host, port),
             clock=driver.clock,
-            send=driver.send,
-            deliver=fanout.deliver,
-            metrics=self.m,
-            finished=fanout.finished,
+            observer=MetricsObserver(self.m),
             subscribe_rate=cfg.sip.subscribe_rate / cfg.server.shard_count(),
         )
         driver.engine = engine
+        driver.consumer = fanout.consume
         self.driver, self.engine, self.fanout = driver, engine, fanout
-        self._wrap_datagrams(driver, fanout)
         self.channel.send(Ready(self.index, os.getpid(), port))
         self.loop.create_task(self._gc_ticks(engine))
         log.info("shard %d: SIP on %s:%d (advertised %s)", self.index, cfg.sip.listen, port, host)
@@ -148,31 +145,17 @@ class ShardProcess:
             if policy.tick(len(engine)):
                 log.debug("shard %d: froze the heap at %d subscriptions", self.index, len(engine))
 
-    @staticmethod
-    def _wrap_datagrams(driver: EngineDriver, fanout: FanOut) -> None:
-        """Stamp each datagram's arrival, so statuses can measure NOTIFY → ring latency."""
-        inner = driver.datagram_received
-
-        def received(data: bytes, addr: Any) -> None:
-            fanout.event_started = time.perf_counter()
-            try:
-                inner(data, addr)
-            finally:
-                fanout.event_started = None
-
-        driver.datagram_received = received  # type: ignore[method-assign]
-
     # ------------------------------------------------------------------ engine glue
 
     def _start_sub(self, did: int, record: str, subscriber: str, package: str) -> None:
         assert self.engine is not None and self.driver is not None
         self.engine.subscribe(did, record, subscriber, package)
-        self.driver.rearm()
+        self.driver.flush()
 
     def _stop_sub(self, did: int) -> None:
         assert self.engine is not None and self.driver is not None
         self.engine.unsubscribe(did)
-        self.driver.rearm()
+        self.driver.flush()
 
     def _ended(self, items: list[tuple[int, int, int]]) -> None:
         """Client subscriptions over without an unsubscribe: the registry must forget them."""
@@ -300,11 +283,11 @@ class ShardProcess:
                 return Answer(q.qid, True, data)
             if q.command == "kill":
                 gone = fanout.kill(did, "ended by the operator")
-                self.driver.rearm() if self.driver else None
+                self.driver.flush() if self.driver else None
                 return Answer(q.qid, True, {"clients": [list(i) for i in gone]})
             if q.command == "refresh":
                 ok = engine.refresh(did)
-                self.driver.rearm() if self.driver else None
+                self.driver.flush() if self.driver else None
                 return Answer(q.qid, ok, error="" if ok else "not refreshable now")
             return Answer(q.qid, False, error=f"unknown command {q.command!r}")
         except (ValueError, KeyError) as exc:
@@ -322,7 +305,7 @@ class ShardProcess:
         engine, driver = self.engine, self.driver
         if engine is not None and driver is not None:
             engine.shutdown()
-            driver.rearm()
+            driver.flush()
             deadline = self.loop.time() + grace
             while not engine.idle and self.loop.time() < deadline:
                 await asyncio.sleep(0.05)

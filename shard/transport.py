@@ -1,26 +1,40 @@
 """The thin asyncio layer under an :class:`Engine`: one UDP socket and one timer.
 
-Everything with a decision in it lives in the engine; this file only moves
-datagrams in and out and wakes the engine at its next deadline. One
-``call_at`` handle serves every transaction and subscription timer of the
-shard: it is re-armed only when the engine's earliest deadline moves earlier.
+Everything with a decision in it lives in the engine; this file feeds it
+inputs, carries out what :meth:`Engine.take` returns and keeps the one
+``call_at`` handle at the engine's next deadline (moved only when it comes
+earlier). A destination the socket cannot reach (a host name, since there is
+no resolver yet; an address of the other family) and any error of ``sendto``
+go back to the engine as ``send_failed``: a transport failure of that request,
+never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from .engine import Address, Engine
+from .destination import Destination, Transport
+from .engine import Engine
+from .output import Output
 
 log = logging.getLogger(__name__)
 
 # Larger socket buffers absorb NOTIFY bursts (a restart storm answers thousands
 # of SUBSCRIBEs within a second); the kernel caps them at net.core.*mem_max.
 SOCKET_BUFFER_BYTES = 4 << 20
+# Rounds of send failures fed back in one flush; each round's failures only
+# arm retry timers, so a second round is rare and a third a bug.
+_MAX_ROUNDS = 8
+
+#: Receives each non-empty output (messages, finished ids) and the
+#: ``perf_counter`` time the datagram that caused it arrived (None otherwise).
+Consumer = Callable[[Output, float | None], None]
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -38,26 +52,39 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
-class EngineDriver(asyncio.DatagramProtocol):
-    """Feeds datagrams and timer expiries to the engine and carries out its sends."""
+def unusable(dest: Destination, family: int) -> str:
+    """Why a UDP socket of ``family`` cannot send to ``dest`` ("" when it can)."""
+    if dest.transport is not Transport.UDP:
+        return f"no {dest.transport.value.upper()} transport"
+    try:
+        addr = ipaddress.ip_address(dest.host.strip("[]"))
+    except ValueError:
+        return f"{dest.host!r} is a name and there is no resolver"
+    if (addr.version == 6) != (family == socket.AF_INET6):
+        ours = 6 if family == socket.AF_INET6 else 4
+        return f"{dest.host} is not reachable from an IPv{ours} socket"
+    if dest.port is None:
+        return f"no port for {dest.host}"
+    return ""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+
+class EngineDriver(asyncio.DatagramProtocol):
+    """Feeds datagrams and timer expiries to the engine and carries out its output."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, family: int = socket.AF_INET
+    ) -> None:
         self.loop = loop
+        self.family = family
         self.engine: Engine | None = None
+        self.consumer: Consumer | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
-        self.after_event: Callable[[], None] | None = None
-
-    # The engine's injected callables ----------------------------------------
 
     def clock(self) -> float:
+        """The engine's clock: the loop's."""
         return self.loop.time()
-
-    def send(self, data: bytes, addr: Address) -> None:
-        if self.transport is None:
-            raise OSError("SIP socket is closed")
-        self.transport.sendto(data, addr)
 
     # asyncio protocol --------------------------------------------------------
 
@@ -65,16 +92,19 @@ class EngineDriver(asyncio.DatagramProtocol):
         # No isinstance check: uvloop's UDPTransport does not derive from
         # asyncio.DatagramTransport, though it has the same sendto/close.
         self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.family = sock.family
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         engine = self.engine
         if engine is None:
             return
+        arrived = time.perf_counter()
         try:
             engine.datagram_received(data, (addr[0], addr[1]))
-        except Exception:
-            log.exception("engine failed on a datagram from %s", addr)
-        self.rearm()
+        finally:
+            self.flush(arrived)  # the engine guards its inputs; the timer must survive anyway
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends on a connectionless socket: the
@@ -85,16 +115,47 @@ class EngineDriver(asyncio.DatagramProtocol):
         self.transport = None
         self.cancel()
 
-    # timer -------------------------------------------------------------------
+    # output ------------------------------------------------------------------
 
-    def rearm(self) -> None:
-        """Point the one loop timer at the engine's earliest deadline."""
+    def flush(self, arrived: float | None = None) -> None:
+        """Carry out the engine's output, feed send failures back, re-arm the timer.
+        Call it after every input given to the engine."""
         engine = self.engine
         if engine is None:
             return
-        deadline = engine.next_deadline()
-        if self.after_event is not None:
-            self.after_event()
+        for _ in range(_MAX_ROUNDS):
+            out = engine.take()
+            failed = False
+            for data, dest, ref in out.datagrams:
+                problem = self._send(data, dest)
+                if problem:
+                    engine.send_failed(ref, f"send to {dest.host}:{dest.port}: {problem}")
+                    failed = True
+            if self.consumer is not None and (out.messages or out.finished):
+                self.consumer(out, arrived)
+            if not failed:
+                self._rearm(out.deadline)
+                return
+        self._rearm(engine.next_deadline())
+
+    def _send(self, data: bytes, dest: Destination) -> str:
+        """Send one datagram; the reason it could not be sent, or ""."""
+        transport = self.transport
+        if transport is None:
+            return "SIP socket is closed"
+        problem = unusable(dest, self.family)
+        if problem:
+            return problem
+        try:
+            transport.sendto(data, (dest.host.strip("[]"), dest.port))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    # timer -------------------------------------------------------------------
+
+    def _rearm(self, deadline: float | None) -> None:
+        """Point the one loop timer at the engine's earliest deadline."""
         if deadline is None:
             self.cancel()
             return
@@ -118,15 +179,5 @@ class EngineDriver(asyncio.DatagramProtocol):
             return
         try:
             engine.on_timer()
-        except Exception:
-            log.exception("engine failed in a timer")
-        self.rearm()
-
-
-async def open_driver(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket
-) -> tuple[EngineDriver, asyncio.DatagramTransport]:
-    """Wrap a bound socket; attach the engine to ``driver.engine`` afterwards."""
-    driver = EngineDriver(loop)
-    transport, _ = await loop.create_datagram_endpoint(lambda: driver, sock=sock)
-    return driver, transport
+        finally:
+            self.flush()

@@ -15,6 +15,7 @@ from .headers import parse_cseq, parse_name_addr, parse_tag, parse_uri
 from .message import Message, Request, Response, SipParseError, split_list
 
 __all__ = [
+    "CSeqOutOfOrder",
     "Dialog",
     "build_initial_request",
     "build_initial_with_dialog",
@@ -61,6 +62,19 @@ def _same_target(value: str, target: str) -> bool:
         and target == target.strip()
         and bool(target)
     )
+
+
+class CSeqOutOfOrder(Exception):  # noqa: N818 (a condition, not a bug)
+    """An in-dialog request with a CSeq below the last one: answer 500."""
+
+    def __init__(self, number: int, last: int) -> None:
+        super().__init__(f"CSeq {number} is below the last one, {last}")
+
+
+def _check_routable(routes: Sequence[str], target: str) -> None:
+    """Raise SipParseError unless every route and the target name a next hop."""
+    for uri in (*routes, target):
+        resolve_uri(uri)
 
 
 def _strip_uri_headers(uri: str) -> str:
@@ -303,27 +317,47 @@ class Dialog:
         """(Call-ID, local tag, remote tag), as RFC 3261 §12 identifies a dialog."""
         return self.call_id, self.local_tag, self.remote_tag
 
-    def _set_route_set(self, record_route: list[str], *, reverse: bool) -> None:
+    def _new_route_set(self, record_route: list[str], *, reverse: bool) -> tuple[str, ...]:
         if record_route:
             routes = parse_route_set(record_route)
-            self.route_set = routes[::-1] if reverse else routes
-        elif not self.keep_preset_route:
-            self._routes = ()
+            return tuple(routes[::-1] if reverse else routes)
+        return self._routes if self.keep_preset_route else ()
 
-    def _refresh_target(self, msg: Message) -> None:
+    def _new_target(self, msg: Message) -> str:
         value = msg.get("Contact")
         if value is not None and _same_target(value, self.remote_target):
-            return  # most refreshes repeat the Contact: nothing to parse
+            return self.remote_target  # most refreshes repeat the Contact: nothing to parse
         target = _contact_uri(msg)
-        if target is not None:
-            # Many dialogs share a notifier's Contact; interned, they share one string
-            # (interned strings are freed with their last user, so this cannot leak).
-            self.remote_target = sys.intern(target)
+        if target is None:
+            return self.remote_target
+        # Many dialogs share a notifier's Contact; interned, they share one string
+        # (interned strings are freed with their last user, so this cannot leak).
+        return sys.intern(target)
+
+    def _refresh_target(self, msg: Message) -> None:
+        target = self._new_target(msg)
+        if target is not self.remote_target:
+            _check_routable((), target)
+            self.remote_target = target
+
+    def _establish(self, msg: Message, tag: str, *, reverse: bool) -> None:
+        """Take the remote tag, route set and target, all or nothing: a route or
+        target that could not carry a request refuses the dialog here rather than
+        failing every later request."""
+        routes = self._new_route_set(msg.get_all("Record-Route"), reverse=reverse)
+        target = self._new_target(msg)
+        _check_routable(routes, target)
+        self.remote_tag = tag
+        self._routes = routes
+        self.remote_target = target
+        self.confirmed = True
 
     def confirm(self, response: Response) -> bool:
         """Apply a 2xx to the SUBSCRIBE. The first one (or a NOTIFY before it)
         establishes the dialog; later ones only refresh the target. Returns False for
-        a 2xx from another fork (different To tag), which is ignored."""
+        a 2xx from another fork (different To tag), which is ignored. A 2xx without
+        a To tag, or whose Record-Route or Contact is unusable, raises SipParseError
+        and leaves the dialog as it was."""
         if not 200 <= response.status < 300:
             raise ValueError("only a 2xx confirms a dialog")
         tag = _tag(response, "To")
@@ -334,10 +368,7 @@ class Dialog:
                 return False
             self._refresh_target(response)
             return True
-        self.remote_tag = tag
-        self._set_route_set(response.get_all("Record-Route"), reverse=True)
-        self._refresh_target(response)
-        self.confirmed = True
+        self._establish(response, tag, reverse=True)
         return True
 
     def confirm_from_notify(self, notify: Request) -> None:
@@ -350,11 +381,9 @@ class Dialog:
         cseq = notify.get("CSeq")
         if cseq is None:
             raise SipParseError("missing-header", "no CSeq header")
-        self.remote_tag = tag
-        self.remote_cseq = parse_cseq(cseq).number
-        self._set_route_set(notify.get_all("Record-Route"), reverse=False)
-        self._refresh_target(notify)
-        self.confirmed = True
+        number = parse_cseq(cseq).number
+        self._establish(notify, tag, reverse=False)
+        self.remote_cseq = number
 
     def matches(self, request: Request) -> bool:
         """Does this in-dialog request (NOTIFY) belong here? Before confirmation the
@@ -369,16 +398,20 @@ class Dialog:
             return False
 
     def update_from_request(self, request: Request) -> bool:
-        """Target refresh by an in-dialog request. Returns False for an out-of-order
-        or repeated CSeq: the dialog is left alone, but the request is still valid."""
+        """Target refresh by an in-dialog request. Returns False for a repeated
+        CSeq (the dialog is left alone, the request is still valid); raises
+        :class:`CSeqOutOfOrder` for a lower one, which RFC 3261 §12.2.2 rejects."""
         value = request.get("CSeq")
         if value is None:
             raise SipParseError("missing-header", "no CSeq header")
         number = parse_cseq(value).number
-        if self.remote_cseq is not None and number <= self.remote_cseq:
+        last = self.remote_cseq
+        if last is not None and number <= last:
+            if number < last:
+                raise CSeqOutOfOrder(number, last)
             return False
-        self.remote_cseq = number
         self._refresh_target(request)
+        self.remote_cseq = number
         return True
 
     def update_from_response(self, response: Response) -> None:

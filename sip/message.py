@@ -38,6 +38,9 @@ class SipParseError(ValueError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+        #: A request or response whose body fell short of its Content-Length:
+        #: its headers parsed, so a request can still get its 400.
+        self.partial: Request | Response | None = None
 
 
 #: RFC 3261 §7.3.3 and later RFCs' compact forms.
@@ -428,7 +431,9 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
     else:
         end = body_start + length
         if end > n:
-            raise SipParseError("truncated", f"body shorter than Content-Length {length}")
+            exc = SipParseError("truncated", f"body shorter than Content-Length {length}")
+            exc.partial = msg
+            raise exc
         msg.body = data[body_start:end]
     return msg
 

@@ -2,22 +2,22 @@
 
 Transactions never touch a socket or a clock: the caller passes `now` and gets back
 a list of events to act on (send these bytes, hand this message to the TU, the
-transaction timed out or ended). The table keeps every live transaction and one heap
-of deadlines with lazy deletion, so the I/O layer needs a single timer for all of them.
+transaction timed out or ended). The table keeps every live transaction; their
+deadlines go into a :class:`TimerQueue` that the engine shares with its subscription
+timers, so one heap and one I/O timer serve the whole shard.
 """
 
 from __future__ import annotations
 
 import enum
-import heapq
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .headers import parse_cseq, parse_name_addr, parse_via
+from .headers import parse_cseq, parse_name_addr, parse_tag, parse_via
 from .ids import BRANCH_COOKIE
 from .message import Request, Response, SipParseError, canonical_name, split_list
+from .timers import TimerQueue
 
 __all__ = [
     "ClientTransaction",
@@ -181,7 +181,6 @@ class ClientTransaction:
 
     __slots__ = (
         "_e",
-        "_entry",
         "_entry_at",
         "_f",
         "_interval",
@@ -193,6 +192,7 @@ class ClientTransaction:
         "reliable",
         "request",
         "state",
+        "timer_seq",
         "timers",
     )
 
@@ -219,8 +219,8 @@ class ClientTransaction:
         self._e: float | None = None
         self._f: float | None = None
         self._k: float | None = None
-        #: Sequence number and deadline of this transaction's live heap entry.
-        self._entry = -1
+        #: Sequence number (0: none) and deadline of its live entry in the timer queue.
+        self.timer_seq = 0
         self._entry_at = 0.0
 
     def start(self, now: float) -> list[Event]:
@@ -311,7 +311,6 @@ class ServerTransaction:
     """
 
     __slots__ = (
-        "_entry",
         "_entry_at",
         "_j",
         "context",
@@ -321,6 +320,7 @@ class ServerTransaction:
         "response",
         "response_data",
         "state",
+        "timer_seq",
         "timers",
     )
 
@@ -342,8 +342,8 @@ class ServerTransaction:
         self.response: Response | None = None
         self.response_data: bytes | None = None
         self._j: float | None = None
-        #: Sequence number and deadline of this transaction's live heap entry.
-        self._entry = -1
+        #: Sequence number (0: none) and deadline of its live entry in the timer queue.
+        self.timer_seq = 0
         self._entry_at = 0.0
 
     def receive(self, request: Request, now: float) -> list[Event]:
@@ -409,25 +409,30 @@ _SHRINK_MIN = 1024  # smaller dicts are left alone
 class TransactionTable:
     """Every live transaction of one transport, and their deadlines.
 
-    Lookups are dict hits; deadlines live in one heap whose entries go stale instead
-    of being removed (each transaction remembers which entry is current). The heap
-    is rebuilt when stale entries outnumber live ones, so memory stays O(live).
+    Lookups are dict hits; deadlines live in a :class:`TimerQueue` (one heap with
+    lazy deletion, each transaction remembers which entry is current), its own or
+    one shared with the caller's other timers.
     A dict does not shrink when emptied, so one that falls to a quarter of its
     peak (after a burst) is copied into a smaller one. Completed transactions keep
     no parsed messages: a server transaction keeps its response bytes for Timer J,
     a client one nothing but its key for Timer K.
     """
 
-    def __init__(self, timers: TimerSettings = DEFAULT_TIMERS, *, reliable: bool = False):
+    def __init__(
+        self,
+        timers: TimerSettings = DEFAULT_TIMERS,
+        *,
+        reliable: bool = False,
+        queue: TimerQueue[Any] | None = None,
+    ):
         self.timers = timers
         self.reliable = reliable
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[str | int, ...], ServerTransaction] = {}
         self._clients_peak = 0
         self._servers_peak = 0
-        self._heap: list[tuple[float, int, Transaction]] = []
-        self._seq = itertools.count()
-        self._scheduled = 0
+        # Shared with the engine's subscription timers when it passes its own.
+        self.queue: TimerQueue[Any] = TimerQueue() if queue is None else queue
 
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers)
@@ -435,10 +440,6 @@ class TransactionTable:
     @property
     def client_count(self) -> int:
         return len(self._clients)
-
-    @property
-    def server_count(self) -> int:
-        return len(self._servers)
 
     def clients(self) -> Iterable[ClientTransaction]:
         return self._clients.values()
@@ -521,32 +522,28 @@ class TransactionTable:
 
     def next_deadline(self) -> float | None:
         """When on_timer should next be called, or None if no timer is armed."""
-        heap = self._heap
-        while heap and heap[0][1] != heap[0][2]._entry:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self.queue.next_deadline()
 
     def on_timer(self, now: float) -> list[tuple[Transaction, Event]]:
-        """Fire every timer due at `now`; events come paired with their transaction."""
+        """Fire every timer due at `now`; events come paired with their transaction.
+
+        Only for a table with a queue of its own: with a shared queue, its owner
+        pops the due entries and hands each transaction to :meth:`fire`."""
         out: list[tuple[Transaction, Event]] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, seq, txn = heapq.heappop(heap)
-            if seq != txn._entry:
-                continue
-            txn._entry = -1
-            self._scheduled -= 1
-            events = txn.on_timer(now)
-            self._after(txn)
-            out.extend((txn, ev) for ev in events)
+        for txn in self.queue.pop_due(now):
+            out.extend(self.fire(txn, now))
         return out
+
+    def fire(self, txn: Transaction, now: float) -> list[tuple[Transaction, Event]]:
+        """Run one transaction's due timer (its queue entry was just popped)."""
+        events = txn.on_timer(now)
+        self._after(txn)
+        return [(txn, ev) for ev in events]
 
     def _after(self, txn: Transaction) -> None:
         """Drop a terminated transaction, or re-arm its current deadline."""
         if txn.state is TransactionState.TERMINATED:
-            if txn._entry >= 0:
-                txn._entry = -1
-                self._scheduled -= 1
+            self.queue.cancel(txn)
             if isinstance(txn, ClientTransaction):
                 clients = self._clients
                 if clients.get(txn.key) is txn:
@@ -563,24 +560,13 @@ class TransactionTable:
                         self._servers_peak = len(servers)
             return
         deadline = txn.next_deadline()
-        if txn._entry >= 0:
-            # The current entry stays valid if the deadline did not move.
-            if txn._entry_at == deadline:
-                return
-            txn._entry = -1
-            self._scheduled -= 1
-        if deadline is not None:
-            seq = next(self._seq)
-            txn._entry = seq
-            txn._entry_at = deadline
-            self._scheduled += 1
-            heapq.heappush(self._heap, (deadline, seq, txn))
-            if len(self._heap) > 1024 and len(self._heap) > 2 * self._scheduled:
-                self._compact()
-
-    def _compact(self) -> None:
-        self._heap = [e for e in self._heap if e[1] == e[2]._entry]
-        heapq.heapify(self._heap)
+        if txn.timer_seq != 0 and txn._entry_at == deadline:
+            return  # the current entry stays valid: the deadline did not move
+        if deadline is None:
+            self.queue.cancel(txn)
+            return
+        self.queue.schedule(txn, deadline)
+        txn._entry_at = deadline
 
 
 # --- responses ----------------------------------------------------------------------
@@ -661,15 +647,28 @@ def response_bytes(
     reason: str | None = None,
     *,
     headers: Iterable[tuple[str, str]] = (),
+    to_tag: str | None = None,
+    source: tuple[str, int] | None = None,
 ) -> bytes:
     """``make_response(request, status, reason, headers=headers).to_bytes()`` without
-    building the Response: the header lines are copied as they are. No To tag is
-    added, so this is for answers inside an existing dialog (a NOTIFY's 200) and for
-    errors, where RFC 3261 §8.2.6.2 lets the To stand as received."""
+    building the Response: the header lines are copied as they are.
+
+    ``to_tag`` is added to a To without a tag (a final response to an
+    out-of-dialog request, RFC 3261 §8.2.6.2); inside a dialog the To already
+    has ours. ``source`` is the request's (address, port): the top Via gets
+    ``received`` and a bare ``rport`` its value (RFC 3261 §18.2.1, RFC 3581 §4)."""
     lines = [f"SIP/2.0 {status} {reason if reason is not None else reason_phrase(status)}"]
+    top_via = source is not None
     for name, value in request.headers:
         if name in _COPIED or (name == "Timestamp" and status == 100):
-            lines.append(f"{name}: {value}")
+            if top_via and name == "Via":
+                assert source is not None
+                lines.append(f"Via: {via_received(value, source)}")
+                top_via = False
+            elif to_tag is not None and name == "To" and _untagged(value):
+                lines.append(f"To: {value};tag={to_tag}")
+            else:
+                lines.append(f"{name}: {value}")
     for name, value in headers:
         canon = canonical_name(name)
         if canon == "Content-Length":
@@ -679,3 +678,43 @@ def response_bytes(
         lines.append(f"{canon}: {value}")
     lines.append("Content-Length: 0\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _untagged(to: str) -> bool:
+    """A To without a tag; one that does not parse is left as it came."""
+    try:
+        return parse_tag(to) is None
+    except SipParseError:
+        return False
+
+
+def via_received(value: str, source: tuple[str, int]) -> str:
+    """The top Via of a request from ``source`` as its response carries it:
+    ``received`` when the sent-by host is not the source address, or when the
+    client asked for ``rport`` (whose empty value is then filled in). The usual
+    Via (sent-by = source, no rport) is returned as it is, without a parse."""
+    host, port = source
+    if "rport" not in value:
+        at = value.find(" ")
+        if at > 0 and value.startswith(host, at + 1):
+            end = value[at + 1 + len(host) : at + 2 + len(host)]
+            if end in ("", ":", ";", " "):
+                return value  # first entry's sent-by is the source host
+    first, comma, rest = value.partition(",")
+    head, _, params_text = first.partition(";")
+    params = [p for p in params_text.split(";") if p.strip()] if params_text else []
+    out: list[str] = []
+    add_received = parse_via(first).host.strip("[]") != host
+    for p in params:
+        key = p.strip().partition("=")[0].strip().lower()
+        if key == "received":
+            continue  # replaced below
+        if key == "rport" and "=" not in p:
+            out.append(f"rport={port}")
+            add_received = True
+            continue
+        out.append(p.strip())
+    if add_received:
+        out.append(f"received={host}")
+    amended = head.rstrip() + "".join(f";{p}" for p in out)
+    return amended + comma + rest if comma else amended

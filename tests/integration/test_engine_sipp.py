@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import uvloop
-from presence_b2b.metrics.block import MetricsBlock
-from presence_b2b.metrics.shard import ShardMetrics
 from presence_b2b.presence.status import (
     Failure,
     FailureKind,
@@ -25,8 +24,10 @@ from presence_b2b.presence.status import (
     StatusMessage,
     SubscriptionState,
 )
-from presence_b2b.shard.engine import Address, Engine, LocalEndpoint
-from presence_b2b.shard.transport import EngineDriver, bind_udp, open_driver
+from presence_b2b.shard.destination import Destination
+from presence_b2b.shard.engine import Engine, LocalEndpoint
+from presence_b2b.shard.output import Output
+from presence_b2b.shard.transport import EngineDriver, bind_udp
 
 from presence_b2b.config import B2BParams, SipSettings
 from tests.peers.fixtures import SippUasFactory
@@ -55,6 +56,18 @@ FAST_PARAMS = B2BParams(
 T = TypeVar("T")
 
 
+class RecordingDriver(EngineDriver):
+    """The service's driver, keeping a copy of every datagram it sends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.sent: list[tuple[bytes, Destination]] = []
+
+    def _send(self, data: bytes, dest: Destination) -> str:
+        self.sent.append((data, dest))
+        return super()._send(data, dest)
+
+
 class LiveEngine:
     """One engine with its UDP driver on a private uvloop loop, run only while waiting.
 
@@ -66,36 +79,31 @@ class LiveEngine:
         self.loop = uvloop.new_event_loop()
         sock = bind_udp(LOOPBACK, 0)  # the kernel picks a free port, no race
         self.port: int = sock.getsockname()[1]
-        self.driver: EngineDriver
-        self.driver, self.transport = self.loop.run_until_complete(open_driver(self.loop, sock))
+        self.driver = RecordingDriver(self.loop)
+        self.transport, _ = self.loop.run_until_complete(
+            self.loop.create_datagram_endpoint(lambda: self.driver, sock=sock)
+        )
         self.delivered: list[StatusMessage] = []
         self.finished: list[int] = []
-        self.sent: list[tuple[bytes, Address]] = []
-        self.engine = Engine(
-            params,
-            sip,
-            LocalEndpoint(LOOPBACK, self.port),
-            clock=self.driver.clock,
-            send=self._send,
-            deliver=self.delivered.append,
-            metrics=ShardMetrics(MetricsBlock.create("0")),
-            finished=self.finished.append,
-        )
+        self.sent = self.driver.sent
+        local = LocalEndpoint(LOOPBACK, self.port)
+        self.engine = Engine(params, sip, local, clock=self.driver.clock)
         self.driver.engine = self.engine
+        self.driver.consumer = self._consume
 
-    def _send(self, data: bytes, addr: Address) -> None:
-        self.sent.append((data, addr))
-        self.driver.send(data, addr)
+    def _consume(self, out: Output, arrived: float | None) -> None:
+        self.delivered.extend(out.messages)
+        self.finished.extend(out.finished)
 
-    # -- consumer API, each followed by a re-arm as the driver's contract asks --
+    # -- consumer API, each followed by a flush as the driver's contract asks --
 
     def subscribe(self, record: str, sub_id: int = 1, subscriber: str = SUBSCRIBER) -> None:
         self.engine.subscribe(sub_id, record, subscriber)
-        self.driver.rearm()
+        self.driver.flush()
 
     def unsubscribe(self, sub_id: int = 1) -> None:
         assert self.engine.unsubscribe(sub_id)
-        self.driver.rearm()
+        self.driver.flush()
 
     # -- waiting ---------------------------------------------------------------
 
@@ -469,3 +477,25 @@ def test_unsubscribe_without_a_terminating_notify_ends_after_wait_for_term_notif
     assert isinstance(last, Status)
     assert (last.state, last.reason) == (SubscriptionState.TERMINATED, "unsubscribed")
     assert len(eng.delivered) == 2
+
+
+# ------------------------------------------------------------------ RFC rules on the wire
+
+RULES_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "uas_notify_rules.xml"
+
+
+def test_lower_cseq_foreign_event_id_and_options_get_the_rfc_answers(
+    live: Callable[..., LiveEngine], sipp_uas: SippUasFactory
+) -> None:
+    uas = sipp_uas(str(RULES_SCENARIO), expires=60, note="online")
+    eng = live()
+    eng.subscribe(record_at(uas))
+    [first] = eng.wait_delivered(1, timeout=8)
+    assert summary(first) == ("active", "", "open")
+    # SIPp checks the 500, the 481 and the OPTIONS 200's headers itself.
+    assert eng.run_until(lambda: uas.count_received(200, cseq_method="OPTIONS") == 1, 8)
+    assert len(eng.delivered) == 1  # neither rejected NOTIFY became a status
+    eng.unsubscribe()
+    assert eng.wait_peer(uas) == SippExit.ALL_CALLS_OK
+    assert uas.count_received(500, cseq_method="NOTIFY") == 1
+    assert uas.count_received(481, cseq_method="NOTIFY") == 1

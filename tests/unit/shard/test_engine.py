@@ -2,117 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-from presence_b2b.metrics.block import MetricsBlock
-from presence_b2b.metrics.shard import ShardMetrics
+from engine_harness import PIDF_OPEN, RECORD, SERVER, SUBSCRIBER, Harness, at, probe
 from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
-from presence_b2b.shard.engine import Engine, LocalEndpoint
+from presence_b2b.shard.subscription import State
 from presence_b2b.sip.headers import parse_name_addr
-from presence_b2b.sip.message import Request, Response, parse_message
-
-from presence_b2b.config import B2BParams, SipSettings
-
-SERVER = ("127.0.0.1", 5090)
-RECORD = "sip:alice@127.0.0.1:5090"
-SUBSCRIBER = "sip:bob@example.com"
-PIDF_OPEN = (
-    b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@x">'
-    b'<tuple id="t1"><status><basic>open</basic></status></tuple><note>here</note></presence>'
-)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Harness:
-    """An engine wired to lists, plus a presence server's side of the exchange."""
-
-    def __init__(self, **params: object) -> None:
-        self.clock = Clock()
-        self.sent: list[tuple[Request | Response, tuple[str, int]]] = []
-        self.delivered: list[Status | Failure] = []
-        self.engine = Engine(
-            dataclasses.replace(B2BParams(), **params),  # type: ignore[arg-type]
-            SipSettings(),
-            LocalEndpoint("127.0.0.1", 5070),
-            clock=self.clock,
-            send=lambda data, addr: self.sent.append((parse_message(data), addr)),
-            deliver=self.delivered.append,
-            metrics=ShardMetrics(MetricsBlock.create("0")),
-        )
-        self.notify_cseq = 1
-
-    def advance(self, seconds: float) -> None:
-        target = self.clock.now + seconds
-        while True:
-            deadline = self.engine.next_deadline()
-            if deadline is None or deadline > target:
-                break
-            self.clock.now = max(self.clock.now, deadline)
-            self.engine.on_timer()
-        self.clock.now = target
-
-    def requests(self, method: str = "SUBSCRIBE") -> list[Request]:
-        return [m for m, _ in self.sent if isinstance(m, Request) and m.method == method]
-
-    def responses(self) -> list[Response]:
-        return [m for m, _ in self.sent if isinstance(m, Response)]
-
-    def feed(self, msg: Request | Response, addr: tuple[str, int] = SERVER) -> None:
-        self.engine.datagram_received(msg.to_bytes(), addr)
-
-    def answer(self, req: Request, code: int, *headers: tuple[str, str]) -> Response:
-        resp = Response(code, "OK" if code < 300 else "Error")
-        for name in ("Via", "From", "Call-ID", "CSeq"):
-            resp.add(name, req.get(name) or "")
-        to = req.get("To") or ""
-        resp.add("To", to if ";tag=" in to else f"{to};tag=srv1")
-        for name, value in headers:
-            resp.add(name, value)
-        self.feed(resp)
-        return resp
-
-    def notify(
-        self, sub: Request, state: str, body: bytes = b"", *, tag: str = "srv1", branch: str = ""
-    ) -> Request:
-        self.notify_cseq += 1
-        n = Request("NOTIFY", "sip:127.0.0.1:5070")
-        n.add("Via", f"SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK{branch or self.notify_cseq}x")
-        n.add("From", f"<{RECORD}>;tag={tag}")
-        n.add("To", sub.get("From") or "")
-        n.add("Call-ID", sub.get("Call-ID") or "")
-        n.add("CSeq", f"{self.notify_cseq} NOTIFY")
-        n.add("Event", "presence")
-        n.add("Subscription-State", state)
-        n.add("Contact", "<sip:127.0.0.1:5090>")
-        if body:
-            n.add("Content-Type", "application/pidf+xml")
-        n.body = body
-        self.feed(n)
-        return n
-
-    def established(self) -> Request:
-        """Subscribe, answer 200 Expires 600, NOTIFY active: the usual start."""
-        self.engine.subscribe(1, RECORD, SUBSCRIBER)
-        first = self.requests()[-1]
-        self.answer(first, 200, ("Expires", "600"), ("Contact", "<sip:127.0.0.1:5090>"))
-        self.notify(first, "active;expires=600", PIDF_OPEN)
-        return first
+from presence_b2b.sip.message import Request
 
 
 def test_initial_subscribe_carries_event_accept_expires_and_the_shard_contact() -> None:
     h = Harness()
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     [(req, dest)] = h.sent
     assert isinstance(req, Request)
-    assert (req.method, req.uri, dest) == ("SUBSCRIBE", RECORD, SERVER)
+    assert (req.method, req.uri, dest) == ("SUBSCRIBE", RECORD, at(*SERVER))
     assert req.get("Event") == "presence"
     assert req.get("Accept") == "application/pidf+xml"
     assert req.get("Expires") == "3600"
@@ -146,7 +49,7 @@ def test_retransmitted_notify_gets_the_same_answer_and_no_second_status() -> Non
 
 def test_notify_before_the_200_creates_the_dialog_and_is_delivered() -> None:
     h = Harness()
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     first = h.requests()[-1]
     h.notify(first, "pending")
     h.answer(first, 200, ("Expires", "600"))
@@ -157,7 +60,7 @@ def test_notify_before_the_200_creates_the_dialog_and_is_delivered() -> None:
 
 def test_notify_for_no_dialog_gets_481() -> None:
     h = Harness()
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     stranger = Request("SUBSCRIBE", RECORD)
     stranger.add("From", "<sip:x@y>;tag=nobody")
     stranger.add("Call-ID", "unknown@host")
@@ -188,7 +91,7 @@ def test_refresh_goes_in_dialog_to_the_contact_delta_before_the_granted_expiry()
 def test_unsubscribe_sends_expires_0_and_the_terminating_notify_ends_it() -> None:
     h = Harness()
     first = h.established()
-    h.engine.unsubscribe(1)
+    h.unsubscribe(1)
     unsub = h.requests()[-1]
     assert unsub.get("Expires") == "0"
     h.answer(unsub, 200, ("Expires", "0"))
@@ -201,7 +104,7 @@ def test_unsubscribe_sends_expires_0_and_the_terminating_notify_ends_it() -> Non
 def test_unsubscribe_without_terminating_notify_ends_after_wait_for_term_notify() -> None:
     h = Harness(wait_for_term_notify=30)
     h.established()
-    h.engine.unsubscribe(1)
+    h.unsubscribe(1)
     h.answer(h.requests()[-1], 200)
     h.advance(29)
     assert not h.engine.idle
@@ -212,7 +115,7 @@ def test_unsubscribe_without_terminating_notify_ends_after_wait_for_term_notify(
 
 def test_no_response_retransmits_then_reports_a_timeout_with_the_retry_delay() -> None:
     h = Harness()
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     h.advance(40)
     sent = h.requests()
     assert len(sent) > 5 and len({r.get("Via") for r in sent}) == 1  # retransmissions
@@ -223,7 +126,7 @@ def test_no_response_retransmits_then_reports_a_timeout_with_the_retry_delay() -
 
 def test_error_reply_is_reported_and_retried_on_a_new_dialog() -> None:
     h = Harness(on_error_retry_time=60)
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     first = h.requests()[-1]
     h.answer(first, 404)
     assert h.delivered == [Failure(1, FailureKind.SIP_ERROR, 404, "404 Error", 60.0)]
@@ -234,41 +137,56 @@ def test_error_reply_is_reported_and_retried_on_a_new_dialog() -> None:
 
 def test_423_resends_at_once_with_min_expires() -> None:
     h = Harness(default_expiration=60)
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     h.answer(h.requests()[-1], 423, ("Min-Expires", "120"))
     assert h.requests()[-1].get("Expires") == "120"
     assert h.delivered == []
 
 
-def test_outbound_proxy_receives_the_initial_subscribe_only() -> None:
+def test_outbound_proxy_receives_every_subscribe_of_a_dialog_without_route_set() -> None:
     h = Harness(presence_outbound_proxy="sip:127.0.0.1:5999")
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
-    assert h.sent[-1][1] == ("127.0.0.1", 5999)
+    h.subscribe(1, RECORD, SUBSCRIBER)
+    assert h.sent[-1][1] == at("127.0.0.1", 5999)
     first = h.requests()[-1]
     h.answer(first, 200, ("Expires", "100"), ("Contact", "<sip:127.0.0.1:5090>"))
     h.notify(first, "active")
-    h.engine.refresh(1)
-    assert h.sent[-1][1] == SERVER
+    h.refresh(1)
+    refresh, dest = h.sent[-1]
+    assert dest == at("127.0.0.1", 5999)
+    assert isinstance(refresh, Request) and refresh.uri == "sip:127.0.0.1:5090"
+
+
+def test_a_route_set_takes_in_dialog_subscribes_past_the_outbound_proxy() -> None:
+    h = Harness(presence_outbound_proxy="sip:127.0.0.1:5999")
+    h.subscribe(1, RECORD, SUBSCRIBER)
+    first = h.requests()[-1]
+    h.answer(
+        first, 200, ("Expires", "100"), ("Contact", "<sip:127.0.0.1:5090>"),
+        ("Record-Route", "<sip:127.0.0.1:5997;lr>"),
+    )
+    h.notify(first, "active")
+    h.refresh(1)
+    assert h.sent[-1][1] == at("127.0.0.1", 5997)
 
 
 def test_presence_route_goes_into_the_first_subscribe() -> None:
     h = Harness(presence_route="<sip:127.0.0.1:5998;lr>")
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     req, dest = h.sent[-1]
     assert isinstance(req, Request)
     assert req.get("Route") == "<sip:127.0.0.1:5998;lr>"
-    assert dest == ("127.0.0.1", 5998)
+    assert dest == at("127.0.0.1", 5998)
 
 
 def test_additional_presence_headers_are_appended() -> None:
     h = Harness(additional_presence_headers="P-Generated: yes\r\nP-Regenerated: no\r\n")
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     assert h.requests()[-1].get("P-Regenerated") == "no"
 
 
 def test_disabled_presence_handling_refuses_with_a_final_failure() -> None:
     h = Harness(handle_presence_subscriptions=0)
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(1, RECORD, SUBSCRIBER)
     [failure] = h.delivered
     assert isinstance(failure, Failure)
     assert failure.kind is FailureKind.REFUSED and failure.retry_in is None
@@ -278,16 +196,16 @@ def test_disabled_presence_handling_refuses_with_a_final_failure() -> None:
 @pytest.mark.parametrize("record", ["alice", "mailto:alice@example.com", ""])
 def test_a_record_that_is_not_a_sip_uri_is_refused(record: str) -> None:
     h = Harness()
-    h.engine.subscribe(1, record, SUBSCRIBER)
+    h.subscribe(1, record, SUBSCRIBER)
     assert isinstance(h.delivered[0], Failure) and h.sent == []
 
 
 def test_garbage_datagrams_are_counted_and_dropped_silently() -> None:
     h = Harness()
-    h.engine.datagram_received(b"\x00\xffgarbage", SERVER)
-    h.engine.datagram_received(b"NOTIFY sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n", SERVER)
+    h.datagram(b"\x00\xffgarbage")
+    h.datagram(b"NOTIFY sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n")
     assert h.sent == []
-    assert h.engine.m.errors.labels("parse").value >= 1
+    assert h.obs.counts["error", "parse"] >= 1
 
 
 def test_a_request_missing_a_mandatory_header_gets_400() -> None:
@@ -314,28 +232,19 @@ def test_notify_without_subscription_state_gets_400() -> None:
 
 def test_options_is_answered_200_for_keepalive_probes() -> None:
     h = Harness()
-    req = Request("OPTIONS", "sip:127.0.0.1:5070")
-    for name, value in (
-        ("Via", "SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKopt"),
-        ("From", "<sip:probe@x>;tag=p"),
-        ("To", "<sip:127.0.0.1:5070>"),
-        ("Call-ID", "probe"),
-        ("CSeq", "1 OPTIONS"),
-    ):
-        req.add(name, value)
-    h.feed(req)
+    h.feed(probe())
     assert h.responses()[-1].status == 200
 
 
 def test_state_gauges_follow_the_subscription() -> None:
     h = Harness()
     h.established()
-    assert h.engine.m.subscriptions.labels("confirmed").value == 1
-    assert h.engine.m.subscriptions.labels("unconfirmed").value == 0
-    h.engine.unsubscribe(1)
+    assert h.obs.states[State.CONFIRMED] == 1
+    assert h.obs.states[State.UNCONFIRMED] == 0
+    h.unsubscribe(1)
     h.answer(h.requests()[-1], 200)
     h.advance(31)
-    assert sum(h.engine.m.subscriptions.labels(s).value for s in ("confirmed", "waiting")) == 0
+    assert all(n == 0 for n in h.obs.states.values())
 
 
 def _dialogs(h: Harness) -> list[Request]:
@@ -347,24 +256,13 @@ def _dialogs(h: Harness) -> list[Request]:
 
 
 def _limited(rate: float) -> Harness:
-    h = Harness()
-    h.engine = Engine(
-        B2BParams(),
-        SipSettings(),
-        LocalEndpoint("127.0.0.1", 5070),
-        clock=h.clock,
-        send=lambda data, addr: h.sent.append((parse_message(data), addr)),
-        deliver=h.delivered.append,
-        metrics=ShardMetrics(MetricsBlock.create("0")),
-        subscribe_rate=rate,
-    )
-    return h
+    return Harness(subscribe_rate=rate)
 
 
 def test_subscribe_rate_holds_out_of_dialog_subscribes_beyond_the_rate() -> None:
     h = _limited(rate=2.0)
     for i in range(6):
-        h.engine.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
+        h.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
     assert len(_dialogs(h)) == 2  # the bucket starts with one second's worth
     assert h.engine.held == 4
     h.advance(1.0)
@@ -376,7 +274,7 @@ def test_subscribe_rate_holds_out_of_dialog_subscribes_beyond_the_rate() -> None
 def test_held_subscribes_leave_in_the_order_they_were_asked_for() -> None:
     h = _limited(rate=1.0)
     for i in range(3):
-        h.engine.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
+        h.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
     h.advance(2.0)
     users = [r.uri.split("@")[0] for r in _dialogs(h)]
     assert users == ["sip:user0", "sip:user1", "sip:user2"]
@@ -384,9 +282,9 @@ def test_held_subscribes_leave_in_the_order_they_were_asked_for() -> None:
 
 def test_unsubscribing_a_held_subscription_ends_it_without_sending_anything() -> None:
     h = _limited(rate=1.0)
-    h.engine.subscribe(1, RECORD, SUBSCRIBER)
-    h.engine.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)
-    h.engine.unsubscribe(2)
+    h.subscribe(1, RECORD, SUBSCRIBER)
+    h.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)
+    h.unsubscribe(2)
     h.advance(5.0)
     assert len(_dialogs(h)) == 1
     assert h.delivered[-1] == Status(2, SubscriptionState.TERMINATED, "unsubscribed")
@@ -396,6 +294,6 @@ def test_unsubscribing_a_held_subscription_ends_it_without_sending_anything() ->
 def test_in_dialog_requests_are_not_rate_limited() -> None:
     h = _limited(rate=1.0)
     h.established()
-    h.engine.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)  # waits for a token
-    h.engine.refresh(1)
+    h.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)  # waits for a token
+    h.refresh(1)
     assert h.requests()[-1].get("CSeq") == "2 SUBSCRIBE"

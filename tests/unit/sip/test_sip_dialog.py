@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from presence_b2b.sip.dialog import (
+    CSeqOutOfOrder,
     Dialog,
     build_initial_request,
     next_hop,
@@ -183,7 +184,8 @@ def test_in_order_notify_refreshes_the_target_and_out_of_order_does_not() -> Non
     dialog.confirm(ok_for(req))
     assert dialog.update_from_request(notify_for(dialog, cseq=5, contact="<sip:a@10.0.0.3>"))
     assert (dialog.remote_cseq, dialog.remote_target) == (5, "sip:a@10.0.0.3")
-    assert not dialog.update_from_request(notify_for(dialog, cseq=4, contact="<sip:a@10.0.0.4>"))
+    with pytest.raises(CSeqOutOfOrder):
+        dialog.update_from_request(notify_for(dialog, cseq=4, contact="<sip:a@10.0.0.4>"))
     assert not dialog.update_from_request(notify_for(dialog, cseq=5, contact="<sip:a@10.0.0.4>"))
     assert (dialog.remote_cseq, dialog.remote_target) == (5, "sip:a@10.0.0.3")
 
@@ -268,3 +270,32 @@ def test_route_set_accepts_one_header_value_or_a_list() -> None:
     assert parse_route_set("<sip:a;lr>,<sip:b;lr>") == ["sip:a;lr", "sip:b;lr"]
     assert parse_route_set(["<sip:a;lr>", "sip:b"]) == ["sip:a;lr", "sip:b"]
     assert parse_route_set("") == []
+
+
+@pytest.mark.parametrize(
+    ("record_route", "contact"),
+    [
+        (("<sip:p1;lr>", "<tel:+123>"), "<sip:a@10.0.0.2>"),
+        (("<sip:p1:99999;lr>",), "<sip:a@10.0.0.2>"),
+        ((), "<http://example.com/>"),
+    ],
+)
+def test_a_2xx_with_an_unusable_route_or_target_refuses_the_dialog_and_changes_nothing(
+    record_route: tuple[str, ...], contact: str
+) -> None:
+    req = initial()
+    dialog = Dialog.from_request(req)
+    before = (dialog.remote_tag, dialog.route_set, dialog.remote_target, dialog.confirmed)
+    with pytest.raises(SipParseError):
+        dialog.confirm(ok_for(req, record_route=record_route, contact=contact))
+    assert (dialog.remote_tag, dialog.route_set, dialog.remote_target, dialog.confirmed) == before
+
+
+def test_a_target_refresh_to_an_unusable_contact_is_refused_and_the_old_target_kept() -> None:
+    req = initial()
+    dialog = Dialog.from_request(req)
+    dialog.confirm(ok_for(req))
+    target = dialog.remote_target
+    with pytest.raises(SipParseError):
+        dialog.update_from_request(notify_for(dialog, cseq=7, contact="<mailto:a@b>"))
+    assert (dialog.remote_target, dialog.remote_cseq) == (target, None)

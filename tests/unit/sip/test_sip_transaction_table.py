@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from presence_b2b.sip.message import Request, Response
+from presence_b2b.sip.timers import TimerQueue
 from presence_b2b.sip.transaction import (
     Deliver,
     Retransmit,
@@ -113,7 +114,7 @@ def test_tens_of_thousands_of_transactions_share_one_bounded_heap() -> None:
                 counts["retransmits"] += isinstance(ev, Retransmit)
                 counts["timeouts"] += isinstance(ev, TimedOut)
             # Stale entries are compacted away: the heap stays O(live transactions).
-            assert len(table._heap) <= max(1024, 2 * len(table) + 2)
+            assert table.queue.heap_size() <= max(1024, 2 * len(table) + 2)
 
     txns = [table.start_client(subscribe(f"z9hG4bK{i}"), i * 1e-6)[0] for i in range(n)]
     run(11.0)
@@ -157,3 +158,19 @@ def test_a_100_trying_gets_no_to_tag() -> None:
     resp = make_response(req, 100, to_tag="t1")
     assert resp.get("To") == "<sip:alice@example.com>"
     assert resp.reason == "Trying"
+
+
+def test_a_shared_timer_queue_holds_transaction_deadlines_next_to_other_owners() -> None:
+    class Owner:
+        timer_seq = 0
+
+    queue: TimerQueue[object] = TimerQueue()
+    table = TransactionTable(queue=queue)
+    other = Owner()
+    queue.schedule(other, 0.2)
+    txn, _ = table.start_client(subscribe("z9hG4bKshared"), 0.0)
+    assert table.next_deadline() == 0.2  # the other owner's deadline comes first
+    due = queue.pop_due(0.5)
+    assert due == [other, txn]
+    assert [type(ev) for _, ev in table.fire(txn, 0.5)] == [Retransmit]
+    assert queue.next_deadline() == 1.5  # re-armed in the same queue

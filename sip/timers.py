@@ -1,4 +1,4 @@
-"""One heap of deadlines for every subscription of a shard.
+"""One heap of deadlines for every timer of a shard: transactions and subscriptions.
 
 A million ``call_later`` handles cost a million heap entries plus a handle
 object each, and cancelling one leaves it in the loop's heap anyway. Here the

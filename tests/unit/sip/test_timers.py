@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 from presence_b2b.shard.subscription import MachineParams, SendInDialog, Subscription, TimerKind
-from presence_b2b.shard.timers import LAG_BUCKETS, TimerQueue
+from presence_b2b.sip.timers import LAG_BUCKETS, TimerQueue
 
 
 class Owner:

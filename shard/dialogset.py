@@ -1,0 +1,132 @@
+"""Which subscription a NOTIFY belongs to, and whether it is valid (DUM's dialog set).
+
+Dialogs are found by Call-ID alone: ours are 128 random bits, new for every
+dialog, so the local tag (checked on lookup) need not be part of the key.
+Matching follows RFC 6665 §4.1.2.4 and §8.2.1: Call-ID, our tag in To, the
+notifier's tag in From once known, and the Event package and ``id``; our
+SUBSCRIBEs carry no ``id``, so a NOTIFY with one is not ours. The checks run
+in the order of the hot path's costs: the common NOTIFY parses only its tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..sip.dialog import CSeqOutOfOrder
+from ..sip.headers import parse_event, parse_subscription_state, parse_tag
+from ..sip.message import Request, SipParseError
+from .observer import EngineObserver
+from .output import valid_text
+from .subscription import NotifyInfo
+from .usage import Usage
+
+__all__ = ["PACKAGE", "DialogSet", "NotifyMatch"]
+
+PACKAGE = "presence"
+_SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
+# A Subscription-State value's parse: the NotifyInfo for an in-order NOTIFY and
+# the one for an out-of-order NOTIFY (frozen, so every NOTIFY with that value
+# shares them).
+_SubState = tuple[NotifyInfo, NotifyInfo]
+
+
+class NotifyMatch(NamedTuple):
+    """The answer to a NOTIFY; ``usage`` and ``info`` are set when it is ours."""
+
+    code: int
+    reason: str
+    usage: Usage | None = None
+    info: NotifyInfo | None = None
+
+
+_NO_DIALOG = NotifyMatch(481, "Subscription Does Not Exist")
+
+
+class DialogSet:
+    """The live dialogs of one shard, by Call-ID."""
+
+    __slots__ = ("_by_call_id", "_obs", "_sub_states")
+
+    def __init__(self, observer: EngineObserver) -> None:
+        self._by_call_id: dict[str, Usage] = {}
+        self._sub_states: dict[str, _SubState] = {}
+        self._obs = observer
+
+    def __len__(self) -> int:
+        return len(self._by_call_id)
+
+    def add(self, usage: Usage) -> None:
+        """Index the usage's (new) dialog."""
+        assert usage.dialog is not None
+        self._by_call_id[usage.dialog.call_id] = usage
+
+    def forget(self, usage: Usage) -> None:
+        """Drop the usage's dialog: later NOTIFYs for it get 481."""
+        d = usage.dialog
+        if d is not None:
+            if self._by_call_id.get(d.call_id) is usage:
+                del self._by_call_id[d.call_id]
+            usage.dialog = None
+
+    def match_notify(self, req: Request, first: Mapping[str, str]) -> NotifyMatch:
+        """Match and validate a new NOTIFY; on success its dialog has taken the
+        NOTIFY's CSeq and target. ``first`` maps each header to its first value."""
+        try:
+            event_value = first.get("Event", "")
+            if event_value == PACKAGE:
+                package, event_id = PACKAGE, None  # the usual value: nothing to parse
+            else:
+                event = parse_event(event_value)
+                package, event_id = event.package, event.id
+            to_tag = parse_tag(first["To"])
+            from_tag = parse_tag(first["From"])
+        except SipParseError as exc:
+            self._obs.parse_error(exc.kind)
+            return NotifyMatch(400, f"Bad Request ({exc})")
+        usage = self._by_call_id.get(first["Call-ID"])
+        if usage is None or usage.dialog is None or usage.dialog.local_tag != (to_tag or ""):
+            return _NO_DIALOG
+        dialog = usage.dialog
+        if dialog.confirmed and from_tag != dialog.remote_tag:
+            return NotifyMatch(481, "Subscription Does Not Exist (forked)")
+        if package != PACKAGE:
+            return NotifyMatch(489, "Bad Event")
+        if event_id is not None:
+            return NotifyMatch(481, "Subscription Does Not Exist (Event id)")
+        state_value = first.get("Subscription-State")
+        if state_value is None:
+            self._obs.parse_error("missing-header")
+            return NotifyMatch(400, "Missing Subscription-State")
+        try:
+            in_order_info, late_info = self._subscription_state(state_value)
+            if dialog.confirmed:
+                in_order = dialog.update_from_request(req)
+            else:
+                dialog.confirm_from_notify(req)
+                in_order = True
+        except CSeqOutOfOrder as exc:
+            return NotifyMatch(500, f"Server Internal Error ({exc})")
+        except SipParseError as exc:
+            self._obs.parse_error(exc.kind)
+            return NotifyMatch(400, f"Bad Request ({exc})")
+        self._obs.notify_received(in_order_info.state)
+        return NotifyMatch(200, "OK", usage, in_order_info if in_order else late_info)
+
+    def _subscription_state(self, value: str) -> _SubState:
+        """Subscription-State as the NotifyInfo of an in-order and of an out-of-order
+        NOTIFY. Notifiers repeat a handful of values (``active;expires=3600``), so
+        parses are kept in a small dict, emptied when full so that a peer cannot
+        grow it."""
+        cached = self._sub_states.get(value)
+        if cached is None:
+            s = parse_subscription_state(value)
+            reason = None if s.reason is None else valid_text(s.reason)
+            cached = (
+                NotifyInfo(s.value, reason, s.expires, s.retry_after, True),
+                NotifyInfo(s.value, reason, s.expires, s.retry_after, False),
+            )
+            if len(self._sub_states) >= _SUB_STATE_CACHE:
+                self._sub_states.clear()
+            self._sub_states[value] = cached
+        return cached

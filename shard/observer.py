@@ -1,0 +1,115 @@
+"""What the engine reports about itself, as calls on an observer.
+
+The engine counts nothing itself: it tells an :class:`EngineObserver` what
+happened, and the service's observer (``shard/engine_metrics.py``) turns that
+into shared-memory counters. Tests use :class:`RecordingObserver`, so no
+metrics block is needed to drive an engine. The base class does nothing, so
+an observer overrides only what it cares about.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .subscription import State
+
+__all__ = ["EngineObserver", "RecordingObserver"]
+
+
+class EngineObserver:
+    """Every call is a no-op here; each is one event worth counting."""
+
+    __slots__ = ()
+
+    def request_sent(self, kind: str) -> None:
+        """A SUBSCRIBE left: ``initial``, ``refresh``, ``unsubscribe`` or ``retransmission``."""
+
+    def notify_received(self, state: str) -> None:
+        """A NOTIFY matched a dialog; ``state`` is its Subscription-State value."""
+
+    def response_sent(self, code: int) -> None: ...
+
+    def response_received(self, code: int) -> None: ...
+
+    def retransmission_received(self) -> None:
+        """A request we had already answered came again; the stored answer went back."""
+
+    def transaction_timeout(self) -> None: ...
+
+    def timer_armed(self, kind: str) -> None: ...
+
+    def timer_fired(self, kind: str, lag: float) -> None:
+        """A subscription or transaction timer ran ``lag`` seconds after its deadline."""
+
+    def parse_error(self, kind: str) -> None:
+        """A message or header the stack could not read (SipParseError kinds)."""
+
+    def error(self, kind: str) -> None:
+        """``parse``, ``pidf``, ``transport`` or ``internal``."""
+
+    def failed(self, kind: str) -> None:
+        """A Failure went to the consumers (a FailureKind value)."""
+
+    def terminated(self, reason: str) -> None:
+        """A TERMINATED status went to the consumers, with its reason."""
+
+    def established(self) -> None:
+        """A subscription reached the confirmed state."""
+
+    def state_changed(self, before: State | None, after: State | None) -> None:
+        """A subscription moved between states; None is outside the engine."""
+
+
+class RecordingObserver(EngineObserver):
+    """Counts every call by (event, argument), for tests and the fuzzer."""
+
+    __slots__ = ("counts", "states")
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.states: Counter[State] = Counter()
+
+    def request_sent(self, kind: str) -> None:
+        self.counts["request_sent", kind] += 1
+
+    def notify_received(self, state: str) -> None:
+        self.counts["notify_received", state] += 1
+
+    def response_sent(self, code: int) -> None:
+        self.counts["response_sent", str(code)] += 1
+
+    def response_received(self, code: int) -> None:
+        self.counts["response_received", str(code)] += 1
+
+    def retransmission_received(self) -> None:
+        self.counts["retransmission_received", ""] += 1
+
+    def transaction_timeout(self) -> None:
+        self.counts["transaction_timeout", ""] += 1
+
+    def timer_armed(self, kind: str) -> None:
+        self.counts["timer_armed", kind] += 1
+
+    def timer_fired(self, kind: str, lag: float) -> None:
+        self.counts["timer_fired", kind] += 1
+
+    def parse_error(self, kind: str) -> None:
+        self.counts["parse_error", kind] += 1
+
+    def error(self, kind: str) -> None:
+        self.counts["error", kind] += 1
+
+    def failed(self, kind: str) -> None:
+        self.counts["failed", kind] += 1
+
+    def terminated(self, reason: str) -> None:
+        self.counts["terminated", reason] += 1
+
+    def established(self) -> None:
+        self.counts["established", ""] += 1
+
+    def state_changed(self, before: State | None, after: State | None) -> None:
+        if before is not None:
+            self.states[before] -= 1
+        if after is not None:
+            self.states[after] += 1

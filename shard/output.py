@@ -1,0 +1,42 @@
+"""What the engine hands its driver after each input (aioquic style).
+
+The engine never performs I/O: it queues datagrams for destinations, messages
+for consumers and the ids of finished subscriptions, and the driver takes them
+all with ``Engine.take()`` together with the next deadline. A datagram carries
+the client transaction it belongs to (None for a response), so a send the
+driver cannot make comes back to the engine as ``Engine.send_failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..presence.status import StatusMessage
+from ..sip.transaction import ClientTransaction
+from .destination import Destination
+
+__all__ = ["Datagram", "Output", "valid_text"]
+
+#: (bytes, where to, the client transaction that sent it or None).
+Datagram = tuple[bytes, Destination, ClientTransaction | None]
+
+
+@dataclass(slots=True)
+class Output:
+    """Everything one or more inputs asked for, in the order it was asked."""
+
+    datagrams: list[Datagram] = field(default_factory=list)
+    messages: list[StatusMessage] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    deadline: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.datagrams or self.messages or self.finished)
+
+
+def valid_text(text: str) -> str:
+    """Text from the wire as valid UTF-8: the parser keeps undecodable bytes as
+    lone surrogates (``surrogateescape``), which no encoder accepts."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
