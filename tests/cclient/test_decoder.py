@@ -19,11 +19,11 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
+from presence_b2b.cli.watch import as_json
 from presence_b2b.ipc.client import ClientEvent
 from presence_b2b.ipc.messages import ProtocolError, decode_status, encode
 from presence_b2b.presence.document import Note, PresenceTuple, Presentity
 from presence_b2b.presence.status import Failure, FailureKind, Status
-from presence_b2b.watch import as_json
 
 from tests.cclient.build import CBuild
 

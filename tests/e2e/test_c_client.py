@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from presence_b2b.toml_writer import toml_tables
 from tests.cclient.build import CBuild
 from tests.e2e.conftest import SCENARIOS, ServiceFactory
 from tests.e2e.helpers import dialogs_for, record_at, wait_dialogs, wait_unsubscribed
-from tests.e2e.service import ServiceProcess, cli_command, toml_text, wait_for
+from tests.e2e.service import ServiceProcess, cli_command, wait_for
 from tests.peers.fixtures import SippUasFactory
 from tests.peers.sipp import SippProcess
 
@@ -158,7 +159,7 @@ def test_c_watch_reconnects_and_replays_its_subscription_after_a_service_restart
         second = service(shards=2, start=False)
         second.control_socket = first.control_socket  # a new service on the same socket
         second.tables["server"]["control_socket"] = first.control_socket
-        second.config_path.write_text(toml_text(second.tables))
+        second.config_path.write_text(toml_tables(second.tables))
         second.start()
 
         # The replay: the same id, a new dialog with the presence server, and
