@@ -181,6 +181,7 @@ class Engine:
         self.dialogs = DialogSet(self.obs)
         self.requester = Requester(params, sip, local)
         self._hostport = local.hostport
+        self._via_prefix = f"SIP/2.0/UDP {local.hostport}"
         self._dests: dict[Address, Destination] = {}
         self._out = Output()
         # Machine events that an action asked for (a request that could not be
@@ -431,7 +432,7 @@ class Engine:
     def _on_response(self, resp: Response, now: float) -> None:
         vias = resp.get_all("Via")
         try:
-            if len(vias) != 1 or parse_via(vias[0]).sent_by != self._hostport:
+            if len(vias) != 1 or not self._our_via(vias[0]):
                 # Not ours (RFC 3261 §8.1.3.3): a response has our Via alone.
                 self.obs.parse_error("header")
                 log.debug("response %d with a Via that is not ours alone dropped", resp.status)
@@ -447,6 +448,14 @@ class Engine:
         self.obs.response_received(resp.status)
         for event in events:
             self._client_event(txn, event, now)
+
+    def _our_via(self, via: str) -> bool:
+        """Is this Via ours? Ours come back as we wrote them (``SIP/2.0/UDP
+        host:port;branch=...``): a prefix test; anything else is parsed."""
+        prefix = self._via_prefix
+        if via.startswith(prefix) and via[len(prefix) : len(prefix) + 1] in (";", ""):
+            return True
+        return parse_via(via).sent_by == self._hostport
 
     def _client_event(
         self, txn: ClientTransaction | ServerTransaction, event: Event, now: float
