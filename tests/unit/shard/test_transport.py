@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from presence_b2b.config import B2BParams, SipSettings
 from presence_b2b.presence.status import Failure, FailureKind
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.output import Output
 from presence_b2b.shard.transport import EngineDriver
+
+from presence_b2b.config import B2BParams, SipSettings
 
 RECORD = "sip:alice@127.0.0.1:5090"
 
