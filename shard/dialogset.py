@@ -11,7 +11,6 @@ in the order of the hot path's costs: the common NOTIFY parses only its tags.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from ..sip.dialog import CSeqOutOfOrder
 from ..sip.headers import parse_event, parse_subscription_state, parse_tag
@@ -31,16 +30,15 @@ _SUB_STATE_CACHE = 256  # distinct Subscription-State values remembered
 _SubState = tuple[NotifyInfo, NotifyInfo]
 
 
-class NotifyMatch(NamedTuple):
-    """The answer to a NOTIFY; ``usage`` and ``info`` are set when it is ours."""
+#: (code, reason, usage, info): the answer to a NOTIFY; ``usage`` and ``info``
+#: are set when it is ours. A plain tuple: one per NOTIFY, on the hot path.
+NotifyMatch = tuple[int, str, Usage | None, NotifyInfo | None]
 
-    code: int
-    reason: str
-    usage: Usage | None = None
-    info: NotifyInfo | None = None
+_NO_DIALOG: NotifyMatch = (481, "Subscription Does Not Exist", None, None)
 
 
-_NO_DIALOG = NotifyMatch(481, "Subscription Does Not Exist")
+def _refuse(code: int, reason: str) -> NotifyMatch:
+    return code, reason, None, None
 
 
 class DialogSet:
@@ -83,21 +81,21 @@ class DialogSet:
             from_tag = parse_tag(first["From"])
         except SipParseError as exc:
             self._obs.parse_error(exc.kind)
-            return NotifyMatch(400, f"Bad Request ({exc})")
+            return _refuse(400, f"Bad Request ({exc})")
         usage = self._by_call_id.get(first["Call-ID"])
         if usage is None or usage.dialog is None or usage.dialog.local_tag != (to_tag or ""):
             return _NO_DIALOG
         dialog = usage.dialog
         if dialog.confirmed and from_tag != dialog.remote_tag:
-            return NotifyMatch(481, "Subscription Does Not Exist (forked)")
+            return _refuse(481, "Subscription Does Not Exist (forked)")
         if package != PACKAGE:
-            return NotifyMatch(489, "Bad Event")
+            return _refuse(489, "Bad Event")
         if event_id is not None:
-            return NotifyMatch(481, "Subscription Does Not Exist (Event id)")
+            return _refuse(481, "Subscription Does Not Exist (Event id)")
         state_value = first.get("Subscription-State")
         if state_value is None:
             self._obs.parse_error("missing-header")
-            return NotifyMatch(400, "Missing Subscription-State")
+            return _refuse(400, "Missing Subscription-State")
         try:
             in_order_info, late_info = self._subscription_state(state_value)
             if dialog.confirmed:
@@ -106,12 +104,12 @@ class DialogSet:
                 dialog.confirm_from_notify(req)
                 in_order = True
         except CSeqOutOfOrder as exc:
-            return NotifyMatch(500, f"Server Internal Error ({exc})")
+            return _refuse(500, f"Server Internal Error ({exc})")
         except SipParseError as exc:
             self._obs.parse_error(exc.kind)
-            return NotifyMatch(400, f"Bad Request ({exc})")
+            return _refuse(400, f"Bad Request ({exc})")
         self._obs.notify_received(in_order_info.state)
-        return NotifyMatch(200, "OK", usage, in_order_info if in_order else late_info)
+        return 200, "OK", usage, in_order_info if in_order else late_info
 
     def _subscription_state(self, value: str) -> _SubState:
         """Subscription-State as the NotifyInfo of an in-order and of an out-of-order

@@ -29,9 +29,6 @@ from ..presence.body import decode_body
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from ..sip import ids
 from ..sip.headers import (
-    parse_delta_seconds,
-    parse_name_addr,
-    parse_retry_after,
     parse_tag,
     parse_uri,
     parse_via,
@@ -57,13 +54,13 @@ from .observer import EngineObserver
 from .output import Datagram, Output, valid_text
 from .ratelimit import HoldQueue
 from .requester import ACCEPT, LocalEndpoint, Requester, udp
+from .responseinfo import response_info
 from .subscription import (
     Action,
     DropDialog,
     EmitFailure,
     EmitStatus,
     MachineParams,
-    ResponseInfo,
     SendInDialog,
     SendInitial,
     State,
@@ -95,48 +92,6 @@ class _Pending:
         self.dest = dest
         self.kind = kind
         self.error = ""  # why the transport failed, once it has
-
-
-def _int_header(msg: Response, name: str) -> int | None:
-    value = msg.get(name)
-    if value is None:
-        return None
-    try:
-        return parse_delta_seconds(value)
-    except SipParseError:
-        return None  # an invalid value counts as a missing one (the original read garbage)
-
-
-def _retry_after(msg: Response) -> int | None:
-    value = msg.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return parse_retry_after(value).seconds
-    except SipParseError:
-        return None
-
-
-def _q(params: Mapping[str, str | None]) -> float:
-    try:
-        return float(params.get("q") or "1")
-    except ValueError:
-        return 0.0
-
-
-def redirect_contacts(msg: Response) -> tuple[str, ...]:
-    """A 3xx's SIP and SIPS Contact URIs, highest q first (ties keep their
-    order); unparseable and non-SIP contacts are dropped."""
-    found: list[tuple[float, str]] = []
-    for value in msg.get_all("Contact"):
-        try:
-            addr = parse_name_addr(value)
-            parse_uri(addr.uri)
-        except SipParseError:
-            continue
-        found.append((_q(addr.params), addr.uri))
-    found.sort(key=lambda item: -item[0])
-    return tuple(uri for _, uri in found)
 
 
 def machine_params(params: B2BParams, t1: float) -> MachineParams:
@@ -182,6 +137,7 @@ class Engine:
         self.dialogs = DialogSet(self.obs)
         self.requester = Requester(params, sip, local)
         self._hostport = local.hostport
+        self._via_prefix = f"SIP/2.0/UDP {local.hostport}"
         self._dests: dict[Address, Destination] = {}
         self._out = Output()
         # Machine events that an action asked for (a request that could not be
@@ -432,7 +388,7 @@ class Engine:
     def _on_response(self, resp: Response, now: float) -> None:
         vias = resp.get_all("Via")
         try:
-            if len(vias) != 1 or parse_via(vias[0]).sent_by != self._hostport:
+            if len(vias) != 1 or not self._our_via(vias[0]):
                 # Not ours (RFC 3261 §8.1.3.3): a response has our Via alone.
                 self.obs.parse_error("header")
                 log.debug("response %d with a Via that is not ours alone dropped", resp.status)
@@ -448,6 +404,14 @@ class Engine:
         self.obs.response_received(resp.status)
         for event in events:
             self._client_event(txn, event, now)
+
+    def _our_via(self, via: str) -> bool:
+        """Is this Via ours? Ours come back as we wrote them (``SIP/2.0/UDP
+        host:port;branch=...``): a prefix test; anything else is parsed."""
+        prefix = self._via_prefix
+        if via.startswith(prefix) and via[len(prefix) : len(prefix) + 1] in (";", ""):
+            return True
+        return parse_via(via).sent_by == self._hostport
 
     def _client_event(
         self, txn: ClientTransaction | ServerTransaction, event: Event, now: float
@@ -496,15 +460,7 @@ class Engine:
                     pending, lambda u: u.on_transport_error(now, pending.txn_no, detail)
                 )
                 return
-        info = ResponseInfo(
-            code=resp.status,
-            reason=valid_text(resp.reason),
-            expires=_int_header(resp, "Expires"),
-            min_expires=_int_header(resp, "Min-Expires"),
-            retry_after=_retry_after(resp),
-            contacts=redirect_contacts(resp) if 300 <= resp.status < 400 else (),
-            txn=pending.txn_no,
-        )
+        info = response_info(resp, pending.txn_no)
         self._if_current(pending, lambda u: u.on_response(info, now))
 
     def _on_request(self, req: Request, addr: Address, now: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from engine_harness import RECORD, SERVER, Harness, at, probe
 from presence_b2b.presence.status import Failure, FailureKind, Status
-from presence_b2b.shard.engine import redirect_contacts
 from presence_b2b.sip.headers import parse_tag, parse_via
 from presence_b2b.sip.message import Request, Response
 
@@ -145,15 +144,6 @@ def test_a_3xx_passes_sip_contacts_by_q_and_drops_the_others() -> None:
         ("Contact", "<sip:same@127.0.0.1:5094>;q=0.9"),
     )
     assert h.requests()[-1].uri == "sip:high@127.0.0.1:5092"
-
-
-def test_redirect_contacts_are_ordered_by_q_with_ties_kept_in_order() -> None:
-    resp = Response(302, "Moved")
-    for value in (
-        "<sip:a@h>;q=0.5", "<tel:+1>", "<sip:b@h>", "<sips:c@h>;q=0.5", "bad<", "<sip:d@h>;q=x",
-    ):
-        resp.add("Contact", value)
-    assert redirect_contacts(resp) == ("sip:b@h", "sip:a@h", "sips:c@h", "sip:d@h")
 
 
 def test_a_302_without_a_sip_contact_is_an_error_not_a_redirect() -> None:
