@@ -147,7 +147,7 @@ class Subscription:
         self.state = State.UNCONFIRMED
         self.deadline: float | None = None
         self.timer_kind: TimerKind | None = None
-        self.timer_seq = 0  # owned by shard.timers.TimerQueue
+        self.timer_seq = 0  # owned by sip.timers.TimerQueue
         # The Expires asked for; raised for good by a 423's Min-Expires.
         self._expires = params.default_expiration
         self._txn = 0  # number of the last SUBSCRIBE sent
