@@ -176,15 +176,10 @@ class Supervisor:
             presence_b2b=new.presence_b2b,
             server=dataclasses.replace(
                 self.cfg.server,
-                allowed_uids=new.server.allowed_uids,
-                allowed_gids=new.server.allowed_gids,
-                log_level=new.server.log_level,
-                shard_memory_limit_bytes=new.server.shard_memory_limit_bytes,
-                max_subscriptions_per_client=new.server.max_subscriptions_per_client,
+                **{key: getattr(new.server, key) for key in _LIVE_SERVER_KEYS},
             ),
         )
-        self.control.allowed_uids = frozenset(new.server.allowed_uids)
-        self.control.allowed_gids = frozenset(new.server.allowed_gids)
+        self.control.apply(self.cfg.server)
         logging.getLogger().setLevel(new.server.log_level.upper())
         params = config_tables(self.cfg)["presence_b2b"]
         for shard in self.pool:
@@ -365,6 +360,19 @@ class Supervisor:
     async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
         return await self.admin.run(request, peer)
 
+
+_LIVE_SERVER_KEYS = (
+    "allowed_uids",
+    "allowed_gids",
+    "admin_gids",
+    "log_level",
+    "shard_memory_limit_bytes",
+    "max_subscriptions_per_client",
+    "max_clients_per_uid",
+    "max_handshakes_per_uid",
+    "max_admin_sessions_per_uid",
+)
+"""[server] keys a SIGHUP applies at once; the others take a restart."""
 
 _RESTART_ONLY = (
     ("server", "shards"),
