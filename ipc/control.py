@@ -623,18 +623,30 @@ class ControlServer:
 
     # ------------------------------------------------------------ admin
 
-    async def _admin_session(self, conn: socket.socket, peer: Peer, pidfd: int) -> None:
+    def _admin_refusal(self, peer: Peer, pidfd: int) -> str:
+        """Why ``peer`` gets no admin session now, or ""."""
         refusal = self._check_admin(peer, pidfd)
         if refusal:
-            raise _RefuseError(refusal)
+            return refusal
         if self._admins.total() >= MAX_ADMIN_CONNECTIONS:
-            raise _RefuseError(f"too many admin connections ({MAX_ADMIN_CONNECTIONS})")
+            return f"too many admin connections ({MAX_ADMIN_CONNECTIONS})"
         share = self.max_admin_sessions_per_uid
         if share and self._admins[peer.uid] >= share:
-            raise _RefuseError(
+            return (
                 f"uid {peer.uid} has {share} admin connections, its share"
                 " (server.max_admin_sessions_per_uid)"
             )
+        return ""
+
+    async def _admin_session(self, conn: socket.socket, peer: Peer, pidfd: int) -> None:
+        refusal = self._admin_refusal(peer, pidfd)
+        if refusal:
+            # Told after the first request, which an admin client sends right
+            # behind its hello: closing with that packet unread would reach it
+            # as ECONNRESET instead of the reason.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recv(conn), self.handshake_timeout)
+            raise _RefuseError(refusal)
         self._admins[peer.uid] += 1
         try:
             while True:
