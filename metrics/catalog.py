@@ -382,6 +382,11 @@ CATALOG: tuple[Family, ...] = (
         scope="supervisor",
     ),
     Family(
+        "qsa_request_pauses_total", "counter",
+        "Times a client's request ring was left unread because its shard had too much queued.",
+        scope="supervisor",
+    ),
+    Family(
         "qsa_status_sent_total", "counter", "Status records written to clients' status rings.",
     ),
     Family(

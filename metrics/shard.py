@@ -262,6 +262,7 @@ class ShardMetrics:
     qsa_clients: Gauge
     qsa_connections_refused: Counter
     qsa_requests: CounterVec
+    qsa_request_pauses: Counter
     qsa_status_sent: Counter
     qsa_ring_depth_bytes: GaugeVec
     qsa_ring_high_water_bytes: GaugeVec

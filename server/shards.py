@@ -54,6 +54,11 @@ class Shard:
     def send(self, message: ChannelMessage, fds: tuple[int, ...] = ()) -> bool:
         return self.up and self.channel is not None and self.channel.send(message, fds)
 
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in the supervisor for this shard's socket buffer to take them."""
+        return self.channel.backlog_bytes if self.up and self.channel is not None else 0
+
 
 class ShardPool:
     """The shard slots and their processes.
@@ -61,6 +66,8 @@ class ShardPool:
     ``on_ready(shard, restarted)`` runs when a shard reports Ready: the owner
     attaches clients and replays subscriptions there. ``on_down(shard)`` runs
     when one is gone. ``on_message`` gets everything else a shard sends.
+    ``on_drained(shard)`` runs when the queue for a shard's full socket has
+    emptied.
     """
 
     def __init__(
@@ -71,8 +78,10 @@ class ShardPool:
         on_down: Callable[[Shard], None],
         on_message: Callable[[Shard, ChannelMessage], None],
         configure: Callable[[Shard], None],
+        on_drained: Callable[[Shard], None] = lambda shard: None,
     ) -> None:
         self.shards = [Shard(i, block) for i, block in enumerate(blocks)]
+        self._on_drained = on_drained
         self._on_ready = on_ready
         self._on_down = on_down
         self._on_message = on_message
@@ -127,6 +136,7 @@ class ShardPool:
             lambda: self._closed(shard),
             name=f"channel to shard {shard.index}",
         )
+        shard.channel.on_drained = lambda: self._on_drained(shard)
         shard.channel.start(self._loop)
         self._configure(shard)
         log.info("shard %d: started as pid %d", shard.index, shard.pid)

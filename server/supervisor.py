@@ -10,6 +10,7 @@ status ring: statuses go from the owning shard straight to the client.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -40,6 +41,7 @@ from ..ipc.messages import AdminReply, AdminRequest, ProtocolError, Subscribe, d
 from ..metrics.collector import MetricsBlocks, make_registry
 from ..metrics.http import MetricsServer, parse_listen
 from .admin import AdminCommands
+from .backpressure import SHARD_BACKLOG_BYTES, RequestGate
 from .registry import Registry
 from .sdnotify import SystemdNotifier
 from .shards import Shard, ShardPool
@@ -82,10 +84,14 @@ class Supervisor:
             on_down=self._shard_down,
             on_message=self._shard_message,
             configure=self._configure_shard,
+            on_drained=self._channel_drained,
         )
         self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
         self.clients: dict[int, ConnectedClient] = {}
         self.registry = Registry(self.shard_count)
+        self.gate = RequestGate()
+        #: Bytes queued for one shard above which its clients' rings are not read.
+        self.shard_backlog_limit = SHARD_BACKLOG_BYTES
         self.notifier = SystemdNotifier()
         self.admin = AdminCommands(self)
         self.metrics_server: MetricsServer | None = None
@@ -103,6 +109,7 @@ class Supervisor:
         requests = self.m.qsa_requests
         self._m_requests = {op: requests.labels(op) for op in ("subscribe", "unsubscribe")}
         self._m_bad = self.m.errors.labels("bad_client_record")
+        self._m_pauses = self.m.qsa_request_pauses
         self._m_ring_depth = self.m.qsa_ring_depth_bytes.labels("request")
         self._m_ring_high = self.m.qsa_ring_high_water_bytes.labels("request")
         #: Malformed request-ring records already counted, per client id.
@@ -210,6 +217,9 @@ class Supervisor:
 
     def _shard_down(self, shard: Shard) -> None:
         self.blocks.shard_exited(shard.index)
+        # Its queue went with its channel: clients waiting on it go on (what
+        # they send now is kept in the registry for the replay).
+        self._channel_drained(shard)
 
     def _shard_message(self, shard: Shard, msg: ChannelMessage) -> None:
         if isinstance(msg, Pong):
@@ -316,13 +326,13 @@ class Supervisor:
         self.registry.add_client(client.id)
         for shard in self.pool:
             shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
-        loop = asyncio.get_running_loop()
-        client.requests.attach_reader(loop, lambda records: self._requests(client, records))
+        self._read_requests(client)
         log.info("client %d (%s, pid %d, uid %d) connected", client.id, client.name or "-",
                  client.pid, client.uid)
 
     def on_client_gone(self, client: ConnectedClient) -> None:
         self.clients.pop(client.id, None)
+        self.gate.forget(client.id)
         self._count_bad_ring_records(client)
         self._ring_bad_seen.pop(client.id, None)
         subs = self.registry.remove_client(client.id)
@@ -330,18 +340,37 @@ class Supervisor:
             shard.send(Detach(client.id))
         log.info("client %d gone; its %d subscriptions end", client.id, subs)
 
+    def _read_requests(self, client: ConnectedClient) -> None:
+        loop = asyncio.get_running_loop()
+        client.requests.attach_reader(loop, lambda records: self._requests(client, records))
+
     def _requests(self, client: ConnectedClient, records: list[bytes]) -> None:
         if self.stopping:
             return
         if not self.registry.has_client(client.id):
             return
-        for record in records:
+        self._take(client, collections.deque(records))
+
+    def _take(self, client: ConnectedClient, records: collections.deque[bytes]) -> bool:
+        """Handle ``records`` in ring order. False when a request's shard had too much
+        queued: the client is paused with the rest held until that channel drains."""
+        while records:
             try:
-                msg = decode_request(record)
+                msg = decode_request(records[0])
             except ProtocolError as exc:
+                records.popleft()
                 self._m_bad.value += 1
                 log.warning("client %d: bad request record skipped: %s", client.id, exc)
                 continue
+            target = self.registry.shard_for(client.id, msg)
+            if target is not None and (
+                self.pool.shards[target].backlog_bytes >= self.shard_backlog_limit
+            ):
+                client.requests.detach()
+                self.gate.hold(target, client, records)
+                self._m_pauses.value += 1
+                return False
+            records.popleft()
             if isinstance(msg, Subscribe):
                 self._m_requests["subscribe"].value += 1
                 limit = self.cfg.server.max_subscriptions_per_client
@@ -350,6 +379,16 @@ class Supervisor:
             else:
                 self._m_requests["unsubscribe"].value += 1
                 self.unsubscribe(client.id, msg.id)
+        return True
+
+    def _channel_drained(self, shard: Shard) -> None:
+        """Clients paused for this shard send what they held, then are read again."""
+        for held in self.gate.release(shard.index):
+            client = held.client
+            if self.stopping or client.id not in self.clients:
+                continue
+            if self._take(client, held.records):
+                self._read_requests(client)
 
     def unsubscribe(self, client: int, sub_id: int) -> None:
         """End a client's subscription; if its shard is down, once the shard is back."""
