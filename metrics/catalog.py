@@ -415,6 +415,11 @@ CATALOG: tuple[Family, ...] = (
         supervisor_owned=True,
     ),
     Family(
+        "shard_start_failures_total", "counter",
+        "Times the supervisor could not start this shard (no fds, no memory); it retries.",
+        supervisor_owned=True,
+    ),
+    Family(
         "process_cpu_seconds_total", "counter", "User and system CPU time of the process.",
         scope="both", source="process",
     ),

@@ -270,6 +270,7 @@ class ShardMetrics:
     # written by the supervisor into each shard's block, straight through
     shard_restarts: DirectCounter
     shard_up: DirectGauge
+    shard_start_failures: DirectCounter
 
     def __init__(self, block: MetricsBlock) -> None:
         block.claim()

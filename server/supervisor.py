@@ -51,6 +51,11 @@ log = logging.getLogger("presence_b2b.server")
 PING_INTERVAL = 2.0
 MISSED_PINGS = 3
 """A shard that has not answered this many pings in a row counts as stuck."""
+SHARD_DOWN_GRACE = 60.0
+"""A shard without a process for longer than this counts against the watchdog, like a
+stuck one: restarts with the longest back-off (10 s) come back well within it, so
+only a slot that cannot be filled (no fds, no memory, a start that keeps failing)
+reaches it, and systemd then restarts the whole service."""
 MEMORY_CHECK_INTERVAL = 2.0
 """psutil reads /proc for each shard: a few tens of microseconds each."""
 STOP_MARGIN = 5.0
@@ -85,6 +90,7 @@ class Supervisor:
             on_message=self._shard_message,
             configure=self._configure_shard,
             on_drained=self._channel_drained,
+            on_start_failed=lambda shard: self.blocks.shard_start_failed(shard.index),
         )
         self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
         self.clients: dict[int, ConnectedClient] = {}
@@ -101,7 +107,7 @@ class Supervisor:
         self._ready_sent = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ping_seq = 0
-        self._stuck_logged = ""
+        self._stuck_logged = ("", "")
         self.ping_interval = PING_INTERVAL
         if self.notifier.watchdog_interval:
             # Ping often enough that a stuck shard is noticed within one watchdog period.
@@ -236,7 +242,20 @@ class Supervisor:
 
     def _health(self) -> tuple[bool, str]:
         up = sum(s.up for s in self.pool)
-        return up == self.shard_count, f"{up}/{self.shard_count} shards up"
+        return up == self.shard_count, self._shards_line()
+
+    def _shards_line(self) -> str:
+        """``2/2 shards up``, and for each shard that is down since when and why."""
+        now = time.monotonic()
+        up = sum(s.up for s in self.pool)
+        downs = [
+            f"shard {s.index} down for {self.pool.down_for(s, now):.0f} s"
+            + (f": {s.last_error}" if s.last_error else "")
+            for s in self.pool
+            if not s.up
+        ]
+        line = f"{up}/{self.shard_count} shards up"
+        return f"{line} ({'; '.join(downs)})" if downs else line
 
     @property
     def stuck_after(self) -> float:
@@ -245,6 +264,11 @@ class Supervisor:
     def stuck_shards(self) -> list[Shard]:
         now = time.monotonic()
         return [s for s in self.pool if s.up and now - s.last_pong > self.stuck_after]
+
+    def lost_shards(self) -> list[Shard]:
+        """Shards without a process for longer than SHARD_DOWN_GRACE: no restart got them back."""
+        now = time.monotonic()
+        return [s for s in self.pool if self.pool.down_for(s, now) > SHARD_DOWN_GRACE]
 
     async def _watch(self) -> None:
         """Ping shards; tell systemd we are alive only while none is stuck."""
@@ -255,17 +279,24 @@ class Supervisor:
                 shard.send(Ping(self._ping_seq))
             await asyncio.sleep(interval)
             stuck = self.stuck_shards()
+            lost = self.lost_shards()
             names = ", ".join(str(s.index) for s in stuck)
-            if names != self._stuck_logged:  # say it when it changes, not every round
+            lost_names = ", ".join(str(s.index) for s in lost)
+            if (names, lost_names) != self._stuck_logged:  # say it when it changes
                 if stuck:
                     log.error(
                         "shard(s) %s not answering for %g s; withholding the watchdog",
                         names, self.stuck_after,
                     )
-                else:
-                    log.info("every shard answers again")
-                self._stuck_logged = names
-            if not stuck and self._ready_sent:
+                if lost:
+                    log.error(
+                        "shard(s) %s down for more than %g s; withholding the watchdog",
+                        lost_names, SHARD_DOWN_GRACE,
+                    )
+                if not stuck and not lost and any(self._stuck_logged):
+                    log.info("every shard runs and answers again")
+                self._stuck_logged = (names, lost_names)
+            if not stuck and not lost and self._ready_sent:
                 self.notifier.watchdog()
             if self._ready_sent:
                 self.notifier.status(self._status_line())
@@ -312,10 +343,9 @@ class Supervisor:
                     self.pool.kill(shard)
 
     def _status_line(self) -> str:
-        up = sum(s.up for s in self.pool)
         subs = len(self.registry)
         clients = len(self.clients)
-        return f"{up}/{self.shard_count} shards up, {clients} clients, {subs} subscriptions"
+        return f"{self._shards_line()}, {clients} clients, {subs} subscriptions"
 
     # ------------------------------------------------------------------ clients
 
