@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from presence_b2b.ipc.channel import Sub
@@ -64,14 +65,28 @@ def subs(channel: QueueingChannel) -> list[int]:
     return [m.id for m in channel.sent if isinstance(m, Sub)]
 
 
-def test_a_full_shard_queue_pauses_the_clients_ring_and_its_draining_resumes_it_in_order(
-    tmp_path: Path,
-) -> None:
+Scenario = Callable[[Supervisor, QueueingChannel, ConnectedClient, RingWriter], Awaitable[None]]
+
+
+def with_one_client(tmp_path: Path, scenario: Scenario) -> None:
+    """Run ``scenario`` on a one-shard supervisor with one client connected."""
     sup, channel = one_shard_supervisor(tmp_path)
     client, writer = connected_client()
 
-    async def scenario() -> None:
+    async def main() -> None:
         sup.on_client(client)
+        await scenario(sup, channel, client, writer)
+
+    asyncio.run(main())
+    client.close()
+
+
+def test_a_full_shard_queue_pauses_the_clients_ring_and_its_draining_resumes_it_in_order(
+    tmp_path: Path,
+) -> None:
+    async def scenario(
+        sup: Supervisor, channel: QueueingChannel, client: ConnectedClient, writer: RingWriter
+    ) -> None:
         subscribe(writer, 1)
         await turns()
         assert subs(channel) == [1]
@@ -92,18 +107,15 @@ def test_a_full_shard_queue_pauses_the_clients_ring_and_its_draining_resumes_it_
         assert subs(channel) == [1, 2, 3, 4, 5]
         assert sup.m.qsa_request_pauses.value == 1
 
-    asyncio.run(scenario())
-    client.close()
+    with_one_client(tmp_path, scenario)
 
 
 def test_clients_waiting_on_a_shard_that_dies_go_on_and_their_requests_wait_for_replay(
     tmp_path: Path,
 ) -> None:
-    sup, channel = one_shard_supervisor(tmp_path)
-    client, writer = connected_client()
-
-    async def scenario() -> None:
-        sup.on_client(client)
+    async def scenario(
+        sup: Supervisor, channel: QueueingChannel, client: ConnectedClient, writer: RingWriter
+    ) -> None:
         channel.backlog_bytes = sup.shard_backlog_limit
         subscribe(writer, 1, 2)
         await turns()
@@ -112,7 +124,7 @@ def test_clients_waiting_on_a_shard_that_dies_go_on_and_their_requests_wait_for_
         sup._shard_down(shard)
         await turns()
         assert sup.registry.count(client.id) == 2
-        assert [s.id for s in sup.registry.replay(0, restarted=True)] == [1, 2]  # type: ignore[union-attr]
+        replayed = sup.registry.replay(0, restarted=True)
+        assert [item.id for item in replayed] == [1, 2]
 
-    asyncio.run(scenario())
-    client.close()
+    with_one_client(tmp_path, scenario)
