@@ -228,7 +228,8 @@ class Channel:
         #: Bytes queued here because the socket buffer was full. The queue itself
         #: is not bounded: a sender that can wait reads this and stops feeding it.
         self.backlog_bytes = 0
-        #: Called once the queue has emptied after the socket buffer was full.
+        #: Called (on the next loop turn) once the queue has emptied after the socket
+        #: buffer was full.
         self.on_drained: Callable[[], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -276,7 +277,12 @@ class Channel:
             self._loop.remove_writer(self.sock.fileno())
             self._writing = False
             if self.on_drained is not None and not self.closed:
-                self.on_drained()
+                # Not from inside send(): the callback usually sends again.
+                self._loop.call_soon(self._drained)
+
+    def _drained(self) -> None:
+        if self.on_drained is not None and not self.closed and not self._queue:
+            self.on_drained()
 
     def _want_write(self) -> None:
         if not self._writing and self._loop is not None:
