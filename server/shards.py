@@ -204,6 +204,7 @@ class ShardPool:
         code = self._reap(shard)
         lived = time.monotonic() - shard.started_at
         if not self.stopping:
+            shard.last_error = f"exited with {code}"
             log.error(
                 "shard %d (pid %d) exited with %s after %.1f s",
                 shard.index, shard.pid, code, lived,

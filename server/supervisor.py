@@ -241,8 +241,7 @@ class Supervisor:
         return pids
 
     def _health(self) -> tuple[bool, str]:
-        up = sum(s.up for s in self.pool)
-        return up == self.shard_count, self._shards_line()
+        return all(s.up for s in self.pool), self._shards_line()
 
     def _shards_line(self) -> str:
         """``2/2 shards up``, and for each shard that is down since when and why."""
@@ -271,7 +270,7 @@ class Supervisor:
         return [s for s in self.pool if self.pool.down_for(s, now) > SHARD_DOWN_GRACE]
 
     async def _watch(self) -> None:
-        """Ping shards; tell systemd we are alive only while none is stuck."""
+        """Ping shards; tell systemd we are alive only while none is stuck or lost."""
         interval = self.ping_interval
         while True:
             self._ping_seq += 1
