@@ -484,7 +484,7 @@ class ControlServer:
             return ""
         return (
             f"uid {peer.uid} may not run admin commands: only root, the service user"
-            f" and members of server.admin_gids may"
+            " and members of server.admin_gids may"
         )
 
     async def _recv(self, conn: socket.socket) -> ControlMessage | None:
