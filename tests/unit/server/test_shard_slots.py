@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from presence_b2b.ipc import channel as channel_mod
+from presence_b2b.ipc.control import Peer
+from presence_b2b.ipc.messages import AdminRequest
 from presence_b2b.metrics.collector import MetricsBlocks
 from presence_b2b.server import shards as shards_mod
 from presence_b2b.server.shards import Shard, ShardPool
@@ -129,3 +131,15 @@ def test_a_shard_that_is_only_restarting_does_not_count_against_the_watchdog(
     restarting.up = False
     restarting.down_since = time.monotonic() - 10.0  # the longest back-off
     assert sup.lost_shards() == []
+
+
+def test_ctl_stats_tells_how_long_a_shard_is_down_and_why(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path)
+    empty = sup.pool.shards[1]
+    empty.down_since = time.monotonic() - 30
+    empty.start_failures = 4
+    empty.last_error = "cannot start: [Errno 24] Too many open files"
+    reply = asyncio.run(sup.admin.run(AdminRequest("stats"), Peer(os.getpid(), 0, 0)))
+    shard = reply.data["shards"][1]
+    assert (shard["start_failures"], shard["last_error"]) == (4, empty.last_error)
+    assert 29 <= shard["down_s"] <= 40
