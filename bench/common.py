@@ -217,9 +217,12 @@ class Service:
         self.metrics_port = free_tcp_port()
         tables: dict[str, dict[str, object]] = {
             "presence_b2b": {},
-            "sip": {"listen": LOOPBACK, "port": self.sip_port},
+            # Benchmarks measure the service's own ceilings, not the guards an
+            # operator sets: no SUBSCRIBE rate limit and no per-client cap.
+            "sip": {"listen": LOOPBACK, "port": self.sip_port, "subscribe_rate": 0},
             "server": {
                 "shards": shards,
+                "max_subscriptions_per_client": 0,
                 "control_socket": self.control_socket,
                 "log_level": "warning",
             },

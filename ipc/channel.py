@@ -225,6 +225,12 @@ class Channel:
         self._writing = False
         self.closed = False
         self.bad_packets = 0
+        #: Bytes queued here because the socket buffer was full. The queue itself
+        #: is not bounded: a sender that can wait reads this and stops feeding it.
+        self.backlog_bytes = 0
+        #: Called (on the next loop turn) once the queue has emptied after the socket
+        #: buffer was full.
+        self.on_drained: Callable[[], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -241,6 +247,7 @@ class Channel:
         data = _encoder.encode(message)
         owned = [os.dup(fd) for fd in fds]
         self._queue.append((data, owned))
+        self.backlog_bytes += len(data)
         self._flush()
         return not self.closed
 
@@ -264,10 +271,18 @@ class Channel:
                 self._close()
                 return
             self._queue.popleft()
+            self.backlog_bytes -= len(data)
             close_fds(fds)
         if self._writing and self._loop is not None:
             self._loop.remove_writer(self.sock.fileno())
             self._writing = False
+            if self.on_drained is not None and not self.closed:
+                # Not from inside send(): the callback usually sends again.
+                self._loop.call_soon(self._drained)
+
+    def _drained(self) -> None:
+        if self.on_drained is not None and not self.closed and not self._queue:
+            self.on_drained()
 
     def _want_write(self) -> None:
         if not self._writing and self._loop is not None:
@@ -314,6 +329,7 @@ class Channel:
         for _, fds in self._queue:
             close_fds(fds)
         self._queue.clear()
+        self.backlog_bytes = 0
         self.sock.close()
         self._on_closed()
 

@@ -24,6 +24,7 @@ import socket
 import stat
 import struct
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -52,10 +53,13 @@ __all__ = [
     "HANDSHAKE_TIMEOUT",
     "MAX_ADMIN_CONNECTIONS",
     "MAX_CLIENTS",
+    "MAX_HANDSHAKES",
+    "MAX_NAME_CHARS",
     "ConnectedClient",
     "ControlOwner",
     "ControlServer",
     "Peer",
+    "printable_name",
     "read_groups",
 ]
 
@@ -70,6 +74,8 @@ MAX_HANDSHAKES: Final = 64
 
 HANDSHAKE_TIMEOUT: Final = 5.0
 ADMIN_IDLE_TIMEOUT: Final = 60.0
+MAX_NAME_CHARS: Final = 64
+"""A client's self-chosen name is cut to this many characters before it is kept."""
 SOCKET_MODE: Final = 0o660
 DIR_MODE: Final = 0o750
 
@@ -152,6 +158,23 @@ def read_groups(pid: int) -> tuple[int, ...]:
     return ()
 
 
+def printable_name(name: str) -> str:
+    """``name`` with every control, format or non-printable character escaped, cut short.
+
+    A client chooses its name freely; it ends up in log lines, the journal and
+    admin listings, where a newline could forge a line and a NUL cut one.
+    """
+    out: list[str] = []
+    for ch in name[:MAX_NAME_CHARS]:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out) + ("..." if len(name) > MAX_NAME_CHARS else "")
+
+
 def _peer_of(sock: socket.socket) -> Peer:
     pid, uid, gid = _UCRED.unpack(
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
@@ -162,6 +185,18 @@ def _peer_of(sock: socket.socket) -> Peer:
 def _pidfd_alive(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""
     return not select.select([pidfd], [], [], 0)[0]
+
+
+def _in_groups(peer: Peer, pidfd: int, gids: frozenset[int]) -> bool:
+    """Whether the peer's primary or a supplementary group is one of ``gids``."""
+    if peer.gid in gids:
+        return True
+    if not gids or pidfd < 0:
+        return False
+    groups = read_groups(peer.pid)
+    # The pidfd pins the process: if it is still alive after the read, the
+    # groups came from the peer and not from a new owner of its pid.
+    return _pidfd_alive(pidfd) and not gids.isdisjoint(groups)
 
 
 class _RefuseError(Exception):
@@ -181,7 +216,11 @@ class ControlServer:
         status_ring_bytes: int,
         allowed_uids: Iterable[int] = (),
         allowed_gids: Iterable[int] = (),
+        admin_gids: Iterable[int] = (),
         max_clients: int = MAX_CLIENTS,
+        max_clients_per_uid: int = 0,
+        max_handshakes_per_uid: int = 0,
+        max_admin_sessions_per_uid: int = 0,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         if shards < 1:
@@ -193,7 +232,13 @@ class ControlServer:
         self.status_ring_bytes = status_ring_bytes
         self.allowed_uids = frozenset(allowed_uids)
         self.allowed_gids = frozenset(allowed_gids)
+        self.admin_gids = frozenset(admin_gids)
         self.max_clients = max_clients
+        #: Per-uid shares of the global caps (0: none), so that one local user
+        #: cannot take every slot and lock the others out.
+        self.max_clients_per_uid = max_clients_per_uid
+        self.max_handshakes_per_uid = max_handshakes_per_uid
+        self.max_admin_sessions_per_uid = max_admin_sessions_per_uid
         self.handshake_timeout = handshake_timeout
         self.clients: dict[int, ConnectedClient] = {}
         self.refused = 0
@@ -204,8 +249,9 @@ class ControlServer:
         self._listener_ino: tuple[int, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handshaking = 0
-        self._admins = 0
+        self._handshaking: Counter[int] = Counter()
+        self._clients_of: Counter[int] = Counter()
+        self._admins: Counter[int] = Counter()
 
     @classmethod
     def from_settings(
@@ -220,7 +266,20 @@ class ControlServer:
             status_ring_bytes=settings.status_ring_bytes,
             allowed_uids=settings.allowed_uids,
             allowed_gids=settings.allowed_gids,
+            admin_gids=settings.admin_gids,
+            max_clients_per_uid=settings.max_clients_per_uid,
+            max_handshakes_per_uid=settings.max_handshakes_per_uid,
+            max_admin_sessions_per_uid=settings.max_admin_sessions_per_uid,
         )
+
+    def apply(self, settings: ServerSettings) -> None:
+        """SIGHUP: the access lists and per-uid shares; connections already open stay."""
+        self.allowed_uids = frozenset(settings.allowed_uids)
+        self.allowed_gids = frozenset(settings.allowed_gids)
+        self.admin_gids = frozenset(settings.admin_gids)
+        self.max_clients_per_uid = settings.max_clients_per_uid
+        self.max_handshakes_per_uid = settings.max_handshakes_per_uid
+        self.max_admin_sessions_per_uid = settings.max_admin_sessions_per_uid
 
     # ------------------------------------------------------------ lifecycle
 
@@ -307,12 +366,31 @@ class ControlServer:
                 loop.call_later(0.1, self._resume_accepting)
                 return
             conn.setblocking(False)
-            if self._handshaking >= MAX_HANDSHAKES:
-                self._refuse_now(conn, "too many connections in handshake; try again")
+            try:
+                peer = _peer_of(conn)
+            except OSError:
+                conn.close()
                 continue
-            task = loop.create_task(self._serve(conn))
+            refusal = self._handshake_slot_refusal(peer.uid)
+            if refusal:
+                log.warning("QSA connection from %s refused: %s", peer, refusal)
+                self._refuse_now(conn, refusal)
+                continue
+            task = loop.create_task(self._serve(conn, peer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _handshake_slot_refusal(self, uid: int) -> str:
+        """Why a new connection of ``uid`` gets no handshake slot, or ""."""
+        if self._handshaking.total() >= MAX_HANDSHAKES:
+            return "too many connections in handshake; try again"
+        share = self.max_handshakes_per_uid
+        if share and self._handshaking[uid] >= share:
+            return (
+                f"uid {uid} has {share} connections in handshake, its share"
+                " (server.max_handshakes_per_uid); try again"
+            )
+        return ""
 
     def _resume_accepting(self) -> None:
         if self._listener is not None and self._loop is not None:
@@ -326,13 +404,11 @@ class ControlServer:
 
     # ------------------------------------------------------------ one connection
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _serve(self, conn: socket.socket, peer: Peer) -> None:
         pidfd = -1
-        peer: Peer | None = None
-        self._handshaking += 1
+        self._handshaking[peer.uid] += 1
         in_handshake = True
         try:
-            peer = _peer_of(conn)
             if peer.pid > 0:
                 try:
                     pidfd = os.pidfd_open(peer.pid)
@@ -359,10 +435,10 @@ class ControlServer:
                     f"protocol version {hello.version} is not supported "
                     f"(this server speaks {PROTOCOL_VERSION})"
                 )
-            self._handshaking -= 1
+            self._handshaking[peer.uid] -= 1
             in_handshake = False
             if hello.role == "admin":
-                await self._admin_session(conn, peer)
+                await self._admin_session(conn, peer, pidfd)
             else:
                 await self._client_session(conn, peer, hello, pidfd)
         except _RefuseError as exc:
@@ -380,7 +456,7 @@ class ControlServer:
             await self._send_quietly(conn, Refused("internal error"))
         finally:
             if in_handshake:
-                self._handshaking -= 1
+                self._handshaking[peer.uid] -= 1
             if pidfd >= 0:
                 os.close(pidfd)
             conn.close()
@@ -388,17 +464,27 @@ class ControlServer:
     def _check_peer(self, peer: Peer, pidfd: int) -> str:
         """Why ``peer`` may not connect, or "" if it may."""
         uid, gid = peer.uid, peer.gid
-        if uid in (0, self._own_uid) or uid in self.allowed_uids or gid in self.allowed_gids:
+        if uid in (0, self._own_uid) or uid in self.allowed_uids:
             return ""
-        if self.allowed_gids and pidfd >= 0:
-            groups = read_groups(peer.pid)
-            # The pidfd pins the process: if it is still alive after the read,
-            # the groups came from the peer and not from a new owner of its pid.
-            if _pidfd_alive(pidfd) and self.allowed_gids.intersection(groups):
-                return ""
+        if _in_groups(peer, pidfd, self.allowed_gids | self.admin_gids):
+            return ""
         return (
             f"uid {uid} is not allowed: add it to server.allowed_uids, "
             f"or one of its groups (gid {gid}) to server.allowed_gids"
+        )
+
+    def _check_admin(self, peer: Peer, pidfd: int) -> str:
+        """Why ``peer`` may not run admin commands, or "" if it may.
+
+        Admin commands show every client's subscriptions, documents, uids and
+        pids, and end or refresh any dialog: root, the service's own uid and
+        members of server.admin_gids only, never every admitted client.
+        """
+        if peer.uid in (0, self._own_uid) or _in_groups(peer, pidfd, self.admin_gids):
+            return ""
+        return (
+            f"uid {peer.uid} may not run admin commands: only root, the service user"
+            " and members of server.admin_gids may"
         )
 
     async def _recv(self, conn: socket.socket) -> ControlMessage | None:
@@ -440,6 +526,12 @@ class ControlServer:
     ) -> None:
         if len(self.clients) >= self.max_clients:
             raise _RefuseError(f"too many clients ({self.max_clients})")
+        share = self.max_clients_per_uid
+        if share and self._clients_of[peer.uid] >= share:
+            raise _RefuseError(
+                f"uid {peer.uid} has {share} clients connected, its share"
+                " (server.max_clients_per_uid)"
+            )
         try:
             request, statuses = self._make_rings()
         except Exception as exc:
@@ -449,25 +541,27 @@ class ControlServer:
         self._next_client_id += 1
         client = ConnectedClient(
             id=client_id,
-            name=hello.name,
+            name=printable_name(hello.name),
             peer=peer,
             request_ring=request,
             status_rings=tuple(statuses),
             requests=request.reader(),
         )
         announced = False
+        self._clients_of[peer.uid] += 1
         try:
             await self._send_welcome(conn, client)
             self.clients[client_id] = client
             self.accepted += 1
-            log.info("QSA client %d %r connected: %s", client_id, hello.name, peer)
+            log.info("QSA client %d '%s' connected: %s", client_id, client.name, peer)
             announced = True
             self.owner.on_client(client)
             await self._wait_gone(conn, pidfd)
         finally:
+            self._clients_of[peer.uid] -= 1
             self.clients.pop(client_id, None)
             if announced:
-                log.info("QSA client %d %r gone", client_id, hello.name)
+                log.info("QSA client %d '%s' gone", client_id, client.name)
                 try:
                     self.owner.on_client_gone(client)
                 except Exception:
@@ -529,10 +623,31 @@ class ControlServer:
 
     # ------------------------------------------------------------ admin
 
-    async def _admin_session(self, conn: socket.socket, peer: Peer) -> None:
-        if self._admins >= MAX_ADMIN_CONNECTIONS:
-            raise _RefuseError(f"too many admin connections ({MAX_ADMIN_CONNECTIONS})")
-        self._admins += 1
+    def _admin_refusal(self, peer: Peer, pidfd: int) -> str:
+        """Why ``peer`` gets no admin session now, or ""."""
+        refusal = self._check_admin(peer, pidfd)
+        if refusal:
+            return refusal
+        if self._admins.total() >= MAX_ADMIN_CONNECTIONS:
+            return f"too many admin connections ({MAX_ADMIN_CONNECTIONS})"
+        share = self.max_admin_sessions_per_uid
+        if share and self._admins[peer.uid] >= share:
+            return (
+                f"uid {peer.uid} has {share} admin connections, its share"
+                " (server.max_admin_sessions_per_uid)"
+            )
+        return ""
+
+    async def _admin_session(self, conn: socket.socket, peer: Peer, pidfd: int) -> None:
+        refusal = self._admin_refusal(peer, pidfd)
+        if refusal:
+            # Told after the first request, which an admin client sends right
+            # behind its hello: closing with that packet unread would reach it
+            # as ECONNRESET instead of the reason.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recv(conn), self.handshake_timeout)
+            raise _RefuseError(refusal)
+        self._admins[peer.uid] += 1
         try:
             while True:
                 try:
@@ -551,4 +666,4 @@ class ControlServer:
                 for packet in split_admin_reply(reply):
                     await async_send_fds(conn, packet, [])
         finally:
-            self._admins -= 1
+            self._admins[peer.uid] -= 1

@@ -418,6 +418,11 @@ CATALOG: tuple[Family, ...] = (
         scope="supervisor",
     ),
     Family(
+        "qsa_request_pauses_total", "counter",
+        "Times a client's request ring was left unread because its shard had too much queued.",
+        scope="supervisor",
+    ),
+    Family(
         "qsa_status_sent_total", "counter", "Status records written to clients' status rings.",
     ),
     Family(
@@ -472,6 +477,11 @@ CATALOG: tuple[Family, ...] = (
     ),
     Family(
         "shard_up", "gauge", "1 while the shard process runs, 0 between death and restart.",
+        supervisor_owned=True,
+    ),
+    Family(
+        "shard_start_failures_total", "counter",
+        "Times the supervisor could not start this shard (no fds, no memory); it retries.",
         supervisor_owned=True,
     ),
     Family(

@@ -49,6 +49,10 @@ class MetricsBlocks:
             DirectCounter(b.view, b.layout.base["shard_restarts_total"]) for b in self.shards
         )
         self._up = tuple(DirectGauge(b.view, b.layout.base["shard_up"]) for b in self.shards)
+        self._start_failures = tuple(
+            DirectCounter(b.view, b.layout.base["shard_start_failures_total"])
+            for b in self.shards
+        )
         #: The supervisor's own counters (QSA clients, requests, its rings, errors);
         #: flushed by the collector before every scrape.
         self.supervisor_metrics = ShardMetrics(self.supervisor)
@@ -66,6 +70,10 @@ class MetricsBlocks:
         if restart:
             self._restarts[index].inc()
         self._up[index].set(1.0)
+
+    def shard_start_failed(self, index: int) -> None:
+        """The supervisor tried to start shard ``index`` and could not."""
+        self._start_failures[index].inc()
 
     def shard_exited(self, index: int) -> None:
         """The shard is gone: its gauges describe nothing any more, so zero them."""

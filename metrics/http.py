@@ -3,9 +3,15 @@
 Why not ``prometheus_client.start_http_server``: it runs a thread per
 connection with no read timeout and no limit on the request, so a scraper that
 opens connections and never finishes its request pins a thread each, without
-bound. This handler caps concurrent connections, the size of the request head
-and the time allowed to send it and to take the answer, and closes every
-connection after one response.
+bound. This handler caps open connections, in all and per peer address, the
+size of the request head and the time allowed to send it and to take the
+answer, and closes every connection after one response.
+
+Idle connections must not lock scrapers out: a connection that has not sent
+its whole request head yet holds nothing a scrape needs, and when a cap is
+reached the oldest such connection (of the same peer for the per-peer cap) is
+closed to make room. Only connections being answered are never closed early;
+when every slot is one of those, the newcomer gets a 503.
 
 The scrape itself (copying the blocks, a few /proc reads per process, and
 mostly prometheus_client's text formatting: ~8 ms for 2 shards, ~15 ms for 8
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -69,7 +76,8 @@ class MetricsServer:
         port: int = 9478,
         *,
         health: HealthFn | None = None,
-        max_connections: int = 8,
+        max_connections: int = 64,
+        max_per_peer: int = 8,
         max_request_bytes: int = 8192,
         request_timeout: float = 5.0,
         response_timeout: float = 10.0,
@@ -78,7 +86,14 @@ class MetricsServer:
         self._host = host
         self._port = port
         self._health = health or (lambda: (True, "ok"))
-        self._slots = asyncio.Semaphore(max_connections)
+        self._max_connections = max_connections
+        self._max_per_peer = max_per_peer
+        #: Open connections per peer address, and the peer of each connection.
+        self._per_peer: Counter[str] = Counter()
+        self._open: dict[asyncio.Task[Any], str] = {}
+        #: Connections still waiting for their request head, oldest first: the
+        #: ones closed to make room.
+        self._idle: dict[asyncio.Task[Any], str] = {}
         self._max_request = max_request_bytes
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
@@ -118,17 +133,47 @@ class MetricsServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    def _make_room(self, peer: str) -> bool:
+        """Close idle connections until ``peer`` may open one more; False if none would do."""
+        if self._per_peer[peer] >= self._max_per_peer and not self._evict(lambda p: p == peer):
+            return False
+        if len(self._open) >= self._max_connections:
+            return self._evict(lambda p: True)
+        return True
+
+    def _evict(self, whose: Callable[[str], bool]) -> bool:
+        """Close the oldest connection still waiting for its request, of a matching peer."""
+        for task, peer in self._idle.items():
+            if whose(peer):
+                self._forget(task)
+                task.cancel()
+                log.debug("metrics endpoint: closed an idle connection of %s for room", peer)
+                return True
+        return False
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        """Uncount a connection (once: at eviction or at its end, whichever is first)."""
+        self._idle.pop(task, None)
+        peer = self._open.pop(task, None)
+        if peer is not None:
+            self._per_peer[peer] -= 1
+            if not self._per_peer[peer]:
+                del self._per_peer[peer]
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        address = writer.get_extra_info("peername")
+        peer = str(address[0]) if isinstance(address, tuple) else str(address)
         try:
-            if self._slots.locked():
-                # Over the cap: refuse at once rather than queue behind slow peers.
+            if not self._make_room(peer):
+                # Every slot is busy answering: refuse at once rather than queue.
                 await self._send(writer, 503, b"too many scrapes\n", "text/plain", head=False)
                 return
-            async with self._slots:
-                await self._serve(reader, writer)
+            self._per_peer[peer] += 1
+            self._open[task] = self._idle[task] = peer
+            await self._serve(reader, writer, task)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -136,16 +181,20 @@ class MetricsServer:
         except Exception:
             log.exception("metrics endpoint")
         finally:
+            self._forget(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
             self._tasks.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[Any]
+    ) -> None:
         try:
             head = await asyncio.wait_for(
                 reader.readuntil(b"\r\n\r\n"), self._request_timeout
             )
+            self._idle.pop(task, None)  # being answered now: no longer one to close for room
         except TimeoutError:
             await self._send(writer, 408, b"request timeout\n", "text/plain", head=False)
             return

@@ -267,6 +267,7 @@ class ShardMetrics:
     qsa_clients: Gauge
     qsa_connections_refused: Counter
     qsa_requests: CounterVec
+    qsa_request_pauses: Counter
     qsa_status_sent: Counter
     qsa_ring_depth_bytes: GaugeVec
     qsa_ring_high_water_bytes: GaugeVec
@@ -281,6 +282,7 @@ class ShardMetrics:
     # written by the supervisor into each shard's block, straight through
     shard_restarts: DirectCounter
     shard_up: DirectGauge
+    shard_start_failures: DirectCounter
 
     def __init__(self, block: MetricsBlock) -> None:
         block.claim()

@@ -10,6 +10,7 @@ silently falls back to a default is the worst kind of configuration error.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import ipaddress
 import os
 import socket
@@ -150,6 +151,33 @@ def _id_list(v: Any) -> str | None:
     return None
 
 
+def group_id(group: int | str) -> int | None:
+    """A gid as given, or a group name's gid from the group database; None if unknown."""
+    if isinstance(group, int):
+        return group
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _group_list(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(
+        (isinstance(g, int) and not isinstance(g, bool) and g >= 0) or isinstance(g, str)
+        for g in v
+    ):
+        return f"must be a list of group names or numeric gids, got {v!r}"
+    unknown = [g for g in v if group_id(g) is None]
+    if unknown:
+        return f"no such group: {', '.join(map(repr, unknown))}"
+    return None
+
+
+def _group_ids(v: list[int | str]) -> tuple[int, ...]:
+    """Group names become gids at load, so a renamed group cannot widen access later."""
+    return tuple(gid for g in v if (gid := group_id(g)) is not None)
+
+
 def _path(v: Any) -> str | None:
     if not isinstance(v, str) or not v.startswith("/"):
         return f"must be an absolute path, got {v!r}"
@@ -171,8 +199,10 @@ def _log_level(v: Any) -> str | None:
     return None
 
 
-def _opt(check: Check, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"check": check, "doc": doc})
+def _opt(
+    check: Check, default: Any, doc: str, convert: Callable[[Any], Any] | None = None
+) -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc, "convert": convert})
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +304,7 @@ class SipSettings:
     )
     subscribe_rate: float = _opt(
         _number_at_least(0.0),
-        0.0,
+        1000.0,
         "service-wide limit of out-of-dialog SUBSCRIBEs per second (0: no limit)",
     )
     user_agent: str = _opt(_string, "presence-b2b", "User-Agent header value ('' for none)")
@@ -321,10 +351,28 @@ class ServerSettings:
         _id_list, (), "uids allowed on the control socket besides root and the service's own"
     )
     allowed_gids: tuple[int, ...] = _opt(
-        _id_list, (), "gids whose members may use the control socket"
+        _group_list,
+        (),
+        "groups (names or gids) whose members may use the control socket",
+        _group_ids,
+    )
+    admin_gids: tuple[int, ...] = _opt(
+        _group_list,
+        (),
+        "groups (names or gids) allowed admin commands besides root and the service user",
+        _group_ids,
     )
     max_subscriptions_per_client: int = _opt(
-        _int_at_least(0), 0, "refuse a client's subscriptions beyond this many (0: no limit)"
+        _int_at_least(0), 100_000, "refuse a client's subscriptions beyond this many (0: no limit)"
+    )
+    max_clients_per_uid: int = _opt(
+        _int_at_least(0), 256, "connected clients one uid may hold of the 1024 (0: no share)"
+    )
+    max_handshakes_per_uid: int = _opt(
+        _int_at_least(0), 16, "connections one uid may have in handshake of the 64 (0: no share)"
+    )
+    max_admin_sessions_per_uid: int = _opt(
+        _int_at_least(0), 4, "admin connections one uid may hold of the 16 (0: no share)"
     )
     shard_memory_limit_bytes: int = _opt(
         _int_at_least(0), 0, "restart a shard whose RSS exceeds this (0: no limit)"
@@ -502,7 +550,8 @@ def _build_section(name: str, cls: type[Any], table: Any) -> Any:
         problem = f.metadata["check"](value)
         if problem:
             raise ConfigError(f"{name}.{key}: {problem}")
-        values[key] = _coerce(f.type, value)
+        convert = f.metadata["convert"]
+        values[key] = convert(value) if convert is not None else _coerce(f.type, value)
     section = cls(**values)
     _check_section(name, section)
     return section

@@ -89,6 +89,7 @@ class AdminCommands:
     async def _stats(self, args: dict[str, str]) -> dict[str, Any]:
         sup = self.sup
         shards = await self._ask_all("stats", {})
+        now = time.monotonic()
         return {
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - sup.started, 1),
@@ -99,6 +100,9 @@ class AdminCommands:
                     "up": s.up,
                     "sip_port": s.port,
                     "restarts": max(0, s.starts - 1),
+                    "start_failures": s.start_failures,
+                    "down_s": round(sup.pool.down_for(s, now), 1),
+                    "last_error": s.last_error,
                     **_process_figures(s.pid if s.up else 0),
                     **(detail if isinstance(detail, dict) else {}),
                 }

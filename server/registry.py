@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..ipc.channel import Sub, Unsub
-from ..ipc.messages import Subscribe
+from ..ipc.messages import Subscribe, Unsubscribe
 from .routing import shard_of
 
 __all__ = ["Entry", "Registry"]
@@ -62,6 +62,15 @@ class Registry:
 
     def get(self, client: int, sub_id: int) -> Entry | None:
         return self._clients.get(client, {}).get(sub_id)
+
+    def shard_for(self, client: int, msg: Subscribe | Unsubscribe) -> int | None:
+        """The shard ``msg`` would be sent to, without recording anything; None: nowhere."""
+        entry = self._clients.get(client, {}).get(msg.id)
+        if isinstance(msg, Unsubscribe):
+            return None if entry is None else entry.shard
+        if entry is not None:
+            return entry.shard
+        return shard_of(msg.record, msg.subscriber, self.shard_count)
 
     def subscribe(self, client: int, msg: Subscribe, limit: int = 0) -> tuple[int, Sub]:
         """The shard to send ``msg`` to, and the Sub to send.

@@ -48,11 +48,21 @@ class Shard:
     crashes_in_a_row: int = 0
     started_at: float = 0.0
     last_pong: float = 0.0
+    down_since: float = 0.0
+    """When the slot last lost its process (or first tried to start one); 0 while up."""
+    start_failures: int = 0
+    last_error: str = ""
+    """Why the last start failed, for the status line; "" once it is up."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     queries: dict[int, asyncio.Future[Answer]] = field(default_factory=dict)
 
     def send(self, message: ChannelMessage, fds: tuple[int, ...] = ()) -> bool:
         return self.up and self.channel is not None and self.channel.send(message, fds)
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in the supervisor for this shard's socket buffer to take them."""
+        return self.channel.backlog_bytes if self.up and self.channel is not None else 0
 
 
 class ShardPool:
@@ -61,6 +71,8 @@ class ShardPool:
     ``on_ready(shard, restarted)`` runs when a shard reports Ready: the owner
     attaches clients and replays subscriptions there. ``on_down(shard)`` runs
     when one is gone. ``on_message`` gets everything else a shard sends.
+    ``on_drained(shard)`` runs when the queue for a shard's full socket has
+    emptied.
     """
 
     def __init__(
@@ -71,8 +83,12 @@ class ShardPool:
         on_down: Callable[[Shard], None],
         on_message: Callable[[Shard, ChannelMessage], None],
         configure: Callable[[Shard], None],
+        on_drained: Callable[[Shard], None] = lambda shard: None,
+        on_start_failed: Callable[[Shard], None] = lambda shard: None,
     ) -> None:
         self.shards = [Shard(i, block) for i, block in enumerate(blocks)]
+        self._on_drained = on_drained
+        self._on_start_failed = on_start_failed
         self._on_ready = on_ready
         self._on_down = on_down
         self._on_message = on_message
@@ -90,10 +106,39 @@ class ShardPool:
 
     def start_all(self) -> None:
         self._loop = asyncio.get_running_loop()
+        now = time.monotonic()
         for shard in self.shards:
+            shard.down_since = now
             self._spawn(shard)
 
+    def down_for(self, shard: Shard, now: float) -> float:
+        """Seconds ``shard`` has been without a running process; 0 while it is up."""
+        return 0.0 if shard.up or not shard.down_since else now - shard.down_since
+
     def _spawn(self, shard: Shard) -> None:
+        """Start the shard's process, or count the failure and try again after a back-off.
+
+        Every step that can run out of fds or memory (the socket pair, the
+        fork) is inside the ``try``: an exception here must never end the
+        restart chain, or the slot would stay empty for good.
+        """
+        assert self._loop is not None
+        try:
+            self._start_process(shard)
+        except OSError as exc:
+            shard.start_failures += 1
+            shard.crashes_in_a_row += 1
+            shard.last_error = f"cannot start: {exc}"
+            log.error(
+                "shard %d: cannot start (%d failures so far): %s; retrying",
+                shard.index, shard.start_failures, exc,
+            )
+            self._on_start_failed(shard)
+            self._schedule_restart(shard)
+            return
+        log.info("shard %d: started as pid %d", shard.index, shard.pid)
+
+    def _start_process(self, shard: Shard) -> None:
         assert self._loop is not None
         ours, theirs = socket_pair()
         cmd = [
@@ -109,13 +154,11 @@ class ShardPool:
                 pass_fds=(theirs.fileno(), shard.block.fileno()),
                 stdin=subprocess.DEVNULL,
             )
-        except OSError as exc:
-            log.error("shard %d: cannot start: %s", shard.index, exc)
+        except BaseException:
             ours.close()
+            raise
+        finally:
             theirs.close()
-            self._schedule_restart(shard)
-            return
-        theirs.close()
         shard.pid = shard.proc.pid
         shard.starts += 1
         shard.started_at = time.monotonic()
@@ -127,14 +170,16 @@ class ShardPool:
             lambda: self._closed(shard),
             name=f"channel to shard {shard.index}",
         )
+        shard.channel.on_drained = lambda: self._on_drained(shard)
         shard.channel.start(self._loop)
         self._configure(shard)
-        log.info("shard %d: started as pid %d", shard.index, shard.pid)
 
     def _received(self, shard: Shard, msg: ChannelMessage, fds: list[int]) -> None:
         close_fds(fds)  # shards never send fds
         if isinstance(msg, Ready):
             shard.up = True
+            shard.down_since = 0.0
+            shard.last_error = ""
             shard.port = msg.port
             shard.last_pong = time.monotonic()
             shard.ready.set()
@@ -150,6 +195,8 @@ class ShardPool:
         was_up = shard.up
         shard.up = False
         shard.channel = None
+        if not shard.down_since:
+            shard.down_since = time.monotonic()
         for fut in shard.queries.values():
             if not fut.done():
                 fut.set_result(Answer(0, False, error=f"shard {shard.index} went away"))
@@ -157,6 +204,7 @@ class ShardPool:
         code = self._reap(shard)
         lived = time.monotonic() - shard.started_at
         if not self.stopping:
+            shard.last_error = f"exited with {code}"
             log.error(
                 "shard %d (pid %d) exited with %s after %.1f s",
                 shard.index, shard.pid, code, lived,
@@ -187,8 +235,15 @@ class ShardPool:
 
         async def later() -> None:
             await asyncio.sleep(delay)
-            if not self.stopping:
+            if self.stopping:
+                return
+            try:
                 self._spawn(shard)
+            except Exception:
+                # Not an OSError from the start itself: still never leave the slot empty.
+                log.exception("shard %d: restart failed; retrying", shard.index)
+                shard.crashes_in_a_row += 1
+                self._schedule_restart(shard)
 
         task = self._loop.create_task(later())
         self._restarts.add(task)

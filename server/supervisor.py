@@ -10,6 +10,7 @@ status ring: statuses go from the owning shard straight to the client.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -40,6 +41,7 @@ from ..ipc.messages import AdminReply, AdminRequest, ProtocolError, Subscribe, d
 from ..metrics.collector import MetricsBlocks, make_registry
 from ..metrics.http import MetricsServer, parse_listen
 from .admin import AdminCommands
+from .backpressure import SHARD_BACKLOG_BYTES, RequestGate
 from .registry import Registry
 from .sdnotify import SystemdNotifier
 from .shards import Shard, ShardPool
@@ -49,6 +51,11 @@ log = logging.getLogger("presence_b2b.server")
 PING_INTERVAL = 2.0
 MISSED_PINGS = 3
 """A shard that has not answered this many pings in a row counts as stuck."""
+SHARD_DOWN_GRACE = 60.0
+"""A shard without a process for longer than this counts against the watchdog, like a
+stuck one: restarts with the longest back-off (10 s) come back well within it, so
+only a slot that cannot be filled (no fds, no memory, a start that keeps failing)
+reaches it, and systemd then restarts the whole service."""
 MEMORY_CHECK_INTERVAL = 2.0
 """psutil reads /proc for each shard: a few tens of microseconds each."""
 STOP_MARGIN = 5.0
@@ -82,10 +89,15 @@ class Supervisor:
             on_down=self._shard_down,
             on_message=self._shard_message,
             configure=self._configure_shard,
+            on_drained=self._channel_drained,
+            on_start_failed=lambda shard: self.blocks.shard_start_failed(shard.index),
         )
         self.control = ControlServer.from_settings(cfg.server, self, shards=self.shard_count)
         self.clients: dict[int, ConnectedClient] = {}
         self.registry = Registry(self.shard_count)
+        self.gate = RequestGate()
+        #: Bytes queued for one shard above which its clients' rings are not read.
+        self.shard_backlog_limit = SHARD_BACKLOG_BYTES
         self.notifier = SystemdNotifier()
         self.admin = AdminCommands(self)
         self.metrics_server: MetricsServer | None = None
@@ -95,7 +107,7 @@ class Supervisor:
         self._ready_sent = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ping_seq = 0
-        self._stuck_logged = ""
+        self._stuck_logged = ("", "")
         self.ping_interval = PING_INTERVAL
         if self.notifier.watchdog_interval:
             # Ping often enough that a stuck shard is noticed within one watchdog period.
@@ -103,6 +115,7 @@ class Supervisor:
         requests = self.m.qsa_requests
         self._m_requests = {op: requests.labels(op) for op in ("subscribe", "unsubscribe")}
         self._m_bad = self.m.errors.labels("bad_client_record")
+        self._m_pauses = self.m.qsa_request_pauses
         self._m_ring_depth = self.m.qsa_ring_depth_bytes.labels("request")
         self._m_ring_high = self.m.qsa_ring_high_water_bytes.labels("request")
         #: Malformed request-ring records already counted, per client id.
@@ -176,15 +189,10 @@ class Supervisor:
             presence_b2b=new.presence_b2b,
             server=dataclasses.replace(
                 self.cfg.server,
-                allowed_uids=new.server.allowed_uids,
-                allowed_gids=new.server.allowed_gids,
-                log_level=new.server.log_level,
-                shard_memory_limit_bytes=new.server.shard_memory_limit_bytes,
-                max_subscriptions_per_client=new.server.max_subscriptions_per_client,
+                **{key: getattr(new.server, key) for key in _LIVE_SERVER_KEYS},
             ),
         )
-        self.control.allowed_uids = frozenset(new.server.allowed_uids)
-        self.control.allowed_gids = frozenset(new.server.allowed_gids)
+        self.control.apply(self.cfg.server)
         logging.getLogger().setLevel(new.server.log_level.upper())
         params = config_tables(self.cfg)["presence_b2b"]
         for shard in self.pool:
@@ -215,6 +223,9 @@ class Supervisor:
 
     def _shard_down(self, shard: Shard) -> None:
         self.blocks.shard_exited(shard.index)
+        # Its queue went with its channel: clients waiting on it go on (what
+        # they send now is kept in the registry for the replay).
+        self._channel_drained(shard)
 
     def _shard_message(self, shard: Shard, msg: ChannelMessage) -> None:
         if isinstance(msg, Pong):
@@ -230,8 +241,20 @@ class Supervisor:
         return pids
 
     def _health(self) -> tuple[bool, str]:
+        return all(s.up for s in self.pool), self._shards_line()
+
+    def _shards_line(self) -> str:
+        """``2/2 shards up``, and for each shard that is down since when and why."""
+        now = time.monotonic()
         up = sum(s.up for s in self.pool)
-        return up == self.shard_count, f"{up}/{self.shard_count} shards up"
+        downs = [
+            f"shard {s.index} down for {self.pool.down_for(s, now):.0f} s"
+            + (f": {s.last_error}" if s.last_error else "")
+            for s in self.pool
+            if not s.up
+        ]
+        line = f"{up}/{self.shard_count} shards up"
+        return f"{line} ({'; '.join(downs)})" if downs else line
 
     @property
     def stuck_after(self) -> float:
@@ -241,8 +264,13 @@ class Supervisor:
         now = time.monotonic()
         return [s for s in self.pool if s.up and now - s.last_pong > self.stuck_after]
 
+    def lost_shards(self) -> list[Shard]:
+        """Shards without a process for longer than SHARD_DOWN_GRACE: no restart got them back."""
+        now = time.monotonic()
+        return [s for s in self.pool if self.pool.down_for(s, now) > SHARD_DOWN_GRACE]
+
     async def _watch(self) -> None:
-        """Ping shards; tell systemd we are alive only while none is stuck."""
+        """Ping shards; tell systemd we are alive only while none is stuck or lost."""
         interval = self.ping_interval
         while True:
             self._ping_seq += 1
@@ -250,17 +278,24 @@ class Supervisor:
                 shard.send(Ping(self._ping_seq))
             await asyncio.sleep(interval)
             stuck = self.stuck_shards()
+            lost = self.lost_shards()
             names = ", ".join(str(s.index) for s in stuck)
-            if names != self._stuck_logged:  # say it when it changes, not every round
+            lost_names = ", ".join(str(s.index) for s in lost)
+            if (names, lost_names) != self._stuck_logged:  # say it when it changes
                 if stuck:
                     log.error(
                         "shard(s) %s not answering for %g s; withholding the watchdog",
                         names, self.stuck_after,
                     )
-                else:
-                    log.info("every shard answers again")
-                self._stuck_logged = names
-            if not stuck and self._ready_sent:
+                if lost:
+                    log.error(
+                        "shard(s) %s down for more than %g s; withholding the watchdog",
+                        lost_names, SHARD_DOWN_GRACE,
+                    )
+                if not stuck and not lost and any(self._stuck_logged):
+                    log.info("every shard runs and answers again")
+                self._stuck_logged = (names, lost_names)
+            if not stuck and not lost and self._ready_sent:
                 self.notifier.watchdog()
             if self._ready_sent:
                 self.notifier.status(self._status_line())
@@ -307,10 +342,9 @@ class Supervisor:
                     self.pool.kill(shard)
 
     def _status_line(self) -> str:
-        up = sum(s.up for s in self.pool)
         subs = len(self.registry)
         clients = len(self.clients)
-        return f"{up}/{self.shard_count} shards up, {clients} clients, {subs} subscriptions"
+        return f"{self._shards_line()}, {clients} clients, {subs} subscriptions"
 
     # ------------------------------------------------------------------ clients
 
@@ -321,13 +355,13 @@ class Supervisor:
         self.registry.add_client(client.id)
         for shard in self.pool:
             shard.send(Attach(client.id, client.name), client.status_rings[shard.index].fds())
-        loop = asyncio.get_running_loop()
-        client.requests.attach_reader(loop, lambda records: self._requests(client, records))
+        self._read_requests(client)
         log.info("client %d (%s, pid %d, uid %d) connected", client.id, client.name or "-",
                  client.pid, client.uid)
 
     def on_client_gone(self, client: ConnectedClient) -> None:
         self.clients.pop(client.id, None)
+        self.gate.forget(client.id)
         self._count_bad_ring_records(client)
         self._ring_bad_seen.pop(client.id, None)
         subs = self.registry.remove_client(client.id)
@@ -335,18 +369,37 @@ class Supervisor:
             shard.send(Detach(client.id))
         log.info("client %d gone; its %d subscriptions end", client.id, subs)
 
+    def _read_requests(self, client: ConnectedClient) -> None:
+        loop = asyncio.get_running_loop()
+        client.requests.attach_reader(loop, lambda records: self._requests(client, records))
+
     def _requests(self, client: ConnectedClient, records: list[bytes]) -> None:
         if self.stopping:
             return
         if not self.registry.has_client(client.id):
             return
-        for record in records:
+        self._take(client, collections.deque(records))
+
+    def _take(self, client: ConnectedClient, records: collections.deque[bytes]) -> bool:
+        """Handle ``records`` in ring order. False when a request's shard had too much
+        queued: the client is paused with the rest held until that channel drains."""
+        while records:
             try:
-                msg = decode_request(record)
+                msg = decode_request(records[0])
             except ProtocolError as exc:
+                records.popleft()
                 self._m_bad.value += 1
                 log.warning("client %d: bad request record skipped: %s", client.id, exc)
                 continue
+            target = self.registry.shard_for(client.id, msg)
+            if target is not None and (
+                self.pool.shards[target].backlog_bytes >= self.shard_backlog_limit
+            ):
+                client.requests.detach()
+                self.gate.hold(target, client, records)
+                self._m_pauses.value += 1
+                return False
+            records.popleft()
             if isinstance(msg, Subscribe):
                 self._m_requests["subscribe"].value += 1
                 limit = self.cfg.server.max_subscriptions_per_client
@@ -355,6 +408,16 @@ class Supervisor:
             else:
                 self._m_requests["unsubscribe"].value += 1
                 self.unsubscribe(client.id, msg.id)
+        return True
+
+    def _channel_drained(self, shard: Shard) -> None:
+        """Clients paused for this shard send what they held, then are read again."""
+        for held in self.gate.release(shard.index):
+            client = held.client
+            if self.stopping or client.id not in self.clients:
+                continue
+            if self._take(client, held.records):
+                self._read_requests(client)
 
     def unsubscribe(self, client: int, sub_id: int) -> None:
         """End a client's subscription; if its shard is down, once the shard is back."""
@@ -365,6 +428,19 @@ class Supervisor:
     async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
         return await self.admin.run(request, peer)
 
+
+_LIVE_SERVER_KEYS = (
+    "allowed_uids",
+    "allowed_gids",
+    "admin_gids",
+    "log_level",
+    "shard_memory_limit_bytes",
+    "max_subscriptions_per_client",
+    "max_clients_per_uid",
+    "max_handshakes_per_uid",
+    "max_admin_sessions_per_uid",
+)
+"""[server] keys a SIGHUP applies at once; the others take a restart."""
 
 _RESTART_ONLY = (
     ("server", "shards"),

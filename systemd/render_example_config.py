@@ -27,9 +27,9 @@ NOTES = {
         "keep TimeoutStopSec= in presence-b2b.service at least this + 15"
     ),
     "server.control_socket": "under systemd the runtime directory is /run/presence-b2b",
-    "server.allowed_gids": (
-        "e.g. the gid of presence-b2b-clients: getent group presence-b2b-clients"
-    ),
+    "server.allowed_gids": 'e.g. ["presence-b2b-clients"], the clients\' group',
+    "server.admin_gids": "admin commands show and end every client's subscriptions",
+    "server.max_subscriptions_per_client": "about 4.7 KB of service memory per subscription",
     "metrics.listen": "scraped by Prometheus; keep it on loopback or a management network",
 }
 

@@ -504,3 +504,131 @@ def test_large_admin_reply_arrives_in_several_packets(sock_path: str) -> None:
             assert sum(len(r.data) for r in replies) == 20000
 
     run(main())
+
+
+def admin_as_nobody(path: str, *, groups: tuple[int, ...] = ()) -> Callable[[int], bytes]:
+    def body(_: int) -> bytes:
+        os.setgroups(list(groups))
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        [reply] = admin_roundtrip_or_refusal(path, m.AdminRequest("list"))
+        return m.encode(reply)
+
+    return body
+
+
+def admin_roundtrip_or_refusal(path: str, request: m.AdminRequest) -> list[m.ControlMessage]:
+    sock = connect_raw(path)
+    sock.send(hello("admin"))
+    sock.send(m.encode(request))
+    reply = m.decode_control(sock.recv(m.MAX_CONTROL_PACKET))
+    sock.close()
+    return [reply]
+
+
+def test_an_admitted_client_that_is_no_admin_is_refused_admin_commands(sock_path: str) -> None:
+    async def main() -> None:
+        owner = Owner()
+        async with make_server(sock_path, owner, allowed_uids=[NOBODY]):
+            os.chmod(sock_path, 0o666)
+            reply = m.decode_control(await in_child(admin_as_nobody(sock_path)))
+            assert isinstance(reply, m.Refused), reply
+            assert reply.reason == (
+                f"uid {NOBODY} may not run admin commands: only root, the service user"
+                " and members of server.admin_gids may"
+            )
+            assert owner.admin_peers == []
+
+    run(main())
+
+
+def test_a_member_of_admin_gids_may_run_admin_commands(sock_path: str) -> None:
+    async def main() -> None:
+        owner = Owner()
+        async with make_server(sock_path, owner, admin_gids=[4243]):
+            os.chmod(sock_path, 0o666)
+            reply = m.decode_control(await in_child(admin_as_nobody(sock_path, groups=(4243,))))
+            assert isinstance(reply, m.AdminReply) and reply.ok, reply
+            assert [p.uid for p in owner.admin_peers] == [NOBODY]
+
+    run(main())
+
+
+def test_a_uid_over_its_share_of_clients_is_refused_while_others_get_in(sock_path: str) -> None:
+    async def main() -> None:
+        async with make_server(sock_path, Owner(), allowed_uids=[NOBODY], max_clients_per_uid=1):
+            os.chmod(sock_path, 0o666)
+            first, msg, fds = await asyncio.to_thread(handshake_raw, sock_path)
+            assert isinstance(msg, m.Welcome)
+            second, refused, _ = await asyncio.to_thread(handshake_raw, sock_path)
+            assert isinstance(refused, m.Refused)
+            assert "server.max_clients_per_uid" in refused.reason
+            other = m.decode_control(await in_child(as_nobody(sock_path)))
+            assert isinstance(other, m.Welcome), other
+            close_fds(fds)
+            first.close()
+            second.close()
+
+    run(main())
+
+
+def test_a_uid_over_its_share_of_handshakes_is_closed_at_once_while_others_get_in(
+    sock_path: str,
+) -> None:
+    async def main() -> None:
+        async with make_server(
+            sock_path, Owner(), allowed_uids=[NOBODY], max_handshakes_per_uid=1
+        ) as server:
+            os.chmod(sock_path, 0o666)
+            silent = await asyncio.to_thread(connect_raw, sock_path)  # holds root's one slot
+            await wait_until(lambda: server._handshaking[0] == 1)
+            second = await asyncio.to_thread(connect_raw, sock_path)
+            refused = m.decode_control(await asyncio.to_thread(second.recv, 65536))
+            assert isinstance(refused, m.Refused)
+            assert "server.max_handshakes_per_uid" in refused.reason
+            other = m.decode_control(await in_child(as_nobody(sock_path)))
+            assert isinstance(other, m.Welcome), other
+            silent.close()
+            second.close()
+
+    run(main())
+
+
+def test_a_uid_over_its_share_of_admin_sessions_is_refused(sock_path: str) -> None:
+    async def main() -> None:
+        async with make_server(sock_path, Owner(), max_admin_sessions_per_uid=1):
+            held = await asyncio.to_thread(connect_raw, sock_path)
+            held.send(hello("admin"))
+            held.send(m.encode(m.AdminRequest("stats")))
+            assert isinstance(m.decode_control(await asyncio.to_thread(held.recv, 65536)),
+                              m.AdminReply)
+            [reply] = await asyncio.to_thread(
+                admin_roundtrip_or_refusal, sock_path, m.AdminRequest("stats")
+            )
+            assert isinstance(reply, m.Refused)
+            assert "server.max_admin_sessions_per_uid" in reply.reason
+            held.close()
+
+    run(main())
+
+
+def test_a_clients_name_is_kept_and_logged_with_control_characters_escaped(
+    sock_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        owner = Owner()
+        async with make_server(sock_path, owner):
+            sock = await asyncio.to_thread(connect_raw, sock_path)
+            name = "rls\nFAKE: client 9 connected\x00\x1b[2J"
+            sock.send(m.encode(m.Hello(version=m.PROTOCOL_VERSION, role="client", name=name)))
+            _, fds = await asyncio.to_thread(recv_fds, sock, m.MAX_CONTROL_PACKET, 252)
+            await wait_until(lambda: len(owner.clients) == 1)
+            assert owner.clients[0].name == "rls\\nFAKE: client 9 connected\\x00\\x1b[2J"
+            close_fds(fds)
+            sock.close()
+            await wait_until(lambda: len(owner.gone) == 1)
+
+    caplog.set_level("INFO")
+    run(main())
+    assert not [r for r in caplog.records if any(c in r.getMessage() for c in "\n\x00\x1b")]
+    assert any("rls\\nFAKE" in r.getMessage() for r in caplog.records)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 import uvloop
 from presence_b2b.metrics import MetricsBlocks, MetricsServer, make_registry, parse_listen
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
 
 Scenario = Callable[[MetricsServer], Awaitable[None]]
 
@@ -131,21 +134,60 @@ def test_a_scraper_that_never_finishes_its_request_is_timed_out(blocks: MetricsB
     serve(blocks, scenario, request_timeout=0.2)
 
 
-def test_connections_over_the_cap_are_refused_while_slow_ones_hold_the_slots(
-    blocks: MetricsBlocks,
-) -> None:
+def test_idle_connections_do_not_keep_a_scraper_out(blocks: MetricsBlocks) -> None:
     async def scenario(server: MetricsServer) -> None:
-        slow = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(8)]
         await asyncio.sleep(0.1)
-        status, _, _ = await exchange(server.port, get("/metrics"))
-        assert status == 503
-        for _, w in slow:
-            w.close()
-        await asyncio.sleep(0.1)
-        status, _, _ = await exchange(server.port, get("/metrics"))
+        status, _, _ = await asyncio.wait_for(exchange(server.port, get("/metrics")), 2.0)
         assert status == 200
+        for _, w in idle:
+            w.close()
 
-    serve(blocks, scenario, max_connections=2, request_timeout=10.0)
+    serve(blocks, scenario, max_connections=8, request_timeout=10.0)
+
+
+def test_a_peer_over_its_share_loses_its_oldest_idle_connection(blocks: MetricsBlocks) -> None:
+    async def scenario(server: MetricsServer) -> None:
+        oldest, newer = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        third = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(oldest[0].read(), 2.0) == b""
+        newer[1].write(get("/healthz"))
+        assert (await asyncio.wait_for(newer[0].read(), 2.0)).startswith(b"HTTP/1.1 200 ")
+        for _, w in (oldest, newer, third):
+            w.close()
+
+    serve(blocks, scenario, max_per_peer=2, request_timeout=10.0)
+
+
+class SlowCollector(Collector):
+    """Takes a while to collect, so that scrapes stay in the middle of being answered."""
+
+    def collect(self) -> Iterable[Metric]:
+        time.sleep(0.5)
+        return []
+
+
+def test_a_connection_over_the_cap_is_refused_while_every_slot_is_being_answered() -> None:
+    registry = CollectorRegistry()
+    registry.register(SlowCollector())
+
+    async def main() -> None:
+        server = MetricsServer(registry, "127.0.0.1", 0, max_connections=2)
+        await server.start()
+        try:
+            busy = [
+                asyncio.create_task(exchange(server.port, get("/metrics"))) for _ in range(2)
+            ]
+            await asyncio.sleep(0.2)
+            status, _, _ = await exchange(server.port, get("/metrics"))
+            assert status == 503
+            assert [s for s, _, _ in await asyncio.gather(*busy)] == [200, 200]
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
 
 
 def test_listen_setting_is_split_into_host_and_port() -> None:

@@ -99,6 +99,12 @@ def test_unit_keeps_the_service_contract_and_the_sandbox() -> None:
     assert "PrivateUsers" not in d
 
 
+def test_unit_caps_the_services_memory_and_tasks() -> None:
+    d = directives(UNIT)
+    assert d["MemoryMax"] == ["4G"]
+    assert d["TasksMax"] == ["512"]
+
+
 def test_stop_timeout_outlasts_the_wait_for_the_terminating_notify() -> None:
     stop = int(directives(UNIT)["TimeoutStopSec"][0])
     assert stop >= config.B2BParams().wait_for_term_notify + 15
