@@ -202,6 +202,10 @@ DNS_RDTYPES = Label("type", ("NAPTR", "SRV", "A", "AAAA"))
 DNS_RESULTS = Label("result", ("ok", "nodata", "nxdomain", "timeout", "error"))
 
 #: Stream transports (UDP has no connections) and who opened the connection.
+#: Event packages counted by name; any other token counts as ``other``.
+EVENT_PACKAGES = (
+    "presence", "dialog", "reg", "message-summary", "presence.winfo", "other"
+)
 STREAM_TRANSPORTS = Label("transport", ("tcp", "tls"))
 CONNECTION_DIRECTIONS = Label("direction", ("outbound", "inbound"))
 #: Why a connection failed: connect refused or unreachable, connect timeout, TLS,
@@ -274,6 +278,18 @@ CATALOG: tuple[Family, ...] = (
         "sip_notify_received_total", "counter",
         "NOTIFY requests received (retransmissions excluded), by Subscription-State.",
         (Label("state", ("active", "pending", "terminated", "other")),),
+    ),
+    Family(
+        "sip_notify_by_package_total", "counter",
+        "NOTIFY requests received (retransmissions excluded), by event package and whether"
+        " they matched one of our dialogs (unmatched ones get 481: message-summary servers"
+        " send them unasked).",
+        (Label("package", EVENT_PACKAGES), Label("dialog", ("matched", "unmatched"))),
+    ),
+    Family(
+        "list_refreshes_total", "counter",
+        "Refreshes sent to get a resource list's full state again (RFC 4662): a gap in"
+        " its version, a partial state before any full one, or a body that did not read.",
     ),
     Family(
         "sip_responses_sent_total", "counter", "SIP responses sent, by code.",
@@ -398,8 +414,8 @@ CATALOG: tuple[Family, ...] = (
             Label(
                 "kind",
                 (
-                    "parse", "pidf", "transport", "internal", "ring_overflow", "ring_merge",
-                    "bad_client_record",
+                    "parse", "pidf", "body", "list", "transport", "internal",
+                    "ring_overflow", "ring_merge", "bad_client_record",
                 ),
             ),
         ),

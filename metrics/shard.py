@@ -237,6 +237,8 @@ class ShardMetrics:
     sip_transaction_timeouts: Counter
     sip_retransmissions: CounterVec
     sip_notify_received: CounterVec
+    sip_notify_by_package: CounterVec
+    list_refreshes: Counter
     sip_responses_sent: CounterVec
     sip_parse_errors: CounterVec
     # TCP/TLS connections

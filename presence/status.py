@@ -46,6 +46,15 @@ class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
     resource list's states; it comes last and is left out when None, so a
     presence status encodes exactly as before and a decoder that does not know
     the field skips it.
+
+    ``list`` and ``resource`` are set on the statuses of a resource list
+    subscription (RFC 4662): one status per resource instance, where ``state``
+    and ``reason`` are the instance's (``pending`` for a resource with no
+    instance yet; ``terminated`` with reason ``removed`` for one the list no
+    longer has) and the body fields are the resource's part. A status with
+    ``list`` and no ``resource`` speaks of the list as a whole (its dialog ended,
+    or its body could not be read). Both are left out when empty, like
+    ``document``.
     """
 
     id: int
@@ -57,6 +66,8 @@ class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
     error: str = ""
     merged: int = 0
     document: Document | None = None
+    list: str = ""
+    resource: str = ""
 
 
 class FailureKind(StrEnum):

@@ -88,7 +88,7 @@ class DialogSet:
         dialog = usage.dialog
         if dialog.confirmed and from_tag != dialog.remote_tag:
             return _refuse(481, "Subscription Does Not Exist (forked)")
-        if package != PACKAGE:
+        if package != usage.package:
             return _refuse(489, "Bad Event")
         if event_id is not None:
             return _refuse(481, "Subscription Does Not Exist (Event id)")

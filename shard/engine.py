@@ -25,7 +25,10 @@ from typing import Any
 
 from ..config import B2BParams, SipSettings
 from ..metrics.catalog import TRANSACTION_TIMER, state_label
-from ..presence.body import decode_body
+from ..presence.body import decode, decode_body
+from ..presence.listing import is_list_body, resource_status
+from ..presence.packages import package_problem
+from ..presence.resourcelist import ListTracker
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from ..sip import ids
 from ..sip.headers import (
@@ -92,6 +95,24 @@ class _Pending:
         self.dest = dest
         self.kind = kind
         self.error = ""  # why the transport failed, once it has
+
+
+_SUPPORTED_EXTENSIONS = frozenset(("eventlist",))
+
+
+def _unsupported(values: list[str]) -> list[str]:
+    """The option tags of Require headers that we do not support."""
+    return [
+        tag
+        for value in values
+        for tag in (t.strip() for t in value.split(","))
+        if tag and tag.lower() not in _SUPPORTED_EXTENSIONS
+    ]
+
+
+def _event_package(first: Mapping[str, str]) -> str:
+    """A NOTIFY's event package, for counting (its parameters cut off)."""
+    return first.get("Event", "").partition(";")[0].strip()
 
 
 def machine_params(params: B2BParams, t1: float) -> MachineParams:
@@ -177,14 +198,17 @@ class Engine:
             if sub_id not in self.usages:
                 self._out.finished.append(sub_id)
             return
-        usage = Usage(sub_id, record, subscriber, self._machine_params, rng=self.rng)
+        usage = Usage(
+            sub_id, record, subscriber, self._machine_params, rng=self.rng, package=package
+        )
         self.usages[sub_id] = usage
         now = self.clock()
         self._event(usage, lambda u: u.start(now))
 
     def _refusal(self, sub_id: int, record: str, subscriber: str, package: str) -> str:
-        if package != PACKAGE:
-            return f"event package {package!r} is not handled (only {PACKAGE!r})"
+        problem = package_problem(package)
+        if problem:
+            return problem
         if not self.params.handle_presence_subscriptions:
             return "presence subscriptions are disabled (handle_presence_subscriptions = 0)"
         if sub_id in self.usages:
@@ -255,6 +279,7 @@ class Engine:
         if usage is None:
             return None
         out: dict[str, Any] = usage.snapshot()
+        out["package"] = usage.package
         d = usage.dialog
         out["dialog"] = (
             None
@@ -499,13 +524,14 @@ class Engine:
         """Answer a new request, then let its subscription act on it."""
         require = first.get("Require")
         if require is not None:
-            # We support no extension: RFC 3261 §8.2.2.3.
-            unsupported = (("Unsupported", ", ".join(req.get_all("Require"))),)
-            self._respond(
-                txn, req, (420, "Bad Extension"), addr, now,
-                headers=unsupported, out_of_dialog=True,
-            )
-            return
+            # RFC 3261 §8.2.2.3; eventlist is the one extension we support.
+            unsupported = _unsupported(req.get_all("Require"))
+            if unsupported:
+                self._respond(
+                    txn, req, (420, "Bad Extension"), addr, now,
+                    headers=(("Unsupported", ", ".join(unsupported)),), out_of_dialog=True,
+                )
+                return
         if req.method != "NOTIFY":
             headers: tuple[tuple[str, str], ...] = _ALLOW
             reply = (405, "Method Not Allowed")
@@ -514,6 +540,7 @@ class Engine:
             self._respond(txn, req, reply, addr, now, headers=headers, out_of_dialog=True)
             return
         code, reason, usage, info = self.dialogs.match_notify(req, first)
+        self.obs.notify_package(_event_package(first), usage is not None)
         if usage is None or info is None:
             self._respond(txn, req, (code, reason), addr, now, out_of_dialog=code == 481)
             return
@@ -634,7 +661,7 @@ class Engine:
         Content-Type) of the NOTIFY being handled, if any."""
         for action in actions:
             if isinstance(action, EmitStatus):
-                self._emit_status(usage.sub_id, action, notify)
+                self._emit_status(usage, action, notify)
             elif isinstance(action, SendInitial):
                 self._send_initial(usage, action)
             elif isinstance(action, SendInDialog):
@@ -654,8 +681,9 @@ class Engine:
                 )
 
     def _emit_status(
-        self, sub_id: int, action: EmitStatus, notify: tuple[bytes, str] | None
+        self, usage: Usage, action: EmitStatus, notify: tuple[bytes, str] | None
     ) -> None:
+        sub_id = usage.sub_id
         reason = valid_text(action.reason)
         if action.state is SubscriptionState.TERMINATED:
             self.obs.terminated(reason or "other")
@@ -664,9 +692,19 @@ class Engine:
         if not body:
             self._emit(Status(sub_id, action.state, reason, content_type=content_type))
             return
-        presentity, error = decode_body(content_type, body)
-        if error:
-            self.obs.error("pidf")
+        if usage.lists is not None or is_list_body(content_type):
+            self._emit_list(usage, action.state, reason, content_type, body)
+            return
+        document = None
+        if usage.package == PACKAGE:
+            presentity, error = decode_body(content_type, body)
+            if error:
+                self.obs.error("pidf")
+        else:
+            decoded = decode(usage.package, content_type, body)
+            presentity, document, error = decoded.presentity, decoded.document, decoded.error
+            if error:
+                self.obs.error("body")
         self._emit(
             Status(
                 sub_id,
@@ -676,8 +714,48 @@ class Engine:
                 content_type=content_type,
                 body=body,
                 error=error,
+                document=document,
             )
         )
+
+    def _emit_list(
+        self,
+        usage: Usage,
+        state: SubscriptionState,
+        reason: str,
+        content_type: str,
+        body: bytes,
+    ) -> None:
+        """A resource list NOTIFY (RFC 4662): one status per resource instance it
+        names, and one for the list itself when its body did not read or its
+        subscription ended."""
+        tracker = usage.lists
+        if tracker is None:
+            tracker = usage.lists = ListTracker(usage.package)
+        result = tracker.update(content_type, body)
+        for resource in result.resources:
+            self._emit(resource_status(usage.sub_id, resource))
+        list_uri = result.uri or usage.record
+        if result.error:
+            self.obs.error("list")
+            self._emit(
+                Status(
+                    usage.sub_id, state, reason, content_type=content_type, body=body,
+                    error=result.error, list=list_uri,
+                )
+            )
+        elif state is SubscriptionState.TERMINATED:
+            self._emit(Status(usage.sub_id, state, reason, list=list_uri))
+        if result.needs_refresh and state is not SubscriptionState.TERMINATED:
+            self._later.append((usage, self._list_refresh))
+
+    def _list_refresh(self, usage: Usage) -> list[Action]:
+        """Ask for a list's full state again, unless a SUBSCRIBE is already out
+        (its NOTIFY brings the full state: RFC 4662 §5.2)."""
+        if usage.outstanding or usage.dialog is None:
+            return []
+        self.obs.list_refresh()
+        return usage.refresh(self.clock())
 
     def _send_initial(
         self, usage: Usage, action: SendInitial, *, held: bool = False
@@ -689,12 +767,14 @@ class Engine:
             return []
         try:
             req, dialog, dest, key = self.requester.initial(
-                usage.record, usage.subscriber, action.target, action.expires
+                usage.record, usage.subscriber, action.target, action.expires, usage.package
             )
         except (SipParseError, ValueError) as exc:
             self._cannot_send(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
             return []
         usage.dialog = dialog
+        if usage.lists is not None:
+            usage.lists.reset()  # a new dialog: list versions start again
         self.dialogs.add(usage)
         self.obs.request_sent("initial")
         self._start(usage, req, dest, action.txn, "initial", key=key)
@@ -706,7 +786,7 @@ class Engine:
             self._cannot_send(usage, action.txn, "no dialog to send the SUBSCRIBE in")
             return
         try:
-            req, dest = self.requester.in_dialog(dialog, action.expires)
+            req, dest = self.requester.in_dialog(dialog, action.expires, usage.package)
         except (SipParseError, ValueError) as exc:
             self._cannot_send(usage, action.txn, f"cannot build in-dialog SUBSCRIBE: {exc}")
             return

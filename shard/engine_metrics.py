@@ -8,7 +8,7 @@ series.
 
 from __future__ import annotations
 
-from ..metrics.catalog import TIMER_KINDS, state_label
+from ..metrics.catalog import EVENT_PACKAGES, TIMER_KINDS, state_label
 from ..metrics.shard import Counter, ShardMetrics
 from .observer import EngineObserver
 from .subscription import State
@@ -27,8 +27,9 @@ class MetricsObserver(EngineObserver):
     """Counts into one shard's :class:`ShardMetrics`."""
 
     __slots__ = (
-        "_armed", "_errors", "_failed", "_fired", "_notify", "_notify_other", "_parse",
-        "_retrans_received", "_retrans_sent", "_sent", "_states", "_term", "m",
+        "_armed", "_errors", "_failed", "_fired", "_list_refreshes", "_notify",
+        "_notify_other", "_packages", "_parse", "_retrans_received", "_retrans_sent", "_sent",
+        "_states", "_term", "m",
     )
 
     def __init__(self, metrics: ShardMetrics) -> None:
@@ -41,6 +42,13 @@ class MetricsObserver(EngineObserver):
         notify = m.sip_notify_received
         self._notify = {k: notify.labels(k) for k in ("active", "pending", "terminated")}
         self._notify_other = notify.labels("other")
+        by_package = m.sip_notify_by_package
+        self._packages = {
+            (p, matched): by_package.labels(p, "matched" if matched else "unmatched")
+            for p in EVENT_PACKAGES
+            for matched in (True, False)
+        }
+        self._list_refreshes = m.list_refreshes
         self._armed = {k: m.timers_armed.labels(k) for k in TIMER_KINDS.values}
         self._fired = {k: m.timers_fired.labels(k) for k in TIMER_KINDS.values}
         self._parse = {
@@ -62,6 +70,13 @@ class MetricsObserver(EngineObserver):
 
     def notify_received(self, state: str) -> None:
         (self._notify.get(state) or self._notify_other).value += 1
+
+    def notify_package(self, package: str, matched: bool) -> None:
+        child = self._packages.get((package, matched)) or self._packages[("other", matched)]
+        child.value += 1
+
+    def list_refresh(self) -> None:
+        self._list_refreshes.value += 1
 
     def response_sent(self, code: int) -> None:
         self.m.response_sent(code)

@@ -27,6 +27,12 @@ class EngineObserver:
     def notify_received(self, state: str) -> None:
         """A NOTIFY matched a dialog; ``state`` is its Subscription-State value."""
 
+    def notify_package(self, package: str, matched: bool) -> None:
+        """A NOTIFY of ``package`` arrived; ``matched``: one of our dialogs took it."""
+
+    def list_refresh(self) -> None:
+        """A resource list needed its full state again: a refresh goes out."""
+
     def response_sent(self, code: int) -> None: ...
 
     def response_received(self, code: int) -> None: ...
@@ -74,6 +80,12 @@ class RecordingObserver(EngineObserver):
 
     def notify_received(self, state: str) -> None:
         self.counts["notify_received", state] += 1
+
+    def notify_package(self, package: str, matched: bool) -> None:
+        self.counts["notify_package", f"{package}/{'matched' if matched else 'unmatched'}"] += 1
+
+    def list_refresh(self) -> None:
+        self.counts["list_refresh", ""] += 1
 
     def response_sent(self, code: int) -> None:
         self.counts["response_sent", str(code)] += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import B2BParams, SipSettings
+from ..presence.packages import accept_types
 from ..sip import ids
 from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop, resolve_uri
 from ..sip.message import Message as SipMessage
@@ -20,10 +21,12 @@ from ..sip.message import Request, parse_header_line
 from .destination import Destination, Transport
 from .dialogset import PACKAGE
 
-__all__ = ["ACCEPT", "LocalEndpoint", "Requester", "udp"]
+__all__ = ["ACCEPT", "SUPPORTED", "LocalEndpoint", "Requester", "udp"]
 
-ACCEPT = "application/pidf+xml"
-_SUB_HEADERS_CACHE = 64  # distinct Expires values whose SUBSCRIBE headers are kept
+ACCEPT = accept_types(PACKAGE)
+#: Any record may turn out to be a resource list (RFC 4662 §5.1): we take lists.
+SUPPORTED = "eventlist"
+_SUB_HEADERS_CACHE = 64  # distinct (Expires, package) pairs whose SUBSCRIBE headers are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,15 @@ class Requester:
         self._headers = _header_lines(params.additional_presence_headers)
         proxy = params.presence_outbound_proxy
         self._proxy: Destination | None = udp(resolve_uri(proxy)) if proxy else None
-        self._sub_headers: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._sub_headers: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
 
     def initial(
-        self, record: str, subscriber: str, target: str | None, expires: int
+        self,
+        record: str,
+        subscriber: str,
+        target: str | None,
+        expires: int,
+        package: str = PACKAGE,
     ) -> tuple[Request, Dialog, Destination, tuple[str, str]]:
         """An out-of-dialog SUBSCRIBE to ``target`` (a 3xx Contact) or the record,
         its dialog, its destination and its transaction key. Raises SipParseError
@@ -89,40 +97,45 @@ class Requester:
             branch=branch,
             to_uri=record,
             route=self.params.presence_route,
-            headers=self._subscribe_headers(expires),
+            headers=self._subscribe_headers(expires, package),
             canonical_headers=True,
         )
         dest = self._proxy or udp(next_hop(req))
         return req, dialog, dest, (branch, "SUBSCRIBE")
 
-    def in_dialog(self, dialog: Dialog, expires: int) -> tuple[Request, Destination]:
+    def in_dialog(
+        self, dialog: Dialog, expires: int, package: str = PACKAGE
+    ) -> tuple[Request, Destination]:
         """A refresh (or, with expires 0, an unsubscribe) in ``dialog``. The route
         set was checked when the dialog was confirmed."""
         dest = self._proxy if self._proxy is not None and not dialog.route_set else None
         req = dialog.build_request(
             "SUBSCRIBE",
-            self._subscribe_headers(expires),
+            self._subscribe_headers(expires, package),
             via_sent_by=self.local.hostport,
             branch=ids.new_branch(),
         )
         return req, dest or udp(next_hop(dialog))
 
-    def _subscribe_headers(self, expires: int) -> tuple[tuple[str, str], ...]:
+    def _subscribe_headers(
+        self, expires: int, package: str
+    ) -> tuple[tuple[str, str], ...]:
         """The SUBSCRIBE's own headers, canonical and checked: made once per Expires
-        value (a subscription asks for one, raised only by a 423's Min-Expires)."""
-        cached = self._sub_headers.get(expires)
+        value and package (a subscription asks for one Expires, raised only by a
+        423's Min-Expires; Event and Accept follow the package)."""
+        key = (expires, package)
+        cached = self._sub_headers.get(key)
         if cached is None:
-            headers = [
-                ("Contact", self._contact),
-                ("Event", PACKAGE),
-                ("Accept", ACCEPT),
-                ("Expires", str(expires)),
-            ]
+            headers = [("Contact", self._contact), ("Event", package)]
+            accept = ACCEPT if package == PACKAGE else accept_types(package)
+            if accept:
+                headers.append(("Accept", accept))
+            headers += [("Supported", SUPPORTED), ("Expires", str(expires))]
             if self.sip.user_agent:
                 headers.append(("User-Agent", self.sip.user_agent))
             headers.extend(self._headers)
             cached = tuple(SipMessage(headers).headers)  # canonical names, no CR/LF
             if len(self._sub_headers) >= _SUB_HEADERS_CACHE:
                 self._sub_headers.clear()
-            self._sub_headers[expires] = cached
+            self._sub_headers[key] = cached
         return cached

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from ..presence.resourcelist import ListTracker
 from ..sip.dialog import Dialog
 from .subscription import MachineParams, State, Subscription
 
@@ -18,9 +19,14 @@ __all__ = ["Usage"]
 
 class Usage(Subscription):
     """One subscription, its dialog, and what the engine's timer queue and
-    observer know of it (the deadline armed, the state counted)."""
+    observer know of it (the deadline armed, the state counted).
 
-    __slots__ = ("armed_at", "counted", "dialog")
+    ``package`` is the event package the dialog speaks (RFC 6665 §7.2);
+    ``lists`` is made on the first ``multipart/related`` NOTIFY, when the
+    record turns out to be a resource list (RFC 4662), and reset with each
+    new dialog: versions start again."""
+
+    __slots__ = ("armed_at", "counted", "dialog", "lists", "package")
 
     def __init__(
         self,
@@ -30,8 +36,11 @@ class Usage(Subscription):
         params: MachineParams,
         *,
         rng: random.Random | None,
+        package: str = "presence",
     ) -> None:
         super().__init__(sub_id, record, subscriber, params, rng=rng)
+        self.package = package
+        self.lists: ListTracker | None = None
         self.dialog: Dialog | None = None
         self.armed_at: float | None = None
         self.counted: State | None = None  # the state the observer last counted it in

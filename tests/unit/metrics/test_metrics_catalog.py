@@ -25,6 +25,11 @@ REQUIRED = {
     "sip_transaction_timeouts_total": {},
     "sip_retransmissions_total": {"direction": {"sent", "received"}},
     "sip_notify_received_total": {"state": {"active", "pending", "terminated", "other"}},
+    "sip_notify_by_package_total": {
+        "package": {"presence", "dialog", "reg", "message-summary", "presence.winfo", "other"},
+        "dialog": {"matched", "unmatched"},
+    },
+    "list_refreshes_total": {},
     "sip_responses_sent_total": {"code": {"200", "400", "481", "500", "other"}},
     "subscriptions": {"state": {
         "unconfirmed", "unconfirmed_destroy", "confirmed", "waiting", "resubscription",
@@ -39,8 +44,8 @@ REQUIRED = {
     "dialogs": {},
     "subscribers": {},
     "notify_to_client_seconds": {},
-    "errors_total": {"kind": {"parse", "pidf", "transport", "internal", "ring_overflow",
-                              "ring_merge", "bad_client_record"}},
+    "errors_total": {"kind": {"parse", "pidf", "body", "list", "transport", "internal",
+                              "ring_overflow", "ring_merge", "bad_client_record"}},
     "qsa_clients": {},
     "qsa_connections_refused_total": {},
     "qsa_status_merges_total": {},

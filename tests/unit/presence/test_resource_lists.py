@@ -11,64 +11,7 @@ from presence_b2b.presence.dialoginfo import DialogInfo
 from presence_b2b.presence.document import Basic, Note, PresenceTuple, Presentity
 from presence_b2b.presence.resourcelist import ListTracker, ResourceList, ResourceState
 
-RLMI_NS = "urn:ietf:params:xml:ns:rlmi"
-LIST = "sip:adam-friends@pres.example.com"
-
-
-def rlmi(version: int, full: bool, resources: str, uri: str = LIST) -> bytes:
-    state = "true" if full else "false"
-    return (
-        f'<?xml version="1.0"?><list xmlns="{RLMI_NS}" uri="{uri}" version="{version}"'
-        f' fullState="{state}">{resources}</list>'
-    ).encode()
-
-
-def resource(
-    uri: str, instance: str = "", state: str = "active", cid: str = "", **extra: str
-) -> str:
-    if not instance:
-        return f'<resource uri="{uri}"/>'
-    attrs = "".join(f' {k}="{v}"' for k, v in extra.items())
-    cid_attr = f' cid="{cid}"' if cid else ""
-    return (
-        f'<resource uri="{uri}"><instance id="{instance}" state="{state}"{cid_attr}{attrs}/>'
-        "</resource>"
-    )
-
-
-def pidf(entity: str, basic: str = "open") -> bytes:
-    return (
-        f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{entity}">'
-        f'<tuple id="t"><status><basic>{basic}</basic></status></tuple></presence>'
-    ).encode()
-
-
-def multipart(
-    root: bytes, *parts: tuple[str, str, bytes], boundary: str = "50UBfW7LSCVLtggUPe5z"
-) -> tuple[str, bytes]:
-    """(Content-Type, body) of a list NOTIFY: the RLMI root, then (cid, type, body) parts."""
-    out = [
-        b"--" + boundary.encode(),
-        b"Content-Transfer-Encoding: binary",
-        b"Content-ID: <nXYxAE@pres.example.com>",
-        b"Content-Type: application/rlmi+xml;charset=UTF-8",
-        b"",
-        root,
-    ]
-    for cid, ctype, content in parts:
-        out += [
-            b"--" + boundary.encode(),
-            f"Content-ID: <{cid}>".encode(),
-            f"Content-Type: {ctype}".encode(),
-            b"",
-            content,
-        ]
-    out.append(b"--" + boundary.encode() + b"--")
-    content_type = (
-        'multipart/related;type="application/rlmi+xml";'
-        f'start="<nXYxAE@pres.example.com>";boundary="{boundary}"'
-    )
-    return content_type, b"\r\n".join(out) + b"\r\n"
+from tests.peers.list_bodies import LIST, multipart, pidf, resource, rlmi
 
 
 def full_state(version: int = 1) -> tuple[str, bytes]:

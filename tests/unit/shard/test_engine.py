@@ -17,7 +17,8 @@ def test_initial_subscribe_carries_event_accept_expires_and_the_shard_contact() 
     assert isinstance(req, Request)
     assert (req.method, req.uri, dest) == ("SUBSCRIBE", RECORD, at(*SERVER))
     assert req.get("Event") == "presence"
-    assert req.get("Accept") == "application/pidf+xml"
+    assert req.get("Accept") == "application/pidf+xml, multipart/related, application/rlmi+xml"
+    assert req.get("Supported") == "eventlist"
     assert req.get("Expires") == "3600"
     assert req.get("Contact") == "<sip:127.0.0.1:5070>"
     assert req.get("Max-Forwards") == "70"

@@ -40,7 +40,7 @@ def test_options_200_carries_a_to_tag_allow_and_accept() -> None:
     assert resp.status == 200
     assert parse_tag(resp.get("To") or "")
     assert resp.get("Allow") == "NOTIFY, OPTIONS"
-    assert resp.get("Accept") == "application/pidf+xml"
+    assert resp.get("Accept") == "application/pidf+xml, multipart/related, application/rlmi+xml"
 
 
 def test_405_and_481_to_out_of_dialog_requests_carry_a_to_tag() -> None:
