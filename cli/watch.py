@@ -3,7 +3,10 @@
 The operator's first tool when a status looks wrong: it goes through the same
 QSA path as any client, so what it prints is what a client would get. With
 ``--json`` every line is one self-contained object for ``jq``; every line
-has the same keys, with null where a key does not apply to that kind.
+has the same keys, with null where a key does not apply to that kind, and
+three more where they apply: ``document`` (the parsed body of a package other
+than presence), ``list`` and ``resource`` (a resource list's status of one
+resource, or of the list itself).
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default=None, help="take the control socket path from this configuration"
     )
-    parser.add_argument("--package", default="presence", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--event",
+        "--package",
+        dest="package",
+        default="presence",
+        metavar="PACKAGE",
+        help="event package to subscribe to: presence (default), dialog, reg,"
+        " message-summary, presence.winfo or any other token (raw bodies)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
         "--count",
@@ -107,6 +118,11 @@ def as_json(event: ClientEvent) -> dict[str, Any]:
             parse_error=msg.error or None,
             merged=msg.merged,
         )
+        if msg.document is not None:
+            out["document"] = msgspec.to_builtins(msg.document)
+        if msg.list:
+            out["list"] = msg.list
+            out["resource"] = msg.resource or None
     else:
         out.update(
             error_kind=str(msg.kind), code=msg.code, detail=msg.detail, retry_in=msg.retry_in
@@ -126,7 +142,10 @@ def as_line(event: ClientEvent) -> str:
             parts.append(repr(msg.detail))
         parts.append(f"retry in {msg.retry_in:g} s" if msg.retry_in is not None else "final")
         return " ".join(parts)
-    parts = [stamp, event.record, str(msg.state)]
+    parts = [stamp, event.record]
+    if msg.resource:
+        parts.append(msg.resource)
+    parts.append(str(msg.state))
     if msg.reason:
         parts.append(f"({msg.reason})")
     basic = msg.presentity.basic if msg.presentity else None

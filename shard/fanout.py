@@ -37,15 +37,45 @@ EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
 
 
 class DialogEntry:
-    """One engine subscription and the client subscriptions it serves."""
+    """One engine subscription and the client subscriptions it serves.
 
-    __slots__ = ("did", "interests", "key", "last")
+    ``last`` is what a client that joins is told at once; for a resource list
+    that is one status per resource (``resources``, by resource URI) besides
+    the list's own last word."""
+
+    __slots__ = ("did", "interests", "key", "last", "resources")
 
     def __init__(self, did: int, key: Key) -> None:
         self.did = did
         self.key = key
         self.interests: set[Interest] = set()
         self.last: StatusMessage | None = None
+        self.resources: dict[str, Status] | None = None
+
+    def remember(self, msg: StatusMessage) -> None:
+        """Keep ``msg`` for clients that join later."""
+        if isinstance(msg, Status) and msg.resource:
+            if self.resources is None:
+                self.resources = {}
+            if msg.state is SubscriptionState.TERMINATED and msg.reason == "removed":
+                self.resources.pop(msg.resource, None)
+            else:
+                self.resources[msg.resource] = msg
+            return
+        self.last = msg
+
+    def known(self) -> list[StatusMessage]:
+        """What a joining client is told: every resource's status, then the last word."""
+        out: list[StatusMessage] = list(self.resources.values()) if self.resources else []
+        if self.last is not None:
+            out.append(self.last)
+        return out
+
+
+def _merge_key(sub_id: int, msg: StatusMessage) -> tuple[int, str]:
+    """Statuses that may replace each other in a full ring: the same subscription
+    and, for a resource list, the same resource."""
+    return (sub_id, msg.resource if isinstance(msg, Status) else "")
 
 
 def _for_client(msg: StatusMessage, sub_id: int, merged: int = 0) -> StatusMessage:
@@ -73,7 +103,7 @@ class Outbox:
         self.ring = ring
         self.writer: RingWriter = ring.writer()
         self.m = metrics
-        self.pending: dict[int, tuple[StatusMessage, int]] = {}
+        self.pending: dict[tuple[int, str], tuple[StatusMessage, int]] = {}
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         #: The shard's qsa_ring_high_water_bytes{direction="status"}, raised after writes.
@@ -85,7 +115,8 @@ class Outbox:
         # overtake it (the client would end up with the older state).
         if self.task is None and not self.pending and self._try(_for_client(msg, sub_id)):
             return
-        previous = self.pending.pop(sub_id, None)
+        key = _merge_key(sub_id, msg)
+        previous = self.pending.pop(key, None)
         merged = 0
         if previous is not None:
             merged = previous[1] + 1
@@ -93,7 +124,7 @@ class Outbox:
             self.m.errors.labels("ring_merge").value += 1
         else:
             self.m.errors.labels("ring_overflow").value += 1
-        self.pending[sub_id] = (msg, merged)
+        self.pending[key] = (msg, merged)
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._drain())
 
@@ -123,8 +154,9 @@ class Outbox:
     async def _drain(self) -> None:
         try:
             while self.pending:
-                sub_id = next(iter(self.pending))
-                msg, merged = self.pending.pop(sub_id)
+                key = next(iter(self.pending))
+                msg, merged = self.pending.pop(key)
+                sub_id = key[0]
                 out = _for_client(msg, sub_id, merged)
                 if self._try(out):
                     continue
@@ -221,8 +253,8 @@ class FanOut:
         if entry is not None:
             entry.interests.add(interest)
             self._by_interest[interest] = entry
-            if entry.last is not None:
-                self._send(client, sub_id, entry.last)
+            for known in entry.known():
+                self._send(client, sub_id, known)
             self._gauges()
             return
         did = self._next_did
@@ -300,7 +332,7 @@ class FanOut:
         entry = self.dialogs.get(msg.id)
         if entry is None:
             return
-        entry.last = msg
+        entry.remember(msg)
         for client, sub_id in entry.interests:
             self._send(client, sub_id, msg)
 
@@ -355,6 +387,7 @@ class FanOut:
             "subscriber": entry.key[2],
             "clients": sorted([c, i] for c, i in entry.interests),
             "last": None if last is None else msgspec.to_builtins(last),
+            "resources": len(entry.resources) if entry.resources else 0,
         }
 
     def close(self) -> None:

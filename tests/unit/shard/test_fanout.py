@@ -305,3 +305,54 @@ def test_a_replayed_subscription_first_says_it_is_being_reestablished(h: Harness
     (msg,) = a.read()
     assert isinstance(msg, Status)
     assert (msg.id, msg.state, msg.reason) == (3, SubscriptionState.PENDING, "reestablishing")
+
+
+def resource_status(did: int, resource: str, note: str = "", **fields: object) -> Status:
+    return Status(did, ACTIVE, note, list=RECORD, resource=resource, **fields)  # type: ignore[arg-type]
+
+
+def test_a_late_joiner_of_a_resource_list_gets_every_resources_last_status(
+    h: Harness,
+) -> None:
+    h.attach(1)
+    b = h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    did = h.did()
+    h.fanout.deliver(resource_status(did, "sip:x@example.com", "x1"))
+    h.fanout.deliver(resource_status(did, "sip:y@example.com", "y1"))
+    h.fanout.deliver(resource_status(did, "sip:x@example.com", "x2"))
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    got = b.read()
+    assert sorted((m.resource, m.reason) for m in got if isinstance(m, Status)) == [
+        ("sip:x@example.com", "x2"),
+        ("sip:y@example.com", "y1"),
+    ]
+
+
+def test_a_resource_the_list_removed_is_not_told_to_late_joiners(h: Harness) -> None:
+    h.attach(1)
+    b = h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    did = h.did()
+    h.fanout.deliver(resource_status(did, "sip:x@example.com", "x1"))
+    h.fanout.deliver(
+        Status(did, TERMINATED, "removed", list=RECORD, resource="sip:x@example.com")
+    )
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    assert b.read() == []
+
+
+def test_a_full_ring_merges_statuses_per_resource_not_per_list(h: Harness) -> None:
+    c = h.attach(1)
+    h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
+    did = h.did()
+
+    async def steps() -> list[StatusMessage]:
+        for i in range(6):
+            h.fanout.deliver(resource_status(did, "sip:x@example.com", f"x{i}", body=BIG))
+        h.fanout.deliver(resource_status(did, "sip:y@example.com", "y0", body=BIG))
+        return await c.read_all(h.fanout.outboxes[1])
+
+    got = [m for m in asyncio.run(steps()) if isinstance(m, Status)]
+    assert got[-1].resource == "sip:y@example.com", "the other resource is not merged away"
+    assert [m.reason for m in got if m.resource == "sip:x@example.com"][-1] == "x5"
