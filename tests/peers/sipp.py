@@ -112,6 +112,9 @@ SCENARIOS: dict[str, ScenarioDefaults] = {
     "uas_auth_refresh_nonce_reuse": ScenarioDefaults(
         {"expires": "60", "note": "online", "username": "watcher", "password": "secret"}
     ),
+    # Other event packages and resource lists (RFC 4235, RFC 4662).
+    "uas_dialog_info": ScenarioDefaults({"expires": "60"}),
+    "uas_rlmi": ScenarioDefaults({"expires": "60"}),
     "uac_load": ScenarioDefaults({"expires": "60"}),
     "check_uac_happy": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_basic": ScenarioDefaults({**_COMMON_UAC_KEYS, "event": "presence"}),
