@@ -116,7 +116,8 @@ def _print_human(command: str, data: Any) -> None:
         for row in data:
             print(
                 f"{row.get('id', '?'):>10}  {row.get('state') or '-':<24} "
-                f"clients={row.get('clients', 0):<3} {row.get('record')}"
+                f"clients={row.get('clients', 0):<3} {row.get('package', 'presence'):<15} "
+                f"{row.get('record')}"
                 f"  as {row.get('subscriber')}"
             )
         return

@@ -266,6 +266,7 @@ class ShardProcess:
                     snap = engine.snapshot(found.did)
                     rows.append({
                         "id": f"{self.index}:{found.did}",
+                        "package": found.key[0],
                         "record": found.key[1],
                         "subscriber": found.key[2],
                         "state": None if snap is None else snap["state"],

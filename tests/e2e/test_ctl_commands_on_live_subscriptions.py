@@ -45,6 +45,7 @@ def test_ctl_list_shows_every_subscription_as_json_and_as_text(live):
         assert row["record"] == record
         assert row["state"] == "confirmed"
         assert row["clients"] == 1
+        assert row["package"] == "presence"
         shard = int(row["id"].split(":")[0])
         assert row["subscriber"] == subscribers[shard]
 
@@ -55,6 +56,7 @@ def test_ctl_list_shows_every_subscription_as_json_and_as_text(live):
     for row in rows:
         (line,) = [ln for ln in lines if row["subscriber"] in ln]
         assert row["id"] in line and record in line and "clients=1" in line
+        assert " presence " in line
 
     filtered = json.loads(svc.ctl("--json", "list", "--subscriber", subscribers[1]).stdout)
     assert [r["subscriber"] for r in filtered] == [subscribers[1]]
