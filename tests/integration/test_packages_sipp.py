@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 from presence_b2b.presence.dialoginfo import DialogInfo
 from presence_b2b.presence.status import SubscriptionState
+from presence_b2b.presence.summary import MessageCounts, MessageSummary
 
 from tests.integration.test_engine_sipp import (
     LiveEngine,
@@ -52,6 +53,22 @@ def test_dialog_package_notify_arrives_as_a_dialog_info_document(
     [dialog] = doc.dialogs
     assert (dialog.id, dialog.state, dialog.direction) == ("as7d900as8", "confirmed", "initiator")
     assert dialog.remote is not None and dialog.remote.identity == "sip:bob@example.com"
+    engine.unsubscribe()
+    assert engine.wait_peer(uas) == SippExit.ALL_CALLS_OK, uas.report()
+
+
+def test_message_summary_notify_arrives_with_its_counts(
+    live: Callable[..., LiveEngine], sipp_uas: SippUasFactory
+) -> None:
+    uas = sipp_uas("uas_message_summary", expires=60)
+    engine = live()
+    subscribe(engine, record_at(uas, "mailbox"), "message-summary")
+    [status] = statuses(engine.wait_delivered(1))
+    assert status.document == MessageSummary(
+        waiting=True,
+        account=record_at(uas, "mailbox"),
+        counts=(MessageCounts("voice-message", 2, 8, 0, 2),),
+    )
     engine.unsubscribe()
     assert engine.wait_peer(uas) == SippExit.ALL_CALLS_OK, uas.report()
 

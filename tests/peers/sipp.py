@@ -115,6 +115,7 @@ SCENARIOS: dict[str, ScenarioDefaults] = {
     # Other event packages and resource lists (RFC 4235, RFC 4662).
     "uas_dialog_info": ScenarioDefaults({"expires": "60"}),
     "uas_rlmi": ScenarioDefaults({"expires": "60"}),
+    "uas_message_summary": ScenarioDefaults({"expires": "60"}),
     "uac_load": ScenarioDefaults({"expires": "60"}),
     "check_uac_happy": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_basic": ScenarioDefaults({**_COMMON_UAC_KEYS, "event": "presence"}),
