@@ -131,10 +131,12 @@ class Pong(msgspec.Struct, tag="pong", frozen=True):
 
 
 class Reload(msgspec.Struct, tag="reload", frozen=True):
-    """New [presence_b2b] parameters (as a table) and log level after SIGHUP."""
+    """New [presence_b2b] parameters (as a table) and log level after SIGHUP;
+    ``credentials``: the supervisor checked the credentials file, read it again."""
 
     params: dict[str, Any]
     log_level: str = "info"
+    credentials: bool = False
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from .. import config as config_mod
+from ..credentials import CredentialsError, load_credentials, resolve_credentials_path
 from ..ipc.channel import (
     Attach,
     ChannelMessage,
@@ -195,10 +196,25 @@ class Supervisor:
         self.control.apply(self.cfg.server)
         logging.getLogger().setLevel(new.server.log_level.upper())
         params = config_tables(self.cfg)["presence_b2b"]
+        credentials = self._credentials_reloadable()
         for shard in self.pool:
-            shard.send(Reload(params, new.server.log_level))
+            shard.send(Reload(params, new.server.log_level, credentials))
         log.info("SIGHUP: configuration reloaded")
         self.notifier.ready(self._status_line())
+
+    def _credentials_reloadable(self) -> bool:
+        """SIGHUP re-reads the credentials file only when it passes the same checks
+        as at start; otherwise every shard keeps the credentials it has."""
+        setting = self.cfg.auth.credentials_file
+        if not setting:
+            return False
+        try:
+            count = len(load_credentials(resolve_credentials_path(setting)))
+        except CredentialsError as exc:
+            log.error("SIGHUP: credentials refused, keeping the old ones: %s", exc)
+            return False
+        log.info("SIGHUP: %d credentials to load", count)
+        return True
 
     # ------------------------------------------------------------------ shards
 

@@ -214,6 +214,11 @@ class ClientAuth:
         ``set_auth_headers``."""
         return self._headers(request)
 
+    def realms(self) -> list[str]:
+        """The realms answered so far (``proxy:`` before a proxy's): what
+        ``ctl show`` names, never a secret."""
+        return [f"proxy:{realm}" if proxy else realm for proxy, realm in self._nonces]
+
     def forget(self) -> None:
         """Drop every nonce (e.g. when the credentials file changed)."""
         self._nonces.clear()

@@ -18,6 +18,7 @@ input: an unexpected exception in one subscription's step becomes an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,8 @@ from ..sip.transaction import (
     TransportError,
     response_bytes,
 )
+from .auth import CredentialLookup
+from .auth_layer import AUTH_CODES, AuthLayer
 from .destination import Destination
 from .dialogset import PACKAGE, DialogSet
 from .observer import EngineObserver
@@ -85,15 +88,19 @@ _DEST_CACHE = 1024  # source addresses whose Destination is kept for responses
 
 
 class _Pending:
-    """What a client transaction was sent for, so its outcome reaches the right place."""
+    """What a client transaction was sent for, so its outcome reaches the right place
+    (and, for a challenge, what to send again)."""
 
-    __slots__ = ("dest", "error", "kind", "txn_no", "usage")
+    __slots__ = ("dest", "error", "kind", "request", "txn_no", "usage")
 
-    def __init__(self, usage: Usage, txn_no: int, dest: Destination, kind: str) -> None:
+    def __init__(
+        self, usage: Usage, txn_no: int, dest: Destination, kind: str, request: Request
+    ) -> None:
         self.usage = usage
         self.txn_no = txn_no
         self.dest = dest
         self.kind = kind
+        self.request = request
         self.error = ""  # why the transport failed, once it has
 
 
@@ -141,6 +148,7 @@ class Engine:
         observer: EngineObserver | None = None,
         rng: random.Random | None = None,
         subscribe_rate: float = 0.0,
+        credentials: CredentialLookup | None = None,
     ) -> None:
         self.params = params
         self.sip = sip
@@ -157,6 +165,7 @@ class Engine:
         self.usages: dict[int, Usage] = {}
         self.dialogs = DialogSet(self.obs)
         self.requester = Requester(params, sip, local)
+        self.auth = AuthLayer(credentials, self.obs)
         self._hostport = local.hostport
         self._via_prefix = f"SIP/2.0/UDP {local.hostport}"
         self._dests: dict[Address, Destination] = {}
@@ -254,6 +263,10 @@ class Engine:
         for usage in self.usages.values():
             usage.params = self._machine_params
 
+    def set_credentials(self, credentials: CredentialLookup | None) -> None:
+        """New credentials (SIGHUP): the next challenge is answered with them."""
+        self.auth.configure(credentials, list(self.usages.values()))
+
     def shutdown(self) -> None:
         """Unsubscribe everything (SIGTERM); ``idle`` says when all have ended."""
         for sub_id in list(self.usages):
@@ -280,6 +293,11 @@ class Engine:
             return None
         out: dict[str, Any] = usage.snapshot()
         out["package"] = usage.package
+        out["credential"] = (
+            None
+            if usage.auth is None
+            else {"subscriber": usage.subscriber, "realms": usage.auth.realms()}
+        )
         d = usage.dialog
         out["dialog"] = (
             None
@@ -470,6 +488,8 @@ class Engine:
             return
         usage = pending.usage
         current = pending.txn_no == usage.txn and self.usages.get(usage.sub_id) is usage
+        if current and resp.status in AUTH_CODES and self._on_challenge(pending, resp, now):
+            return
         if current and 200 <= resp.status < 300 and usage.dialog is not None:
             try:
                 if pending.kind == "initial":
@@ -487,6 +507,34 @@ class Engine:
                 return
         info = response_info(resp, pending.txn_no)
         self._if_current(pending, lambda u: u.on_response(info, now))
+
+    def _on_challenge(self, pending: _Pending, resp: Response, now: float) -> bool:
+        """A 401, 407 or 403: answer it with a retry in the same machine
+        transaction, or fail the subscription with kind ``auth``. False when it
+        is no auth matter (a 403 to a request without credentials)."""
+        usage = pending.usage
+        before = usage.state
+        try:
+            outcome = self.auth.challenged(usage, pending.request, resp)
+            if outcome is None:
+                return False
+            if isinstance(outcome, tuple):
+                retry, branch = outcome
+                self._start(
+                    usage, retry, pending.dest, pending.txn_no, pending.kind,
+                    key=(branch, retry.method),
+                )
+                return True
+        except Exception as exc:
+            self._internal(usage, exc)
+            self._settle(usage, before)
+            self._run_later()
+            return True
+        info = dataclasses.replace(
+            response_info(resp, pending.txn_no), auth_failure=outcome.failure_detail()
+        )
+        self._if_current(pending, lambda u: u.on_response(info, now))
+        return True
 
     def _on_request(self, req: Request, addr: Address, now: float) -> None:
         # The message's index of first values (canonical name -> value), built once
@@ -772,6 +820,7 @@ class Engine:
         except (SipParseError, ValueError) as exc:
             self._cannot_send(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")
             return []
+        self.auth.authorize(usage, req)
         usage.dialog = dialog
         if usage.lists is not None:
             usage.lists.reset()  # a new dialog: list versions start again
@@ -790,6 +839,7 @@ class Engine:
         except (SipParseError, ValueError) as exc:
             self._cannot_send(usage, action.txn, f"cannot build in-dialog SUBSCRIBE: {exc}")
             return
+        self.auth.authorize(usage, req)
         kind = "unsubscribe" if action.expires == 0 else "refresh"
         self.obs.request_sent(kind)
         self._start(usage, req, dest, action.txn, kind)
@@ -804,7 +854,7 @@ class Engine:
         *,
         key: tuple[str, str] | None = None,
     ) -> None:
-        pending = _Pending(usage, txn_no, dest, kind)
+        pending = _Pending(usage, txn_no, dest, kind, req)
         txn, events = self.table.start_client(req, self.clock(), context=pending, key=key)
         self.obs.timer_armed(TRANSACTION_TIMER)
         datagrams: list[Datagram] = self._out.datagrams

@@ -78,6 +78,22 @@ class MetricsObserver(EngineObserver):
     def list_refresh(self) -> None:
         self._list_refreshes.value += 1
 
+    def auth_challenge(self, code: int, algorithm: str) -> None:
+        table = self.m.auth_challenges
+        key = algorithm if algorithm in table.family.labels[1].values else "other"
+        table.labels(str(code), key).value += 1
+
+    def auth_stale_nonce(self) -> None:
+        self.m.auth_stale_nonces.value += 1
+
+    def auth_nonce_reuse(self) -> None:
+        self.m.auth_nonce_reuses.value += 1
+
+    def auth_failure(self, reason: str) -> None:
+        table = self.m.auth_failures
+        if reason in table.family.labels[0].values:
+            table.labels(reason).value += 1
+
     def response_sent(self, code: int) -> None:
         self.m.response_sent(code)
 

@@ -33,6 +33,18 @@ class EngineObserver:
     def list_refresh(self) -> None:
         """A resource list needed its full state again: a refresh goes out."""
 
+    def auth_challenge(self, code: int, algorithm: str) -> None:
+        """A 401/407 realm was answered with ``algorithm``."""
+
+    def auth_stale_nonce(self) -> None:
+        """A stale=true challenge was answered with its new nonce."""
+
+    def auth_nonce_reuse(self) -> None:
+        """A new request carried cached nonces: no challenge round trip."""
+
+    def auth_failure(self, reason: str) -> None:
+        """A challenge was not answered, or our credentials were refused."""
+
     def response_sent(self, code: int) -> None: ...
 
     def response_received(self, code: int) -> None: ...
@@ -86,6 +98,18 @@ class RecordingObserver(EngineObserver):
 
     def list_refresh(self) -> None:
         self.counts["list_refresh", ""] += 1
+
+    def auth_challenge(self, code: int, algorithm: str) -> None:
+        self.counts["auth_challenge", f"{code}/{algorithm}"] += 1
+
+    def auth_stale_nonce(self) -> None:
+        self.counts["auth_stale", ""] += 1
+
+    def auth_nonce_reuse(self) -> None:
+        self.counts["auth_reuse", ""] += 1
+
+    def auth_failure(self, reason: str) -> None:
+        self.counts["auth_failure", reason] += 1
 
     def response_sent(self, code: int) -> None:
         self.counts["response_sent", str(code)] += 1

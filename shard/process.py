@@ -27,6 +27,12 @@ import uvloop
 
 from .. import config as config_mod
 from .. import limits, logs
+from ..credentials import (
+    CredentialsError,
+    CredentialStore,
+    load_credentials,
+    resolve_credentials_path,
+)
 from ..ipc.channel import (
     Answer,
     Attach,
@@ -130,6 +136,7 @@ class ShardProcess:
             clock=driver.clock,
             observer=MetricsObserver(self.m),
             subscribe_rate=cfg.sip.subscribe_rate / cfg.server.shard_count(),
+            credentials=self._credentials(cfg),
         )
         driver.engine = engine
         driver.consumer = fanout.consume
@@ -235,7 +242,24 @@ class ShardProcess:
             log.error("shard %d: reload refused: %s", self.index, exc)
             return
         engine.reconfigure(cfg.presence_b2b)
+        if msg.credentials and self.config is not None:
+            credentials = self._credentials(self.config)
+            if credentials is not None:
+                engine.set_credentials(credentials)
         logging.getLogger().setLevel(msg.log_level.upper())
+
+    def _credentials(self, cfg: config_mod.Config) -> CredentialStore | None:
+        """The credentials file, read by this process (the supervisor checked it
+        first). A file that cannot be read leaves the shard without credentials,
+        so challenges fail visibly with kind ``auth``, rather than crash-looping."""
+        setting = cfg.auth.credentials_file
+        if not setting:
+            return None
+        try:
+            return load_credentials(resolve_credentials_path(setting))
+        except CredentialsError as exc:
+            log.error("shard %d: credentials refused: %s", self.index, exc)
+            return None
 
     def _on_channel_closed(self) -> None:
         # The supervisor is gone (or closed us): nothing can reach clients' requests

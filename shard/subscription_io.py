@@ -134,6 +134,7 @@ class ResponseInfo:
     retry_after: int | None = None
     contacts: tuple[str, ...] = ()
     txn: int | None = None
+    auth_failure: str = ""  # a 401/407/403 the auth layer would not answer: why
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import random
 
 from ..presence.resourcelist import ListTracker
 from ..sip.dialog import Dialog
+from .auth import ClientAuth
 from .subscription import MachineParams, State, Subscription
 
 __all__ = ["Usage"]
@@ -24,9 +25,10 @@ class Usage(Subscription):
     ``package`` is the event package the dialog speaks (RFC 6665 §7.2);
     ``lists`` is made on the first ``multipart/related`` NOTIFY, when the
     record turns out to be a resource list (RFC 4662), and reset with each
-    new dialog: versions start again."""
+    new dialog: versions start again. ``auth`` is made on the first challenge
+    and kept across dialogs (a nonce is not bound to one)."""
 
-    __slots__ = ("armed_at", "counted", "dialog", "lists", "package")
+    __slots__ = ("armed_at", "auth", "counted", "dialog", "lists", "package")
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class Usage(Subscription):
         super().__init__(sub_id, record, subscriber, params, rng=rng)
         self.package = package
         self.lists: ListTracker | None = None
+        self.auth: ClientAuth | None = None
         self.dialog: Dialog | None = None
         self.armed_at: float | None = None
         self.counted: State | None = None  # the state the observer last counted it in

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 from presence_b2b.presence.status import StatusMessage
+from presence_b2b.shard.auth import CredentialLookup
 from presence_b2b.shard.destination import Destination, Transport
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.observer import RecordingObserver
@@ -71,7 +72,12 @@ class Harness:
     ``refuse`` names why a destination cannot be sent to ("" = it can)."""
 
     def __init__(
-        self, *, subscribe_rate: float = 0.0, sip: SipSettings | None = None, **params: object
+        self,
+        *,
+        subscribe_rate: float = 0.0,
+        sip: SipSettings | None = None,
+        credentials: CredentialLookup | None = None,
+        **params: object,
     ) -> None:
         self.clock = Clock()
         self.obs = RecordingObserver()
@@ -87,6 +93,7 @@ class Harness:
             clock=self.clock,
             observer=self.obs,
             subscribe_rate=subscribe_rate,
+            credentials=credentials,
         )
         self.notify_cseq = 1
 
