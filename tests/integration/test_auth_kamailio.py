@@ -1,31 +1,25 @@
-"""The auth layer against a real challenging presence server: Kamailio 5.6 with
+"""The engine against a real challenging presence server: Kamailio 5.6 with
 auth + auth_db, users in its sqlite `subscriber` table.
 
-The test plays the subscriber by hand over UDP (the engine is not wired to the auth
-layer yet): it builds each SUBSCRIBE with sip.message, lets ClientAuth answer the
-401, and answers Kamailio's NOTIFYs. Kamailio runs with nonce_count=1, so a refresh
-that reuses the nonce with nc=00000002 is checked by the real server.
+The real engine on a UDP socket, with a credentials store, subscribes; Kamailio
+challenges with 401 and checks our answers. Kamailio runs with nonce_count=1,
+so a refresh that reuses the nonce with nc=00000002 is checked by the real
+server.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from presence_b2b.shard.auth import (
-    AuthRefusal,
-    AuthRetry,
-    ClientAuth,
-    RefusalReason,
-    set_auth_headers,
-)
-from presence_b2b.sip.digest import ha1_of, parse_challenges, parse_credentials
-from presence_b2b.sip.message import Request
+from presence_b2b.credentials import CredentialStore, store_from_mapping
+from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
+from presence_b2b.sip.digest import ha1_of, parse_credentials
 
-from presence_b2b.credentials import store_from_mapping
-from tests.peers.hand_uac import HandUac
+from tests.integration.test_engine_sipp import LiveEngine, header, live
 from tests.peers.kamailio import AuthUser, KamailioAuth, KamailioPresenceServer, peers_missing
+
+__all__ = ["live"]  # the fixture, used here by name
 
 pytestmark = [
     pytest.mark.integration,
@@ -57,16 +51,20 @@ def server(request: pytest.FixtureRequest) -> Iterator[KamailioPresenceServer]:
         yield k
 
 
-def credentials_for(server: KamailioPresenceServer, user: str) -> dict[str, str]:
+def credentials_for(server: KamailioPresenceServer, user: str, password: str = "") -> CredentialStore:
     """Our side of the secret: bob's password, carol's HA1 (never her password)."""
     subscriber = f"sip:{user}@{server.host}"
-    if user == HA1_USER:
-        return {
+    if password:
+        entry = {"subscriber": subscriber, "password": password}
+    elif user == HA1_USER:
+        entry = {
             "subscriber": subscriber,
             "realm": REALM,
             "ha1_md5": ha1_of("MD5", HA1_USER, REALM, HA1_PASSWORD),
         }
-    return {"subscriber": subscriber, "password": PLAIN_PASSWORD}
+    else:
+        entry = {"subscriber": subscriber, "password": PLAIN_PASSWORD}
+    return store_from_mapping({"credential": [entry]})
 
 
 def user_of(server: KamailioPresenceServer) -> str:
@@ -74,81 +72,56 @@ def user_of(server: KamailioPresenceServer) -> str:
     return server.auth.users[0].username
 
 
-def hand_uac(server: KamailioPresenceServer, user: str) -> HandUac:
-    """A subscriber as `user` to alice, whose URI Kamailio keeps without the port."""
-    return HandUac(
-        server.host,
-        server.port,
-        from_uri=f"sip:{user}@{server.host}",
-        to_uri=server.record_uri("alice"),
-        request_uri=f"sip:alice@{server.host}:{server.port}",
-    )
-
-
-def retry(uac: HandUac, request: Request, outcome: AuthRetry) -> Request:
-    """The challenged request again: next CSeq, new branch, the manager's headers."""
-    again = uac.subscribe(int(request.get("Expires") or "60"))
-    set_auth_headers(again, outcome.headers)
-    return again
-
-
-def test_subscribe_gets_401_then_200_and_a_notify(server: KamailioPresenceServer) -> None:
+def subscribe(
+    live: Callable[..., LiveEngine], server: KamailioPresenceServer, password: str = ""
+) -> LiveEngine:
     user = user_of(server)
-    uac = hand_uac(server, user)
-    auth = ClientAuth(
-        f"sip:{user}@{server.host}",
-        store_from_mapping({"credential": [credentials_for(server, user)]}),
-        random_bytes=os.urandom,
+    engine = live(
+        credentials=credentials_for(server, user, password),
+        wait_for_term_notify=5,
+        on_error_retry_time=60,
     )
-    try:
-        first = uac.subscribe()
-        challenge = uac.send(first)
-        assert challenge.status == 401, server.log_tail()
-        (offered,) = parse_challenges(challenge.get_all("WWW-Authenticate"))
-        assert server.auth is not None
-        assert (offered.realm, offered.qop) == (REALM, ("auth",))
-        assert offered.algorithm == server.auth.algorithm
-
-        outcome = auth.on_response(first, challenge)
-        assert isinstance(outcome, AuthRetry), outcome
-        ok = uac.send(retry(uac, first, outcome))
-        assert ok.status == 200, server.log_tail()
-        notify = uac.wait_notify()
-        assert (notify.get("Subscription-State") or "").startswith("active")
-
-        # The refresh reuses the nonce: nc=00000002, no second challenge.
-        refresh = uac.subscribe()
-        set_auth_headers(refresh, auth.authorize(refresh))
-        assert parse_credentials(refresh.get("Authorization") or "").params["nc"] == "00000002"
-        assert uac.send(refresh).status == 200, server.log_tail()
-        uac.wait_notify()
-
-        unsubscribe = uac.subscribe(expires=0)
-        set_auth_headers(unsubscribe, auth.authorize(unsubscribe))
-        assert uac.send(unsubscribe).status == 200, server.log_tail()
-        assert (uac.wait_notify().get("Subscription-State") or "").startswith("terminated")
-    finally:
-        uac.close()
-
-
-def test_a_wrong_password_is_refused_after_one_retry(server: KamailioPresenceServer) -> None:
-    user = user_of(server)
-    uac = hand_uac(server, user)
-    wrong = {"subscriber": f"sip:{user}@{server.host}", "password": "not-the-password"}
-    auth = ClientAuth(
-        wrong["subscriber"], store_from_mapping({"credential": [wrong]}), random_bytes=os.urandom
+    engine.subscribe(
+        f"sip:alice@{server.host}:{server.port}", subscriber=f"sip:{user}@{server.host}"
     )
-    try:
-        first = uac.subscribe()
-        outcome = auth.on_response(first, uac.send(first))
-        assert isinstance(outcome, AuthRetry), outcome
-        again = retry(uac, first, outcome)
-        refused = auth.on_response(again, uac.send(again))
-        assert isinstance(refused, AuthRefusal), refused
-        assert (refused.reason, refused.code, refused.realm) == (
-            RefusalReason.REJECTED,
-            401,
-            REALM,
-        )
-    finally:
-        uac.close()
+    return engine
+
+
+def test_subscribe_is_challenged_answered_refreshed_and_unsubscribed(
+    live: Callable[..., LiveEngine], server: KamailioPresenceServer
+) -> None:
+    engine = subscribe(live, server)
+    [first] = engine.wait_delivered(1, timeout=5)
+    assert isinstance(first, Status), (first, server.log_tail())
+    assert first.state is SubscriptionState.ACTIVE
+    sent = engine.sent_requests()
+    assert len(sent) == 2 and not header(sent[0], "Authorization")
+    answer = dict(parse_credentials(header(sent[1], "Authorization")).params)
+    assert server.auth is not None
+    assert (answer["realm"], answer["algorithm"], answer["nc"]) == (
+        REALM, server.auth.algorithm, "00000001"
+    )
+
+    # The refresh reuses the nonce: nc=00000002, no second challenge.
+    assert engine.engine.refresh(1)
+    engine.driver.flush()
+    engine.wait_delivered(2, timeout=5)
+    refresh = engine.sent_requests()[-1]
+    assert dict(parse_credentials(header(refresh, "Authorization")).params)["nc"] == "00000002"
+    assert not any(isinstance(m, Failure) for m in engine.delivered), server.log_tail()
+
+    engine.unsubscribe()
+    assert engine.run_until(lambda: engine.finished == [1], 5), engine.delivered
+    assert len(engine.sent_requests()) == 4, "no challenge after the first"
+
+
+def test_a_wrong_password_is_an_auth_failure_and_no_loop(
+    live: Callable[..., LiveEngine], server: KamailioPresenceServer
+) -> None:
+    engine = subscribe(live, server, password="not-the-password")
+    [failure] = engine.wait_delivered(1, timeout=5)
+    assert isinstance(failure, Failure)
+    assert (failure.kind, failure.code) == (FailureKind.AUTH, 401)
+    assert REALM in failure.detail and "not-the-password" not in failure.detail
+    engine.run_for(3)
+    assert len(engine.sent_requests()) == 2, "one answer, then the wait of on_error_retry_time"

@@ -24,6 +24,7 @@ from presence_b2b.presence.status import (
     StatusMessage,
     SubscriptionState,
 )
+from presence_b2b.shard.auth import CredentialLookup
 from presence_b2b.shard.destination import Destination
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.output import Output
@@ -75,7 +76,12 @@ class LiveEngine:
     buffer, so a test may inspect state between waits without losing anything.
     """
 
-    def __init__(self, params: B2BParams = FAST_PARAMS, sip: SipSettings = FAST_SIP) -> None:
+    def __init__(
+        self,
+        params: B2BParams = FAST_PARAMS,
+        sip: SipSettings = FAST_SIP,
+        credentials: CredentialLookup | None = None,
+    ) -> None:
         self.loop = uvloop.new_event_loop()
         sock = bind_udp(LOOPBACK, 0)  # the kernel picks a free port, no race
         self.port: int = sock.getsockname()[1]
@@ -87,7 +93,7 @@ class LiveEngine:
         self.finished: list[int] = []
         self.sent = self.driver.sent
         local = LocalEndpoint(LOOPBACK, self.port)
-        self.engine = Engine(params, sip, local, clock=self.driver.clock)
+        self.engine = Engine(params, sip, local, clock=self.driver.clock, credentials=credentials)
         self.driver.engine = self.engine
         self.driver.consumer = self._consume
 
@@ -157,8 +163,10 @@ def live() -> Iterator[Callable[..., LiveEngine]]:
     """Factory: ``live(**b2b_params)`` -> a running LiveEngine (closed at teardown)."""
     engines: list[LiveEngine] = []
 
-    def make(sip: SipSettings = FAST_SIP, **params: Any) -> LiveEngine:
-        engine = LiveEngine(dataclasses.replace(FAST_PARAMS, **params), sip)
+    def make(
+        sip: SipSettings = FAST_SIP, credentials: CredentialLookup | None = None, **params: Any
+    ) -> LiveEngine:
+        engine = LiveEngine(dataclasses.replace(FAST_PARAMS, **params), sip, credentials)
         engines.append(engine)
         return engine
 
