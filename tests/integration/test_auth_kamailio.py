@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from presence_b2b.credentials import CredentialStore, store_from_mapping
 from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
 from presence_b2b.sip.digest import ha1_of, parse_credentials
 
+from presence_b2b.credentials import CredentialStore, store_from_mapping
 from tests.integration.test_engine_sipp import LiveEngine, header, live
 from tests.peers.kamailio import AuthUser, KamailioAuth, KamailioPresenceServer, peers_missing
 
@@ -51,7 +51,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[KamailioPresenceServer]:
         yield k
 
 
-def credentials_for(server: KamailioPresenceServer, user: str, password: str = "") -> CredentialStore:
+def credentials_for(
+    server: KamailioPresenceServer, user: str, password: str = ""
+) -> CredentialStore:
     """Our side of the secret: bob's password, carol's HA1 (never her password)."""
     subscriber = f"sip:{user}@{server.host}"
     if password:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from presence_b2b.credentials import CredentialStore, store_from_mapping
 from presence_b2b.presence.status import Failure, FailureKind
 from presence_b2b.sip.digest import ha1_of, hash_hex, parse_credentials
 
+from presence_b2b.credentials import CredentialStore, store_from_mapping
 from tests.integration.test_engine_sipp import LiveEngine, live, statuses
 from tests.peers.fixtures import SippUasFactory
 from tests.peers.sipp import SippExit, SippProcess, sipp_binary
