@@ -362,6 +362,10 @@ class ConnectionPool:
         name = (server_name or destination.host) if destination.transport is Transport.TLS else ""
         return self._outbound.get((destination.transport, destination.host, port, name))
 
+    def open_count(self) -> int:
+        """Connections open now, ours and the peers' (for ``ctl stats``)."""
+        return sum(1 for c in self._outbound.values() if c.connected) + len(self._inbound)
+
     @property
     def inbound(self) -> frozenset[Connection]:
         """The peers' connections open now."""

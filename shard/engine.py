@@ -54,13 +54,14 @@ from ..sip.transaction import (
 )
 from .auth import CredentialLookup
 from .auth_layer import AUTH_CODES, AuthLayer
-from .destination import Destination
+from .destination import Destination, Transport
 from .dialogset import PACKAGE, DialogSet
 from .observer import EngineObserver
 from .output import Datagram, Output, valid_text
 from .ratelimit import HoldQueue
 from .requester import ACCEPT, LocalEndpoint, Requester, udp
 from .responseinfo import response_info
+from .routing import Hop
 from .subscription import (
     Action,
     DropDialog,
@@ -91,10 +92,10 @@ class _Pending:
     """What a client transaction was sent for, so its outcome reaches the right place
     (and, for a challenge, what to send again)."""
 
-    __slots__ = ("dest", "error", "kind", "request", "txn_no", "usage")
+    __slots__ = ("dest", "error", "error_kind", "kind", "request", "txn_no", "usage")
 
     def __init__(
-        self, usage: Usage, txn_no: int, dest: Destination, kind: str, request: Request
+        self, usage: Usage, txn_no: int, dest: Hop, kind: str, request: Request
     ) -> None:
         self.usage = usage
         self.txn_no = txn_no
@@ -102,6 +103,7 @@ class _Pending:
         self.kind = kind
         self.request = request
         self.error = ""  # why the transport failed, once it has
+        self.error_kind = FailureKind.TRANSPORT  # or DNS, TLS
 
 
 _SUPPORTED_EXTENSIONS = frozenset(("eventlist",))
@@ -169,6 +171,7 @@ class Engine:
         self._hostport = local.hostport
         self._via_prefix = f"SIP/2.0/UDP {local.hostport}"
         self._dests: dict[Address, Destination] = {}
+        self._inbound = Transport.UDP  # the transport of the message being handled
         self._out = Output()
         # Machine events that an action asked for (a request that could not be
         # built): run after the current one, never from inside it.
@@ -376,8 +379,13 @@ class Engine:
 
     # ------------------------------------------------------------------ datagrams
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        """One datagram from ``addr``; nothing it holds can raise out of here."""
+    def datagram_received(
+        self, data: bytes, addr: Address, transport: Transport = Transport.UDP
+    ) -> None:
+        """One datagram (or one stream message) from ``addr``; nothing it holds
+        can raise out of here. Answers go back over ``transport`` to ``addr``:
+        for a stream, the driver finds the connection it came in on."""
+        self._inbound = transport
         now = self.clock()
         try:
             msg = parse_message(data, max_size=self.sip.max_message_size)
@@ -398,10 +406,17 @@ class Engine:
         except Exception as exc:
             self._unowned_error("datagram", exc)
 
-    def send_failed(self, ref: ClientTransaction | None, detail: str) -> None:
+    def send_failed(
+        self,
+        ref: ClientTransaction | None,
+        detail: str,
+        kind: FailureKind = FailureKind.TRANSPORT,
+    ) -> None:
         """The driver could not send a datagram that :meth:`take` gave it (a name
-        it cannot resolve, an address of the wrong family, an error from the
-        socket): the request's transaction fails with a transport error."""
+        that did not resolve: ``dns``; a TLS handshake or certificate that
+        failed: ``tls``; an address of the wrong family, a refused connection,
+        an error from the socket: ``transport``): the request's transaction
+        fails, and its subscription with this kind."""
         self.obs.error("transport")
         log.warning("send failed: %s", detail)
         if ref is None:
@@ -409,6 +424,7 @@ class Engine:
         now = self.clock()
         pending: _Pending = ref.context
         pending.error = valid_text(detail)
+        pending.error_kind = kind
         try:
             for event in self.table.transport_error(ref, now):
                 self._client_event(ref, event, now)
@@ -421,6 +437,9 @@ class Engine:
         log.error("engine: unexpected error in a %s", where, exc_info=exc)
 
     def _destination(self, addr: Address) -> Destination:
+        """Where an answer to what came from ``addr`` goes."""
+        if self._inbound is not Transport.UDP:
+            return Destination(self._inbound, addr[0], addr[1])
         dest = self._dests.get(addr)
         if dest is None:
             if len(self._dests) >= _DEST_CACHE:
@@ -473,8 +492,9 @@ class Engine:
             self._if_current(pending, lambda u: u.on_timeout(now, pending.txn_no))
         elif isinstance(event, TransportError):
             detail = pending.error or "transport error"
+            kind = pending.error_kind
             self._if_current(
-                pending, lambda u: u.on_transport_error(now, pending.txn_no, detail)
+                pending, lambda u: u.on_transport_error(now, pending.txn_no, detail, kind)
             )
 
     def _if_current(self, pending: _Pending, step: Step) -> None:
@@ -848,7 +868,7 @@ class Engine:
         self,
         usage: Usage,
         req: Request,
-        dest: Destination,
+        dest: Hop,
         txn_no: int,
         kind: str,
         *,

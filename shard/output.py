@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 from ..presence.status import StatusMessage
 from ..sip.transaction import ClientTransaction
-from .destination import Destination
+from .routing import Hop
 
 __all__ = ["Datagram", "Output", "valid_text"]
 
-#: (bytes, where to, the client transaction that sent it or None).
-Datagram = tuple[bytes, Destination, ClientTransaction | None]
+#: (bytes, where to, the client transaction that sent it or None). Where to is a
+#: Destination, or a name the driver locates first (requests only).
+Datagram = tuple[bytes, Hop, ClientTransaction | None]
 
 
 @dataclass(slots=True)

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from ..config import B2BParams, SipSettings
 from ..presence.packages import accept_types
 from ..sip import ids
-from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop, resolve_uri
+from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop_uri
 from ..sip.message import Message as SipMessage
 from ..sip.message import Request, parse_header_line
 from .destination import Destination, Transport
 from .dialogset import PACKAGE
+from .routing import Hop, hop_of
 
 __all__ = ["ACCEPT", "SUPPORTED", "LocalEndpoint", "Requester", "udp"]
 
@@ -70,7 +71,7 @@ class Requester:
         self.params = params
         self._headers = _header_lines(params.additional_presence_headers)
         proxy = params.presence_outbound_proxy
-        self._proxy: Destination | None = udp(resolve_uri(proxy)) if proxy else None
+        self._proxy: Hop | None = hop_of(proxy) if proxy else None
         self._sub_headers: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
 
     def initial(
@@ -80,7 +81,7 @@ class Requester:
         target: str | None,
         expires: int,
         package: str = PACKAGE,
-    ) -> tuple[Request, Dialog, Destination, tuple[str, str]]:
+    ) -> tuple[Request, Dialog, Hop, tuple[str, str]]:
         """An out-of-dialog SUBSCRIBE to ``target`` (a 3xx Contact) or the record,
         its dialog, its destination and its transaction key. Raises SipParseError
         or ValueError for a URI or header that cannot make a request."""
@@ -100,12 +101,12 @@ class Requester:
             headers=self._subscribe_headers(expires, package),
             canonical_headers=True,
         )
-        dest = self._proxy or udp(next_hop(req))
+        dest = self._proxy or hop_of(next_hop_uri(req))
         return req, dialog, dest, (branch, "SUBSCRIBE")
 
     def in_dialog(
         self, dialog: Dialog, expires: int, package: str = PACKAGE
-    ) -> tuple[Request, Destination]:
+    ) -> tuple[Request, Hop]:
         """A refresh (or, with expires 0, an unsubscribe) in ``dialog``. The route
         set was checked when the dialog was confirmed."""
         dest = self._proxy if self._proxy is not None and not dialog.route_set else None
@@ -115,7 +116,7 @@ class Requester:
             via_sent_by=self.local.hostport,
             branch=ids.new_branch(),
         )
-        return req, dest or udp(next_hop(dialog))
+        return req, dest or hop_of(next_hop_uri(dialog))
 
     def _subscribe_headers(
         self, expires: int, package: str

@@ -252,9 +252,18 @@ class Subscription:
         """The outstanding SUBSCRIBE got no final response (Timer F)."""
         return self._local_answer(Event.TIMEOUT, _t.TIMED_OUT, txn, now)
 
-    def on_transport_error(self, now: float, txn: int | None, detail: str) -> list[Action]:
-        """The outstanding SUBSCRIBE could not be sent (or its connection failed)."""
-        return self._local_answer(Event.TRANSPORT, ResponseInfo(0, detail), txn, now)
+    def on_transport_error(
+        self,
+        now: float,
+        txn: int | None,
+        detail: str,
+        kind: FailureKind = FailureKind.TRANSPORT,
+    ) -> list[Action]:
+        """The outstanding SUBSCRIBE could not be sent (or its connection failed);
+        ``kind`` says why: transport, dns or tls."""
+        return self._local_answer(
+            Event.TRANSPORT, ResponseInfo(0, detail, failure_kind=kind), txn, now
+        )
 
     def on_internal_error(self, now: float, detail: str) -> list[Action]:
         """Something unexpected happened while handling this subscription: fail it

@@ -135,6 +135,7 @@ class ResponseInfo:
     contacts: tuple[str, ...] = ()
     txn: int | None = None
     auth_failure: str = ""  # a 401/407/403 the auth layer would not answer: why
+    failure_kind: FailureKind | None = None  # code 0: transport, dns or tls
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ def failure_of(r: ResponseInfo) -> tuple[FailureKind, int, str]:
     if r is TIMED_OUT:
         return FailureKind.TIMEOUT, 408, r.reason
     if r.code == 0:  # on_transport_error: no response code exists
-        return FailureKind.TRANSPORT, 0, r.reason
+        return r.failure_kind or FailureKind.TRANSPORT, 0, r.reason
     if r.auth_failure:
         return FailureKind.AUTH, r.code, r.auth_failure
     return FailureKind.SIP_ERROR, r.code, f"{r.code} {r.reason}".rstrip()

@@ -1,12 +1,12 @@
-"""The thin asyncio layer under an :class:`Engine`: one UDP socket and one timer.
+"""The thin asyncio layer under an :class:`Engine`: its UDP socket and one timer.
 
 Everything with a decision in it lives in the engine; this file feeds it
-inputs, carries out what :meth:`Engine.take` returns and keeps the one
-``call_at`` handle at the engine's next deadline (moved only when it comes
-earlier). A destination the socket cannot reach (a host name, since there is
-no resolver yet; an address of the other family) and any error of ``sendto``
-go back to the engine as ``send_failed``: a transport failure of that request,
-never an exception.
+inputs, hands what :meth:`Engine.take` returns to the shard's :class:`Network`
+(UDP, TCP, TLS, names located first) and keeps the one ``call_at`` handle at
+the engine's next deadline (moved only when it comes earlier). A datagram that
+cannot be sent (an address of the other family, a name that did not resolve, a
+connection that failed) goes back to the engine as ``send_failed`` with its
+kind: a failure of that request, never an exception.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from ..presence.status import FailureKind
+from ..sip.transaction import ClientTransaction
 from .destination import Destination, Transport
 from .engine import Engine
+from .network import Network
 from .output import Output
+from .routing import Hop
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,10 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
-def unusable(dest: Destination, family: int) -> str:
+def unusable(dest: Hop, family: int) -> str:
     """Why a UDP socket of ``family`` cannot send to ``dest`` ("" when it can)."""
+    if not isinstance(dest, Destination):
+        return f"{dest.host!r} is a name and there is no resolver"
     if dest.transport is not Transport.UDP:
         return f"no {dest.transport.value.upper()} transport"
     try:
@@ -75,12 +81,21 @@ class EngineDriver(asyncio.DatagramProtocol):
         self, loop: asyncio.AbstractEventLoop, *, family: int = socket.AF_INET
     ) -> None:
         self.loop = loop
-        self.family = family
         self.engine: Engine | None = None
         self.consumer: Consumer | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
+        self._flushing = False
+        self._failed_meanwhile = False
+        self.network = Network(
+            on_failed=self._send_failed, on_message=self._stream_message, hostport=""
+        )
+        self.network.family = family
+
+    @property
+    def family(self) -> int:
+        return self.network.family
 
     def clock(self) -> float:
         """The engine's clock: the loop's."""
@@ -92,9 +107,10 @@ class EngineDriver(asyncio.DatagramProtocol):
         # No isinstance check: uvloop's UDPTransport does not derive from
         # asyncio.DatagramTransport, though it has the same sendto/close.
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self.network.udp = self.transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            self.family = sock.family
+            self.network.family = sock.family
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         engine = self.engine
@@ -113,7 +129,32 @@ class EngineDriver(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.network.udp = None
         self.cancel()
+
+    def _stream_message(
+        self, data: bytes, source: tuple[str, int], transport: Transport
+    ) -> None:
+        """A message from a TCP or TLS connection: like a datagram, answered on it."""
+        engine = self.engine
+        if engine is None:
+            return
+        arrived = time.perf_counter()
+        try:
+            engine.datagram_received(data, source, transport)
+        finally:
+            self.flush(arrived)
+
+    def _send_failed(self, ref: ClientTransaction | None, detail: str, kind: FailureKind) -> None:
+        """A send the network could not make, now or later (a name, a connection)."""
+        engine = self.engine
+        if engine is None:
+            return
+        engine.send_failed(ref, detail, kind)
+        if self._flushing:
+            self._failed_meanwhile = True  # the flush under way takes the output
+        else:
+            self.flush()
 
     # output ------------------------------------------------------------------
 
@@ -123,34 +164,29 @@ class EngineDriver(asyncio.DatagramProtocol):
         engine = self.engine
         if engine is None:
             return
-        for _ in range(_MAX_ROUNDS):
-            out = engine.take()
-            failed = False
-            for data, dest, ref in out.datagrams:
-                problem = self._send(data, dest)
-                if problem:
-                    engine.send_failed(ref, f"send to {dest.host}:{dest.port}: {problem}")
-                    failed = True
-            if self.consumer is not None and (out.messages or out.finished):
-                self.consumer(out, arrived)
-            if not failed:
-                self._rearm(out.deadline)
-                return
+        self._flushing = True
+        try:
+            for _ in range(_MAX_ROUNDS):
+                out = engine.take()
+                self._failed_meanwhile = False
+                failed = False
+                for data, dest, ref in out.datagrams:
+                    problem = self._send(data, dest, ref)
+                    if problem:
+                        engine.send_failed(ref, f"send to {dest.host}:{dest.port}: {problem}")
+                        failed = True
+                if self.consumer is not None and (out.messages or out.finished):
+                    self.consumer(out, arrived)
+                if not failed and not self._failed_meanwhile:
+                    self._rearm(out.deadline)
+                    return
+        finally:
+            self._flushing = False
         self._rearm(engine.next_deadline())
 
-    def _send(self, data: bytes, dest: Destination) -> str:
-        """Send one datagram; the reason it could not be sent, or ""."""
-        transport = self.transport
-        if transport is None:
-            return "SIP socket is closed"
-        problem = unusable(dest, self.family)
-        if problem:
-            return problem
-        try:
-            transport.sendto(data, (dest.host.strip("[]"), dest.port))
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return ""
+    def _send(self, data: bytes, dest: Hop, ref: ClientTransaction | None) -> str:
+        """Send one datagram; the reason it could not be sent at once, or ""."""
+        return self.network.send(data, dest, ref)
 
     # timer -------------------------------------------------------------------
 

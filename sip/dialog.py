@@ -469,8 +469,15 @@ def resolve_uri(uri: str) -> tuple[str, int]:
 
 
 def next_hop(target: Request | Dialog, *, outbound_proxy: str | None = None) -> tuple[str, int]:
-    """Where to send a request (RFC 3261 §8.1.2): the outbound proxy if set, else
-    the first route, else the Request-URI (or remote target).
+    """Where to send a request (RFC 3261 §8.1.2), without DNS: the host and port
+    of :func:`next_hop_uri`."""
+    return resolve_uri(next_hop_uri(target, outbound_proxy=outbound_proxy))
+
+
+def next_hop_uri(target: Request | Dialog, *, outbound_proxy: str | None = None) -> str:
+    """The URI a request goes to first (RFC 3261 §8.1.2): the outbound proxy if
+    set, else the first route, else the Request-URI (or remote target); RFC 3263
+    locates the server from it.
 
     For a Request, a first Route without `;lr` means a strict router already sits in
     the Request-URI, so the Request-URI is the next hop. A strict first hop followed
@@ -478,13 +485,13 @@ def next_hop(target: Request | Dialog, *, outbound_proxy: str | None = None) -> 
     Dialog knows its route set, so pass the Dialog for such routes.
     """
     if outbound_proxy:
-        return resolve_uri(_uri_of(outbound_proxy))
+        return _uri_of(outbound_proxy)
     if isinstance(target, Dialog):
         route_set = target._routes
-        return resolve_uri(route_set[0] if route_set else target.remote_target)
+        return route_set[0] if route_set else target.remote_target
     routes = target.get_all("Route")
     if routes:
         first = _uri_of(routes[0])
         if parse_uri(first).loose_route:
-            return resolve_uri(first)
-    return resolve_uri(target.uri)
+            return first
+    return target.uri

@@ -25,10 +25,11 @@ from presence_b2b.presence.status import (
     SubscriptionState,
 )
 from presence_b2b.shard.auth import CredentialLookup
-from presence_b2b.shard.destination import Destination
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.output import Output
+from presence_b2b.shard.routing import Hop
 from presence_b2b.shard.transport import EngineDriver, bind_udp
+from presence_b2b.sip.transaction import ClientTransaction
 
 from presence_b2b.config import B2BParams, SipSettings
 from tests.peers.fixtures import SippUasFactory
@@ -62,11 +63,11 @@ class RecordingDriver(EngineDriver):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        self.sent: list[tuple[bytes, Destination]] = []
+        self.sent: list[tuple[bytes, Hop]] = []
 
-    def _send(self, data: bytes, dest: Destination) -> str:
+    def _send(self, data: bytes, dest: Hop, ref: ClientTransaction | None) -> str:
         self.sent.append((data, dest))
-        return super()._send(data, dest)
+        return super()._send(data, dest, ref)
 
 
 class LiveEngine:

@@ -6,6 +6,7 @@ import dataclasses
 
 from presence_b2b.shard.destination import Destination, Transport
 from presence_b2b.shard.requester import LocalEndpoint, Requester
+from presence_b2b.shard.resolver import SipTarget
 
 from presence_b2b.config import B2BParams, SipSettings
 
@@ -40,7 +41,24 @@ def test_a_redirect_target_replaces_the_request_uri_but_not_the_to() -> None:
 
 def test_a_host_name_stays_a_name_for_the_driver_to_resolve() -> None:
     _, _, dest, _ = _requester().initial("sip:alice@example.com", "sip:bob@x", None, 600)
-    assert dest == _udp("example.com", 5060)
+    assert dest == SipTarget("example.com")  # no port, no transport: SRV and NAPTR decide
+
+
+def test_a_named_transport_and_port_stay_with_the_name() -> None:
+    uri = "sip:alice@example.com:5080;transport=tcp"
+    _, _, dest, _ = _requester().initial(uri, "sip:bob@x", None, 600)
+    assert dest == SipTarget("example.com", 5080, Transport.TCP)
+
+
+def test_an_ip_literal_with_transport_tcp_is_a_tcp_destination() -> None:
+    uri = "sip:alice@192.0.2.1;transport=tcp"
+    _, _, dest, _ = _requester().initial(uri, "sip:bob@x", None, 600)
+    assert dest == Destination(Transport.TCP, "192.0.2.1", 5060)
+
+
+def test_a_sips_ip_literal_is_tls_on_5061() -> None:
+    _, _, dest, _ = _requester().initial("sips:alice@192.0.2.1", "sip:bob@x", None, 600)
+    assert dest == Destination(Transport.TLS, "192.0.2.1", 5061)
 
 
 def test_the_outbound_proxy_takes_initial_and_routeless_in_dialog_subscribes() -> None:

@@ -1,0 +1,223 @@
+"""Where the engine's datagrams go on the wire: UDP, TCP or TLS, names located first.
+
+The engine names a :data:`Hop` for each datagram: a concrete
+:class:`Destination`, or a :class:`SipTarget` whose name the resolver locates
+(RFC 3263: NAPTR, SRV, AAAA/A, cached). :class:`Network` carries each one out:
+
+* UDP goes out on the shard's socket at once;
+* TCP and TLS go through the shard's :class:`ConnectionPool` (one pooled
+  connection per target, opened on first use, re-opened after the server closed
+  it); an answer to a request that came in on a connection goes back on it;
+* a name's datagrams wait for its resolution; the first target that is not held
+  back after a failure gets them (RFC 3263 §4.3). A connection that cannot be
+  opened marks its target failed and the datagram goes to the next target at
+  once; with none left, the request fails with the cause's kind: ``dns`` for a
+  name that did not resolve, ``tls`` for a handshake or certificate, else
+  ``transport``.
+
+Requests are built for UDP; one sent over TCP or TLS has its Via transport (and
+for TLS its sent-by port) rewritten here, the one place that knows where it went.
+The engine hears of failures through ``on_failed`` and is flushed by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..presence.status import FailureKind
+from ..sip.transaction import ClientTransaction
+from .connections import Connection, ConnectionPool, Received, SendFailure
+from .destination import Destination, Transport
+from .dns import ResolverDriver
+from .resolver import DnsFailure, Resolution, SipTarget
+from .routing import Hop
+
+__all__ = ["Network", "SendFailed", "via_for"]
+
+log = logging.getLogger(__name__)
+
+#: Called with (the transaction, why, the failure's kind) when a request could
+#: not be sent at all; None for a response (the peer retransmits its request).
+SendFailed = Callable[[ClientTransaction | None, str, FailureKind], None]
+#: Called with each message that came in on a stream: (bytes, source, transport).
+StreamMessage = Callable[[bytes, tuple[str, int], Transport], None]
+
+_UDP_VIA = b"SIP/2.0/UDP "
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Datagrams for a name being located."""
+
+    sends: list[tuple[bytes, ClientTransaction | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """What a stream send carries, so its failure can go to the next target."""
+
+    data: bytes
+    ref: ClientTransaction | None
+    target: SipTarget | None
+
+
+def via_for(data: bytes, transport: Transport, hostport: str, tls_hostport: str) -> bytes:
+    """A request built for UDP, as sent over ``transport``: its own (first) Via
+    names the transport, and for TLS the TLS listener's port."""
+    if transport is Transport.UDP or not data.startswith((b"SUBSCRIBE ", b"OPTIONS ")):
+        return data
+    old = _UDP_VIA + hostport.encode()
+    new = f"SIP/2.0/{transport.value.upper()} ".encode()
+    new += (tls_hostport if transport is Transport.TLS else hostport).encode()
+    return data.replace(old, new, 1)
+
+
+class Network:
+    """A shard's ways out: its UDP socket, its connection pool, its resolver."""
+
+    def __init__(
+        self,
+        *,
+        on_failed: SendFailed,
+        on_message: StreamMessage,
+        hostport: str,
+        tls_hostport: str = "",
+    ) -> None:
+        self.on_failed = on_failed
+        self.on_message = on_message
+        self.hostport = hostport
+        self.tls_hostport = tls_hostport or hostport
+        self.udp: asyncio.DatagramTransport | None = None
+        self.family: int = socket.AF_INET
+        self.pool: ConnectionPool | None = None
+        self.resolver: ResolverDriver | None = None
+        self._waiting: dict[Resolution, _Waiting] = {}
+        self._inbound: dict[tuple[Transport, tuple[str, int]], Connection] = {}
+
+    # -------------------------------------------------------------- sending
+
+    def send(self, data: bytes, hop: Hop, ref: ClientTransaction | None) -> str:
+        """Send at once, start locating a name, or say why it cannot be sent ("")."""
+        if isinstance(hop, Destination):
+            return self._send_to(data, hop, ref, None)
+        resolver = self.resolver
+        if resolver is None:
+            return f"{hop.host!r} is a name and this shard has no resolver"
+        resolution = resolver.resolve(hop, _Waiting([(data, ref)]))
+        if resolution.result is None:  # look-ups under way: resolved() sends it
+            waiting = resolution.context
+            assert isinstance(waiting, _Waiting)
+            self._waiting[resolution] = waiting
+        return ""
+
+    def resolved(self, resolution: Resolution) -> None:
+        """A name was located (the resolver driver's ``on_done``)."""
+        waiting = self._waiting.pop(resolution, None) or resolution.context
+        if not isinstance(waiting, _Waiting):
+            return
+        for data, ref in waiting.sends:
+            self._send_located(data, resolution, ref)
+
+    def _send_located(
+        self, data: bytes, resolution: Resolution, ref: ClientTransaction | None
+    ) -> None:
+        result = resolution.result
+        if isinstance(result, DnsFailure):
+            self.on_failed(ref, result.detail, FailureKind.DNS)
+            return
+        assert result is not None and self.resolver is not None
+        target = resolution.target
+        now = self.resolver.clock()
+        failed = self.resolver.resolver.failed
+        for dest in result.targets:
+            if failed.held_until(dest, now) is not None:
+                continue
+            problem = self._send_to(data, dest, ref, target)
+            if not problem:
+                return
+            failed.mark(dest, now)
+            log.info("target %s:%s of %s failed: %s", dest.host, dest.port, target.host, problem)
+        self.on_failed(ref, f"no usable target for {target.host}", FailureKind.TRANSPORT)
+
+    def _send_to(
+        self,
+        data: bytes,
+        dest: Destination,
+        ref: ClientTransaction | None,
+        target: SipTarget | None,
+    ) -> str:
+        """Send to one concrete destination; why not ("" when sent or queued)."""
+        if dest.transport is Transport.UDP:
+            return self._sendto(data, dest)
+        data = via_for(data, dest.transport, self.hostport, self.tls_hostport)
+        if ref is None:
+            conn = self._inbound.get((dest.transport, (dest.host, dest.port or 0)))
+            if conn is not None and conn.write(data):
+                return ""
+        pool = self.pool
+        if pool is None:
+            return f"no {dest.transport.value.upper()} transport in this shard"
+        name = target.host if target is not None else ""
+        try:
+            pool.send(data, dest, server_name=name, tag=_Tag(data, ref, target))
+        except (ValueError, OSError) as exc:
+            return str(exc)
+        return ""
+
+    def _sendto(self, data: bytes, dest: Destination) -> str:
+        transport = self.udp
+        if transport is None:
+            return "SIP socket is closed"
+        try:
+            addr = ipaddress.ip_address(dest.host.strip("[]"))
+        except ValueError:
+            return f"{dest.host!r} is not an address"
+        if (addr.version == 6) != (self.family == socket.AF_INET6):
+            ours = 6 if self.family == socket.AF_INET6 else 4
+            return f"{dest.host} is not reachable from an IPv{ours} socket"
+        try:
+            transport.sendto(data, (dest.host.strip("[]"), dest.port))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    # -------------------------------------------------------------- streams
+
+    def stream_failed(self, failure: SendFailure) -> None:
+        """A stream send failed (the pool's ``on_failure``): next target, or fail."""
+        tag = failure.tag
+        if not isinstance(tag, _Tag):
+            return
+        if tag.target is not None and self.resolver is not None and failure.kind is not (
+            FailureKind.TLS
+        ):
+            self.resolver.resolver.failed.mark(failure.destination, self.resolver.clock())
+            resolution = self.resolver.resolve(tag.target, _Waiting([(tag.data, tag.ref)]))
+            if resolution.result is None:
+                waiting = resolution.context
+                assert isinstance(waiting, _Waiting)
+                self._waiting[resolution] = waiting
+            return
+        dest = failure.destination
+        self.on_failed(
+            tag.ref, f"{dest.transport.value} {dest.host}:{dest.port}: {failure.reason}",
+            failure.kind,
+        )
+
+    def stream_message(self, received: Received) -> None:
+        """A message came in on a connection (the pool's ``on_message``)."""
+        key = (received.transport, received.source)
+        if key not in self._inbound and len(self._inbound) >= 4096:
+            self._inbound.clear()  # a bound: stale entries are only a lost shortcut
+        self._inbound[key] = received.connection
+        self.on_message(received.data, received.source, received.transport)
+
+    def connections(self) -> int:
+        """Streams open now, ours and the peers'."""
+        pool = self.pool
+        return 0 if pool is None else pool.open_count()
