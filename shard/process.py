@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from typing import Any
 
@@ -59,6 +60,7 @@ from .engine import Engine, LocalEndpoint
 from .engine_metrics import MetricsObserver
 from .fanout import FanOut
 from .gc_policy import GcPolicy
+from .stream_setup import open_network
 from .transport import EngineDriver, bind_udp
 
 log = logging.getLogger("presence_b2b.shard")
@@ -128,6 +130,15 @@ class ShardProcess:
         driver = EngineDriver(self.loop, family=sock.family)
         await self.loop.create_datagram_endpoint(lambda: driver, sock=sock)
         host = cfg.sip.advertise or cfg.sip.listen
+        try:
+            await open_network(
+                driver.network, cfg.sip, cfg.dns, self.index,
+                advertised_host=host, clock=driver.clock, metrics=self.m,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            log.error("shard %d: cannot open TCP/TLS listeners: %s", self.index, exc)
+            self._exit(EXIT_BIND_FAILED)
+            return
         fanout = FanOut(self.m, self._start_sub, self._stop_sub, self._ended)
         engine = Engine(
             cfg.presence_b2b,

@@ -1,22 +1,27 @@
-"""A shard's TCP/TLS side built from the `[sip]` configuration.
+"""A shard's TCP/TLS side and resolver built from the `[sip]` and `[dns]` configuration.
 
-The one place that reads the configuration for streams, so the driver only
-calls `open_streams` at start and `ConnectionPool.close` at stop.
+The one place that reads the configuration for the network, so the shard only
+calls `open_network` at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
-from ..config import SipSettings
+from ..config import DnsSettings, SipSettings
 from ..metrics.shard import ShardMetrics
 from ..sip.framing import FramingLimits
 from .connections import ConnectionPool, Received, SendFailure, StreamSettings
 from .destination import Transport
+from .dns import DnsLookup, ResolverDriver
+from .dns_answer import RdType
+from .network import Network
+from .resolver import Resolver, ResolverPolicy
 from .tls import client_context, server_context
 
-__all__ = ["listen_ports", "open_streams", "stream_settings"]
+__all__ = ["listen_ports", "open_network", "open_streams", "stream_settings"]
 
 
 def stream_settings(sip: SipSettings) -> StreamSettings:
@@ -76,3 +81,37 @@ async def open_streams(
         await pool.close()
         raise
     return pool
+
+
+async def open_network(
+    network: Network,
+    sip: SipSettings,
+    dns: DnsSettings,
+    index: int,
+    *,
+    advertised_host: str,
+    clock: Callable[[], float],
+    metrics: ShardMetrics | None = None,
+) -> None:
+    """Give a shard's network its streams (listeners bound: OSError/SSLError if
+    one cannot be) and its resolver, and the host:ports its Vias name."""
+    network.pool = await open_streams(
+        asyncio.get_running_loop(),
+        sip,
+        index,
+        network.stream_message,
+        network.stream_failed,
+        metrics=metrics,
+    )
+    address_types = (RdType.AAAA, RdType.A) if network.family == socket.AF_INET6 else (RdType.A,)
+    policy = ResolverPolicy.from_settings(
+        dns,
+        transports=frozenset({Transport.UDP, Transport.TCP, Transport.TLS}),
+        address_types=address_types,
+    )
+    network.resolver = ResolverDriver(
+        Resolver(policy, metrics=metrics), DnsLookup(dns, metrics=metrics), clock, network.resolved
+    )
+    host = f"[{advertised_host}]" if ":" in advertised_host else advertised_host
+    network.hostport = f"{host}:{sip.port + index}"
+    network.tls_hostport = f"{host}:{sip.tls_port + index}"

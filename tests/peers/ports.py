@@ -63,27 +63,29 @@ def udp_port_in_use(port: int) -> bool:
         return False
 
 
-def udp_bound_by(pid: int, port: int) -> bool:
-    """True when process `pid` or one of its children holds 127.0.0.1:port (UDP): the
-    peer itself, not some other process that took the port first."""
+def udp_bound_by(pid: int, port: int, kind: str = "udp4") -> bool:
+    """True when process `pid` or one of its children holds 127.0.0.1:port (UDP, or
+    `kind` "tcp4"): the peer itself, not some other process that took the port first."""
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
         return any(
             conn.laddr and conn.laddr.port == port
             for p in procs
-            for conn in p.net_connections(kind="udp4")
+            for conn in p.net_connections(kind=kind)
         )
     except psutil.Error:
         return False
 
 
-def wait_udp_bound(pid: int, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
+def wait_udp_bound(
+    pid: int, port: int, timeout: float, alive: Callable[[], bool], kind: str = "udp4"
+) -> bool:
     """Poll until process `pid` has bound 127.0.0.1:port; False on timeout or as soon
     as `alive()` says the peer died (e.g. because the port was taken)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if udp_bound_by(pid, port):
+        if udp_bound_by(pid, port, kind):
             return True
         if not alive():
             return False

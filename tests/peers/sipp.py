@@ -365,7 +365,10 @@ class SippProcess:
                 start_new_session=True,  # a signal to the test runner does not hit it
             )
         self.started_at = time.monotonic()
-        if wait_udp_bound(self._proc.pid, self.port, ready_timeout, alive=self.running):
+        args = list(self.args)
+        tcp = "-t" in args and args[args.index("-t") + 1].startswith("t")
+        kind = "tcp4" if tcp else "udp4"  # -t t1/tn: SIPp listens on TCP
+        if wait_udp_bound(self._proc.pid, self.port, ready_timeout, alive=self.running, kind=kind):
             return True
         if self.returncode == SippExit.BIND_ERROR:
             return False

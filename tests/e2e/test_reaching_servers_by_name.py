@@ -1,0 +1,116 @@
+"""Presence servers named by DNS (RFC 3263), through ``presence-b2b serve``.
+
+A real dnsmasq on the loopback serves each test's zone; SIPp plays the
+presence server over UDP or TCP. The service is told only the DNS server
+(``[dns] servers``) and the records' names.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.service import cli_command
+from tests.peers.dns import DnsServer, dnsmasq_binary
+from tests.peers.ports import free_tcp_port
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(dnsmasq_binary() is None, reason="dnsmasq (dnsmasq-base) is not installed"),
+]
+
+SUBSCRIBER = "sip:watcher@example.com"
+
+
+@pytest.fixture
+def dns() -> Iterator[list[DnsServer]]:
+    started: list[DnsServer] = []
+    yield started
+    for server in started:
+        server.stop()
+        server.cleanup()
+
+
+def zone(dns: list[DnsServer], lines: str) -> DnsServer:
+    server = DnsServer(lines + "local=/test/\n").start()
+    dns.append(server)
+    return server
+
+
+def watch(
+    control_socket: str, record: str, count: int, *extra: str
+) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [
+            *cli_command(), "watch", record, "--subscriber", SUBSCRIBER,
+            "--control-socket", control_socket, "--json", "--count", str(count),
+            "--timeout", "20", *extra,
+        ],
+        capture_output=True, text=True, timeout=40, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_a_record_named_by_srv_is_reached_over_udp(service, sipp_uas, dns):
+    uas = sipp_uas("uas_basic", recv_timeout_ms=60_000, expires=60, note="by name")
+    server = zone(
+        dns,
+        f"srv-host=_sip._udp.pres.test,sipp.pres.test,{uas.port},10,10\n"
+        "host-record=sipp.pres.test,127.0.0.1\n",
+    )
+    svc = service(shards=1, config={"dns": {"servers": [server.server]}})
+    [line] = watch(svc.control_socket, "sip:alice@pres.test", 1)
+    assert (line["kind"], line["state"], line["notes"]) == ("status", "active", ["by name"])
+    assert line["entity"] == "sip:alice@pres.test"
+    assert any("_sip._udp.pres.test" in q for q in server.queries())
+
+
+def test_a_name_that_does_not_exist_is_a_dns_failure_then_a_retry(service, dns):
+    server = zone(dns, "host-record=other.test,127.0.0.1\n")
+    svc = service(
+        shards=1,
+        config={"dns": {"servers": [server.server]}, "presence_b2b": {"on_error_retry_time": 1}},
+    )
+    out = subprocess.run(
+        [
+            *cli_command(), "watch", "sip:alice@nowhere.test", "--subscriber", SUBSCRIBER,
+            "--control-socket", svc.control_socket, "--json", "--timeout", "4",
+        ],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    errors = [x for x in lines if x["kind"] == "error"]
+    assert len(errors) >= 2, (lines, out.stderr)  # the failure, and the one of the retry
+    first = errors[0]
+    assert first["error_kind"] == "dns"
+    assert "nowhere.test" in str(first["detail"]) and "nxdomain" in str(first["detail"])
+    assert first["retry_in"] == 1
+    assert svc.running()
+
+
+def test_naptr_picks_tcp_and_a_dead_first_target_fails_over_to_the_next(
+    service, sipp_uas, dns
+):
+    uas = sipp_uas(
+        "uas_dialog_info", recv_timeout_ms=60_000, expires=60, extra_args=("-t", "t1")
+    )
+    dead = free_tcp_port()  # nothing listens there: the connection is refused
+    server = zone(
+        dns,
+        "naptr-record=tcp.test,10,50,s,SIP+D2T,,_sip._tcp.tcp.test\n"
+        f"srv-host=_sip._tcp.tcp.test,dead.tcp.test,{dead},10,10\n"
+        f"srv-host=_sip._tcp.tcp.test,live.tcp.test,{uas.port},20,10\n"
+        "host-record=dead.tcp.test,127.0.0.1\n"
+        "host-record=live.tcp.test,127.0.0.1\n",
+    )
+    svc = service(shards=1, config={"dns": {"servers": [server.server]}})
+    [line] = watch(svc.control_socket, "sip:alice@tcp.test", 1, "--event", "dialog")
+    assert line["state"] == "active"
+    document = line["document"]
+    assert isinstance(document, dict) and document["type"] == "dialog-info"
+    [subscribe] = [m for m in uas.received("SUBSCRIBE")][:1]
+    assert "SIP/2.0/TCP" in subscribe.header("Via")
