@@ -131,6 +131,7 @@ def _print_human(command: str, data: Any) -> None:
             print(
                 f"  shard {s.get('index')}: {state} pid {s.get('pid')} port {s.get('sip_port')} "
                 f"restarts {s.get('restarts')} dialogs {s.get('dialogs', '-')} "
+                f"connections {s.get('connections', '-')} "
                 f"states {s.get('states', {})}"
             )
         return

@@ -293,6 +293,7 @@ class ShardProcess:
                     "states": engine.state_counts(),
                     "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),
                     "held_subscribes": engine.held,
+                    "connections": 0 if self.driver is None else self.driver.network.connections(),
                     "params": dataclasses.asdict(engine.params),
                 })
             if q.command == "list":

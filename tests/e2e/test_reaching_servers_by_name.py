@@ -114,3 +114,5 @@ def test_naptr_picks_tcp_and_a_dead_first_target_fails_over_to_the_next(
     assert isinstance(document, dict) and document["type"] == "dialog-info"
     [subscribe] = [m for m in uas.received("SUBSCRIBE")][:1]
     assert "SIP/2.0/TCP" in subscribe.header("Via")
+    stats = json.loads(svc.ctl("--json", "stats").stdout)
+    assert stats["shards"][0]["connections"] >= 1, "the connection to SIPp stays pooled"
