@@ -15,7 +15,9 @@ import pytest
 
 from tests.e2e.service import cli_command
 from tests.peers.dns import DnsServer, dnsmasq_binary
+from tests.peers.kamailio_tls import KamailioStreamServer, tls_missing
 from tests.peers.ports import free_tcp_port
+from tests.peers.tls_certs import Pki
 
 pytestmark = [
     pytest.mark.integration,
@@ -116,3 +118,57 @@ def test_naptr_picks_tcp_and_a_dead_first_target_fails_over_to_the_next(
     assert "SIP/2.0/TCP" in subscribe.header("Via")
     stats = json.loads(svc.ctl("--json", "stats").stdout)
     assert stats["shards"][0]["connections"] >= 1, "the connection to SIPp stays pooled"
+
+
+@pytest.fixture
+def kamailio_tls(tmp_path) -> Iterator[tuple[KamailioStreamServer, Pki]]:
+    why = tls_missing()
+    if why is not None:
+        pytest.skip(why)
+    pki = Pki(tmp_path / "pki")
+    server = KamailioStreamServer(pki, cert_names=("presence.test",))
+    server.start()
+    try:
+        yield server, pki
+    finally:
+        server.cleanup()
+
+
+def tls_names(dns: list[DnsServer]) -> DnsServer:
+    return zone(dns, "host-record=presence.test,127.0.0.1\nhost-record=wrong.test,127.0.0.1\n")
+
+
+def test_a_sips_record_is_reached_over_tls_with_its_certificate_checked(
+    service, dns, kamailio_tls
+):
+    kamailio, pki = kamailio_tls
+    server = tls_names(dns)
+    svc = service(
+        shards=1,
+        config={"dns": {"servers": [server.server]}, "sip.tls": {"ca_file": str(pki.ca_file)}},
+    )
+    [line] = watch(svc.control_socket, f"sips:alice@presence.test:{kamailio.tls_port}", 1)
+    assert (line["kind"], line["state"]) == ("status", "active"), line
+
+
+def test_a_certificate_for_another_name_is_a_tls_failure_with_the_reason(
+    service, dns, kamailio_tls
+):
+    kamailio, pki = kamailio_tls
+    server = tls_names(dns)
+    svc = service(
+        shards=1,
+        config={"dns": {"servers": [server.server]}, "sip.tls": {"ca_file": str(pki.ca_file)}},
+    )
+    out = subprocess.run(
+        [
+            *cli_command(), "watch", f"sips:alice@wrong.test:{kamailio.tls_port}",
+            "--subscriber", SUBSCRIBER, "--control-socket", svc.control_socket, "--json",
+            "--timeout", "5",
+        ],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines and lines[0]["kind"] == "error", (lines, out.stderr)
+    assert lines[0]["error_kind"] == "tls"
+    assert "wrong.test" in str(lines[0]["detail"]) or "certificate" in str(lines[0]["detail"])
