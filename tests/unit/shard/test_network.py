@@ -1,0 +1,30 @@
+"""The network layer's one piece of message surgery: the Via of a request sent
+over a stream names that stream (RFC 3261 §18.1.1)."""
+
+from __future__ import annotations
+
+from presence_b2b.shard.destination import Transport
+from presence_b2b.shard.network import via_for
+
+REQUEST = (
+    b"SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKabc;rport\r\n"
+    b"Contact: <sip:127.0.0.1:5070>\r\n\r\n"
+)
+
+
+def test_a_request_over_tcp_names_tcp_in_its_via_and_keeps_its_port() -> None:
+    out = via_for(REQUEST, Transport.TCP, "127.0.0.1:5070", "127.0.0.1:5170")
+    assert b"Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKabc;rport\r\n" in out
+    assert b"Contact: <sip:127.0.0.1:5070>" in out
+
+
+def test_a_request_over_tls_names_tls_and_the_tls_listeners_port() -> None:
+    out = via_for(REQUEST, Transport.TLS, "127.0.0.1:5070", "127.0.0.1:5170")
+    assert b"Via: SIP/2.0/TLS 127.0.0.1:5170;branch=z9hG4bKabc;rport\r\n" in out
+
+
+def test_udp_and_responses_are_sent_as_they_are() -> None:
+    assert via_for(REQUEST, Transport.UDP, "127.0.0.1:5070", "127.0.0.1:5170") is REQUEST
+    response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=x\r\n\r\n"
+    assert via_for(response, Transport.TCP, "127.0.0.1:5070", "") == response
