@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from presence_b2b.ipc.client import BlockingQsaClient, ClientEvent
 from presence_b2b.presence.status import Failure, Status
 
-from tests.e2e.service import wait_for
+from tests.e2e.service import cli_command, wait_for
 from tests.peers.sipp import LoggedMessage, SippProcess
 
 _CONTACT_PORT = re.compile(r"<sips?:[^>]*:(\d+)[;>]")
@@ -173,3 +176,25 @@ def no_more_events(client: BlockingQsaClient, quiet: float = 0.3) -> list[Client
     while (event := client.get(quiet)) is not None:
         out.append(event)
     return out
+
+
+def watch_json(
+    control_socket: str,
+    record: str,
+    *extra: str,
+    subscriber: str = "sip:watcher@example.com",
+    count: int | None = None,
+    timeout: float = 20.0,
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run ``presence-b2b watch --json`` until ``count`` statuses or ``timeout``
+    seconds: its exit code, its lines parsed, its stderr."""
+    args = [
+        *cli_command(), "watch", record, "--subscriber", subscriber,
+        "--control-socket", control_socket, "--json", "--timeout", f"{timeout:g}", *extra,
+    ]
+    if count is not None:
+        args += ["--count", str(count)]
+    out = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout + 20, check=False
+    )
+    return out.returncode, [json.loads(line) for line in out.stdout.splitlines()], out.stderr

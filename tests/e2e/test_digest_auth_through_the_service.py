@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from presence_b2b.toml_writer import toml_tables
-from tests.e2e.helpers import record_at
+from tests.e2e.helpers import record_at, watch_json
 from tests.e2e.service import cli_command
 
 pytestmark = pytest.mark.integration
@@ -29,15 +29,11 @@ def credentials_file(directory: Path, password: str = "secret", mode: int = 0o60
     return path
 
 
-def watch(control_socket: str, record: str, count: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *cli_command(), "watch", record, "--subscriber", SUBSCRIBER,
-            "--control-socket", control_socket, "--json", "--count", str(count),
-            "--timeout", "20",
-        ],
-        capture_output=True, text=True, timeout=40, check=False,
-    )
+def first_state(control_socket: str, record: str) -> str:
+    """The state of the first status ``watch`` prints for ``record``."""
+    code, lines, stderr = watch_json(control_socket, record, subscriber=SUBSCRIBER, count=1)
+    assert code == 0, stderr
+    return str(lines[0]["state"])
 
 
 def test_serve_refuses_a_credentials_file_readable_by_others_naming_it(tmp_path):
@@ -65,9 +61,7 @@ def test_a_challenging_server_is_answered_with_the_credentials_file(service, sip
     uas = sipp_uas(
         "uas_auth_refresh_nonce_reuse", username="watcher", password="secret", expires=60
     )
-    out = watch(svc.control_socket, record_at(uas, "presentity"), 1)
-    assert out.returncode == 0, (out.stderr, svc.stderr())
-    assert '"state": "active"' in out.stdout
+    assert first_state(svc.control_socket, record_at(uas, "presentity")) == "active"
     assert uas.count_sent(401) == 1
     assert "secret" not in svc.stderr()
 
@@ -92,6 +86,4 @@ def test_sighup_reads_new_credentials(service, sipp_uas, tmp_path):
     uas = sipp_uas(
         "uas_auth_refresh_nonce_reuse", username="watcher", password="secret", expires=60
     )
-    out = watch(svc.control_socket, record_at(uas, "presentity"), 1)
-    assert out.returncode == 0, (out.stderr, svc.stderr())
-    assert '"state": "active"' in out.stdout
+    assert first_state(svc.control_socket, record_at(uas, "presentity")) == "active"

@@ -8,12 +8,12 @@ presence server over UDP or TCP. The service is told only the DNS server
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.e2e.service import cli_command
+from tests.e2e.helpers import watch_json
 from tests.peers.dns import DnsServer, dnsmasq_binary
 from tests.peers.kamailio_tls import KamailioStreamServer, tls_missing
 from tests.peers.ports import free_tcp_port
@@ -42,19 +42,12 @@ def zone(dns: list[DnsServer], lines: str) -> DnsServer:
     return server
 
 
-def watch(
-    control_socket: str, record: str, count: int, *extra: str
-) -> list[dict[str, object]]:
-    out = subprocess.run(
-        [
-            *cli_command(), "watch", record, "--subscriber", SUBSCRIBER,
-            "--control-socket", control_socket, "--json", "--count", str(count),
-            "--timeout", "20", *extra,
-        ],
-        capture_output=True, text=True, timeout=40, check=False,
+def watch(control_socket: str, record: str, count: int, *extra: str) -> list[dict[str, Any]]:
+    code, lines, stderr = watch_json(
+        control_socket, record, *extra, subscriber=SUBSCRIBER, count=count
     )
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines()]
+    assert code == 0, stderr
+    return lines
 
 
 def test_a_record_named_by_srv_is_reached_over_udp(service, sipp_uas, dns):
@@ -77,16 +70,11 @@ def test_a_name_that_does_not_exist_is_a_dns_failure_then_a_retry(service, dns):
         shards=1,
         config={"dns": {"servers": [server.server]}, "presence_b2b": {"on_error_retry_time": 1}},
     )
-    out = subprocess.run(
-        [
-            *cli_command(), "watch", "sip:alice@nowhere.test", "--subscriber", SUBSCRIBER,
-            "--control-socket", svc.control_socket, "--json", "--timeout", "4",
-        ],
-        capture_output=True, text=True, timeout=30, check=False,
+    _, lines, stderr = watch_json(
+        svc.control_socket, "sip:alice@nowhere.test", subscriber=SUBSCRIBER, timeout=4
     )
-    lines = [json.loads(line) for line in out.stdout.splitlines()]
     errors = [x for x in lines if x["kind"] == "error"]
-    assert len(errors) >= 2, (lines, out.stderr)  # the failure, and the one of the retry
+    assert len(errors) >= 2, (lines, stderr)  # the failure, and the one of the retry
     first = errors[0]
     assert first["error_kind"] == "dns"
     assert "nowhere.test" in str(first["detail"]) and "nxdomain" in str(first["detail"])
@@ -138,15 +126,20 @@ def tls_names(dns: list[DnsServer]) -> DnsServer:
     return zone(dns, "host-record=presence.test,127.0.0.1\nhost-record=wrong.test,127.0.0.1\n")
 
 
+def tls_service(service, dns: list[DnsServer], pki: Pki):  # type: ignore[no-untyped-def]
+    """One shard that trusts the test CA and asks the zone of tls_names."""
+    server = tls_names(dns)
+    return service(
+        shards=1,
+        config={"dns": {"servers": [server.server]}, "sip.tls": {"ca_file": str(pki.ca_file)}},
+    )
+
+
 def test_a_sips_record_is_reached_over_tls_with_its_certificate_checked(
     service, dns, kamailio_tls
 ):
     kamailio, pki = kamailio_tls
-    server = tls_names(dns)
-    svc = service(
-        shards=1,
-        config={"dns": {"servers": [server.server]}, "sip.tls": {"ca_file": str(pki.ca_file)}},
-    )
+    svc = tls_service(service, dns, pki)
     [line] = watch(svc.control_socket, f"sips:alice@presence.test:{kamailio.tls_port}", 1)
     assert (line["kind"], line["state"]) == ("status", "active"), line
 
@@ -155,20 +148,11 @@ def test_a_certificate_for_another_name_is_a_tls_failure_with_the_reason(
     service, dns, kamailio_tls
 ):
     kamailio, pki = kamailio_tls
-    server = tls_names(dns)
-    svc = service(
-        shards=1,
-        config={"dns": {"servers": [server.server]}, "sip.tls": {"ca_file": str(pki.ca_file)}},
+    svc = tls_service(service, dns, pki)
+    _, lines, stderr = watch_json(
+        svc.control_socket, f"sips:alice@wrong.test:{kamailio.tls_port}",
+        subscriber=SUBSCRIBER, timeout=5,
     )
-    out = subprocess.run(
-        [
-            *cli_command(), "watch", f"sips:alice@wrong.test:{kamailio.tls_port}",
-            "--subscriber", SUBSCRIBER, "--control-socket", svc.control_socket, "--json",
-            "--timeout", "5",
-        ],
-        capture_output=True, text=True, timeout=30, check=False,
-    )
-    lines = [json.loads(line) for line in out.stdout.splitlines()]
-    assert lines and lines[0]["kind"] == "error", (lines, out.stderr)
+    assert lines and lines[0]["kind"] == "error", (lines, stderr)
     assert lines[0]["error_kind"] == "tls"
     assert "wrong.test" in str(lines[0]["detail"]) or "certificate" in str(lines[0]["detail"])

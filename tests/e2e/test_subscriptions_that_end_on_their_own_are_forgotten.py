@@ -48,7 +48,8 @@ def test_a_subscription_rejected_by_the_notifier_is_not_replayed_after_a_shard_r
 def test_a_refused_subscription_is_forgotten_by_the_supervisor(service, clients):
     svc = service(shards=2)
     client = clients(svc)
-    sub_id = client.subscribe("sip:kim@127.0.0.1:9", "sip:watcher@example.com", "dialog")
+    # Not an RFC 6665 event type: refused before any SIP is sent.
+    sub_id = client.subscribe("sip:kim@127.0.0.1:9", "sip:watcher@example.com", "not a package")
     event = next_event(client, "the refusal", _final_error)
     assert event.id == sub_id
     assert isinstance(event.message, Failure) and event.message.kind == "refused"

@@ -3,42 +3,19 @@ and resource lists reach an operator's terminal as JSON lines."""
 
 from __future__ import annotations
 
-import json
-import subprocess
+from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import record_at
-from tests.e2e.service import cli_command
+from tests.e2e.helpers import record_at, watch_json
 
 pytestmark = pytest.mark.integration
 
 
-def watch(control_socket: str, record: str, package: str, count: int) -> list[dict[str, object]]:
-    out = subprocess.run(
-        [
-            *cli_command(),
-            "watch",
-            record,
-            "--subscriber",
-            "sip:watcher@example.com",
-            "--control-socket",
-            control_socket,
-            "--event",
-            package,
-            "--json",
-            "--count",
-            str(count),
-            "--timeout",
-            "30",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines()]
+def watch(control_socket: str, record: str, package: str, count: int) -> list[dict[str, Any]]:
+    code, lines, stderr = watch_json(control_socket, record, "--event", package, count=count)
+    assert code == 0, stderr
+    return lines
 
 
 def test_watch_event_dialog_prints_the_dialog_info_document(service, sipp_uas):
