@@ -119,11 +119,6 @@ def _unsupported(values: list[str]) -> list[str]:
     ]
 
 
-def _event_package(first: Mapping[str, str]) -> str:
-    """A NOTIFY's event package, for counting (its parameters cut off)."""
-    return first.get("Event", "").partition(";")[0].strip()
-
-
 def machine_params(params: B2BParams, t1: float) -> MachineParams:
     """The state machine's share of the configuration."""
     return MachineParams(
@@ -608,7 +603,7 @@ class Engine:
             self._respond(txn, req, reply, addr, now, headers=headers, out_of_dialog=True)
             return
         code, reason, usage, info = self.dialogs.match_notify(req, first)
-        self.obs.notify_package(_event_package(first), usage is not None)
+        self.obs.notify_package(first.get("Event", ""), usage is not None)
         if usage is None or info is None:
             self._respond(txn, req, (code, reason), addr, now, out_of_dialog=code == 481)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..metrics.catalog import EVENT_PACKAGES, TIMER_KINDS, state_label
 from ..metrics.shard import Counter, ShardMetrics
-from .observer import EngineObserver
+from .observer import EngineObserver, event_package
 from .subscription import State
 
 __all__ = ["MetricsObserver"]
@@ -71,8 +71,12 @@ class MetricsObserver(EngineObserver):
     def notify_received(self, state: str) -> None:
         (self._notify.get(state) or self._notify_other).value += 1
 
-    def notify_package(self, package: str, matched: bool) -> None:
-        child = self._packages.get((package, matched)) or self._packages[("other", matched)]
+    def notify_package(self, event: str, matched: bool) -> None:
+        # The header is nearly always the bare package: one lookup, no parsing.
+        child = self._packages.get((event, matched))
+        if child is None:
+            key = (event_package(event), matched)
+            child = self._packages.get(key) or self._packages[("other", matched)]
         child.value += 1
 
     def list_refresh(self) -> None:

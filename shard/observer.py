@@ -16,6 +16,11 @@ from .subscription import State
 __all__ = ["EngineObserver", "RecordingObserver"]
 
 
+def event_package(event: str) -> str:
+    """The package of an Event header value: its parameters cut off."""
+    return event.partition(";")[0].strip()
+
+
 class EngineObserver:
     """Every call is a no-op here; each is one event worth counting."""
 
@@ -27,8 +32,9 @@ class EngineObserver:
     def notify_received(self, state: str) -> None:
         """A NOTIFY matched a dialog; ``state`` is its Subscription-State value."""
 
-    def notify_package(self, package: str, matched: bool) -> None:
-        """A NOTIFY of ``package`` arrived; ``matched``: one of our dialogs took it."""
+    def notify_package(self, event: str, matched: bool) -> None:
+        """A NOTIFY arrived with this Event header value (its package, perhaps with
+        parameters); ``matched``: one of our dialogs took it."""
 
     def list_refresh(self) -> None:
         """A resource list needed its full state again: a refresh goes out."""
@@ -93,7 +99,8 @@ class RecordingObserver(EngineObserver):
     def notify_received(self, state: str) -> None:
         self.counts["notify_received", state] += 1
 
-    def notify_package(self, package: str, matched: bool) -> None:
+    def notify_package(self, event: str, matched: bool) -> None:
+        package = event_package(event)
         self.counts["notify_package", f"{package}/{'matched' if matched else 'unmatched'}"] += 1
 
     def list_refresh(self) -> None:
