@@ -4,7 +4,8 @@ The engine names a :data:`Hop` for each datagram: a concrete
 :class:`Destination`, or a :class:`SipTarget` whose name the resolver locates
 (RFC 3263: NAPTR, SRV, AAAA/A, cached). :class:`Network` carries each one out:
 
-* UDP goes out on the shard's socket at once;
+* UDP goes out on the shard's socket at once, but a request over 1 300 bytes
+  goes over TCP to the same address and port (RFC 3261 §18.1.1);
 * TCP and TLS go through the shard's :class:`ConnectionPool` (one pooled
   connection per target, opened on first use, re-opened after the server closed
   it); an answer to a request that came in on a connection goes back on it;
@@ -48,6 +49,9 @@ SendFailed = Callable[[ClientTransaction | None, str, FailureKind], None]
 StreamMessage = Callable[[bytes, tuple[str, int], Transport], None]
 
 _UDP_VIA = b"SIP/2.0/UDP "
+#: RFC 3261 §18.1.1: a request larger than this goes over a congestion-controlled
+#: transport (TCP) when the path MTU is unknown, unless the URI asked for UDP.
+MAX_UDP_REQUEST = 1300
 
 
 @dataclass(slots=True)
@@ -153,7 +157,9 @@ class Network:
     ) -> str:
         """Send to one concrete destination; why not ("" when sent or queued)."""
         if dest.transport is Transport.UDP:
-            return self._sendto(data, dest)
+            if ref is None or len(data) <= MAX_UDP_REQUEST or self.pool is None:
+                return self._sendto(data, dest)
+            dest = Destination(Transport.TCP, dest.host, dest.port)  # RFC 3261 §18.1.1
         data = via_for(data, dest.transport, self.hostport, self.tls_hostport)
         if ref is None:
             conn = self._inbound.get((dest.transport, (dest.host, dest.port or 0)))

@@ -10,6 +10,7 @@ import pytest
 from presence_b2b.presence.status import FailureKind
 from presence_b2b.shard.connections import StreamSettings
 from presence_b2b.shard.destination import Destination, Transport
+from presence_b2b.shard.network import Network
 from presence_b2b.sip.framing import PING, FramingLimits
 
 from tests.peers.stream_pool import PoolHarness
@@ -232,3 +233,24 @@ def _start_connect(address: tuple[str, int]) -> socket.socket:
     client.setblocking(False)
     client.connect_ex(address)
     return client
+
+
+def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(
+    harness: PoolHarness,
+) -> None:
+    server = StreamServer(harness)
+    failures: list[str] = []
+    network = Network(
+        on_failed=lambda ref, detail, kind: failures.append(detail),
+        on_message=lambda data, source, transport: None,
+        hostport="127.0.0.1:5070",
+    )
+    network.pool = harness.pool
+    big = OPTIONS.replace(b"Via: SIP/2.0/TCP", b"Via: SIP/2.0/UDP").replace(
+        b"Content-Length: 0\r\n\r\n", b"X-Pad: " + b"p" * 1400 + b"\r\nContent-Length: 0\r\n\r\n"
+    )
+    ref = object()  # a request: the transaction it belongs to
+    assert network.send(big, Destination(Transport.UDP, LOOPBACK, server.port), ref) == ""  # type: ignore[arg-type]
+    assert harness.wait_for(lambda: bool(server.peers) and len(server.peers[0].data) >= len(big))
+    assert b"Via: SIP/2.0/TCP 127.0.0.1:5070;" in server.peers[0].data
+    assert failures == []
