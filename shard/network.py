@@ -12,9 +12,11 @@ The engine names a :data:`Hop` for each datagram: a concrete
 * a name's datagrams wait for its resolution; the first target that is not held
   back after a failure gets them (RFC 3263 §4.3). A connection that cannot be
   opened marks its target failed and the datagram goes to the next target at
-  once; with none left, the request fails with the cause's kind: ``dns`` for a
-  name that did not resolve, ``tls`` for a handshake or certificate, else
-  ``transport``.
+  once; a UDP target that has not answered within ``target_budget`` (8 T1) is
+  marked failed and the request's next retransmission (same branch: one
+  transaction, one Timer F) goes to the next target; with none left, the
+  request fails with the cause's kind: ``dns`` for a name that did not resolve,
+  ``tls`` for a handshake or certificate, else ``transport``.
 
 Requests are built for UDP; one sent over TCP or TLS has its Via transport (and
 for TLS its sent-by port) rewritten here, the one place that knows where it went.
@@ -27,6 +29,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +62,15 @@ class _Waiting:
     """Datagrams for a name being located."""
 
     sends: list[tuple[bytes, ClientTransaction | None]]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where a request to a name was last sent over UDP, and since when."""
+
+    target: SipTarget
+    dest: Destination
+    since: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +113,12 @@ class Network:
         self.pool: ConnectionPool | None = None
         self.resolver: ResolverDriver | None = None
         self._waiting: dict[Resolution, _Waiting] = {}
+        #: Seconds a UDP target has to answer a request before its retransmissions
+        #: go to the next target (RFC 3263 §4.3); 0: never (Timer F decides).
+        self.target_budget = 0.0
+        self._walks: weakref.WeakKeyDictionary[ClientTransaction, _Walk] = (
+            weakref.WeakKeyDictionary()
+        )
         self._inbound: dict[tuple[Transport, tuple[str, int]], Connection] = {}
 
     # -------------------------------------------------------------- sending
@@ -112,6 +130,15 @@ class Network:
         resolver = self.resolver
         if resolver is None:
             return f"{hop.host!r} is a name and this shard has no resolver"
+        walk = None if ref is None else self._walks.get(ref)
+        if walk is not None:  # a retransmission: same target, unless its time is up
+            now = resolver.clock()
+            if not self.target_budget or now - walk.since < self.target_budget:
+                return self._sendto(data, walk.dest)
+            resolver.resolver.failed.mark(walk.dest, now)
+            log.info("target %s:%s of %s did not answer", walk.dest.host, walk.dest.port, hop.host)
+            assert ref is not None
+            del self._walks[ref]
         resolution = resolver.resolve(hop, _Waiting([(data, ref)]))
         if resolution.result is None:  # look-ups under way: resolved() sends it
             waiting = resolution.context
@@ -143,6 +170,8 @@ class Network:
                 continue
             problem = self._send_to(data, dest, ref, target)
             if not problem:
+                if ref is not None and dest.transport is Transport.UDP:
+                    self._walks[ref] = _Walk(target, dest, now)
                 return
             failed.mark(dest, now)
             log.info("target %s:%s of %s failed: %s", dest.host, dest.port, target.host, problem)

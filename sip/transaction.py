@@ -180,6 +180,7 @@ class ClientTransaction:
     """Non-INVITE client transaction (RFC 3261 §17.1.2)."""
 
     __slots__ = (
+        "__weakref__",  # the driver keeps per-request state beside it
         "_e",
         "_entry_at",
         "_f",

@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.helpers import watch_json
 from tests.peers.dns import DnsServer, dnsmasq_binary
 from tests.peers.kamailio_tls import KamailioStreamServer, tls_missing
-from tests.peers.ports import free_tcp_port
+from tests.peers.ports import free_tcp_port, free_udp_port
 from tests.peers.tls_certs import Pki
 
 pytestmark = [
@@ -62,6 +62,25 @@ def test_a_record_named_by_srv_is_reached_over_udp(service, sipp_uas, dns):
     assert (line["kind"], line["state"], line["notes"]) == ("status", "active", ["by name"])
     assert line["entity"] == "sip:alice@pres.test"
     assert any("_sip._udp.pres.test" in q for q in server.queries())
+
+
+def test_a_udp_target_that_never_answers_is_left_for_the_next_one(service, sipp_uas, dns):
+    uas = sipp_uas("uas_basic", recv_timeout_ms=60_000, expires=60, note="second target")
+    silent = free_udp_port()  # nothing listens: the SUBSCRIBE goes unanswered
+    server = zone(
+        dns,
+        f"srv-host=_sip._udp.pres.test,silent.pres.test,{silent},10,10\n"
+        f"srv-host=_sip._udp.pres.test,sipp.pres.test,{uas.port},20,10\n"
+        "host-record=silent.pres.test,127.0.0.1\n"
+        "host-record=sipp.pres.test,127.0.0.1\n",
+    )
+    svc = service(shards=1, config={"dns": {"servers": [server.server]}})
+    # sip.t1 is 0.1 s in these services: the silent target has 0.8 s, well inside
+    # Timer F (6.4 s), so the subscription starts without any failure.
+    [line] = watch(svc.control_socket, "sip:alice@pres.test", 1)
+    assert (line["kind"], line["notes"]) == ("status", ["second target"])
+    [subscribe] = uas.received("SUBSCRIBE")[:1]
+    assert subscribe.header("CSeq").startswith("1 ")
 
 
 def test_a_name_that_does_not_exist_is_a_dns_failure_then_a_retry(service, dns):
