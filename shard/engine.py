@@ -53,13 +53,14 @@ from ..sip.transaction import (
     response_bytes,
 )
 from .auth import CredentialLookup
-from .auth_layer import AUTH_CODES, AuthLayer
+from .auth_layer import AUTH_CODES, AuthLayer, next_attempt
 from .destination import Destination, Transport
 from .dialogset import PACKAGE, DialogSet
 from .observer import EngineObserver
 from .output import Datagram, Output, valid_text
 from .ratelimit import HoldQueue
 from .requester import ACCEPT, LocalEndpoint, Requester, udp
+from .resolver import SipTarget
 from .responseinfo import response_info
 from .routing import Hop
 from .subscription import (
@@ -92,7 +93,9 @@ class _Pending:
     """What a client transaction was sent for, so its outcome reaches the right place
     (and, for a challenge, what to send again)."""
 
-    __slots__ = ("dest", "error", "error_kind", "kind", "request", "txn_no", "usage")
+    __slots__ = (
+        "dest", "error", "error_kind", "failovers", "kind", "request", "txn_no", "usage"
+    )
 
     def __init__(
         self, usage: Usage, txn_no: int, dest: Hop, kind: str, request: Request
@@ -104,9 +107,12 @@ class _Pending:
         self.request = request
         self.error = ""  # why the transport failed, once it has
         self.error_kind = FailureKind.TRANSPORT  # or DNS, TLS
+        self.failovers = 0  # targets of a name left after a 503 (RFC 3263 §4.3)
 
 
 _SUPPORTED_EXTENSIONS = frozenset(("eventlist",))
+#: Targets a request moves on to after 503s before the last 503 is its answer.
+_MAX_FAILOVERS = 4
 
 
 def _unsupported(values: list[str]) -> list[str]:
@@ -480,7 +486,7 @@ class Engine:
             self.obs.request_sent("retransmission")
             self._out.datagrams.append((event.data, pending.dest, txn))
         elif isinstance(event, Deliver):
-            self._on_final(pending, event.response, now)
+            self._on_final(txn, pending, event.response, now)
         elif isinstance(event, TimedOut):
             self.obs.transaction_timeout()
             self.obs.timer_fired(TRANSACTION_TIMER, 0.0)
@@ -498,11 +504,15 @@ class Engine:
             return  # the subscription is gone; a late outcome changes nothing
         self._event(usage, step)
 
-    def _on_final(self, pending: _Pending, resp: Response, now: float) -> None:
+    def _on_final(
+        self, txn: ClientTransaction, pending: _Pending, resp: Response, now: float
+    ) -> None:
         if resp.status < 200:
             return
         usage = pending.usage
         current = pending.txn_no == usage.txn and self.usages.get(usage.sub_id) is usage
+        if current and resp.status == 503 and self._fail_over(txn, pending, resp):
+            return
         if current and resp.status in AUTH_CODES and self._on_challenge(pending, resp, now):
             return
         if current and 200 <= resp.status < 300 and usage.dialog is not None:
@@ -522,6 +532,25 @@ class Engine:
                 return
         info = response_info(resp, pending.txn_no)
         self._if_current(pending, lambda u: u.on_response(info, now))
+
+    def _fail_over(self, txn: ClientTransaction, pending: _Pending, resp: Response) -> bool:
+        """A 503 from one target of a name (RFC 3263 §4.3): hold that target back
+        for its Retry-After and send the request again as a new transaction,
+        which the driver sends to the next target. Out-of-dialog requests only,
+        and a few times per request."""
+        if not isinstance(pending.dest, SipTarget) or pending.kind != "initial":
+            return False
+        if pending.failovers >= _MAX_FAILOVERS:
+            return False
+        usage = pending.usage
+        retry_after = response_info(resp, pending.txn_no).retry_after
+        self._out.refused_targets.append((txn, None if retry_after is None else float(retry_after)))
+        retry, branch = next_attempt(pending.request, usage)
+        self._start(
+            usage, retry, pending.dest, pending.txn_no, pending.kind, key=(branch, retry.method),
+            failovers=pending.failovers + 1,
+        )
+        return True
 
     def _on_challenge(self, pending: _Pending, resp: Response, now: float) -> bool:
         """A 401, 407 or 403: answer it with a retry in the same machine
@@ -868,8 +897,10 @@ class Engine:
         kind: str,
         *,
         key: tuple[str, str] | None = None,
+        failovers: int = 0,
     ) -> None:
         pending = _Pending(usage, txn_no, dest, kind, req)
+        pending.failovers = failovers
         txn, events = self.table.start_client(req, self.clock(), context=pending, key=key)
         self.obs.timer_armed(TRANSACTION_TIMER)
         datagrams: list[Datagram] = self._out.datagrams

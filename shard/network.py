@@ -66,7 +66,7 @@ class _Waiting:
 
 @dataclass(slots=True)
 class _Walk:
-    """Where a request to a name was last sent over UDP, and since when."""
+    """Where a request to a name was last sent, and since when."""
 
     target: SipTarget
     dest: Destination
@@ -133,8 +133,9 @@ class Network:
         walk = None if ref is None else self._walks.get(ref)
         if walk is not None:  # a retransmission: same target, unless its time is up
             now = resolver.clock()
-            if not self.target_budget or now - walk.since < self.target_budget:
-                return self._sendto(data, walk.dest)
+            udp = walk.dest.transport is Transport.UDP
+            if not udp or not self.target_budget or now - walk.since < self.target_budget:
+                return self._send_to(data, walk.dest, ref, walk.target)
             resolver.resolver.failed.mark(walk.dest, now)
             log.info("target %s:%s of %s did not answer", walk.dest.host, walk.dest.port, hop.host)
             assert ref is not None
@@ -170,7 +171,7 @@ class Network:
                 continue
             problem = self._send_to(data, dest, ref, target)
             if not problem:
-                if ref is not None and dest.transport is Transport.UDP:
+                if ref is not None:
                     self._walks[ref] = _Walk(target, dest, now)
                 return
             failed.mark(dest, now)
@@ -220,6 +221,13 @@ class Network:
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         return ""
+
+    def target_refused(self, ref: ClientTransaction, retry_after: float | None) -> None:
+        """The target ``ref`` went to answered 503: hold it back for ``retry_after``
+        (else the resolver's hold), so the request's next attempt goes elsewhere."""
+        walk = self._walks.pop(ref, None)
+        if walk is not None and self.resolver is not None:
+            self.resolver.resolver.failed.mark(walk.dest, self.resolver.clock(), retry_after)
 
     # -------------------------------------------------------------- streams
 

@@ -27,6 +27,9 @@ class Output:
     """Everything one or more inputs asked for, in the order it was asked."""
 
     datagrams: list[Datagram] = field(default_factory=list)
+    #: Requests whose target answered 503 (RFC 3263 §4.3), with its Retry-After:
+    #: the driver holds that target back before it sends the datagrams.
+    refused_targets: list[tuple[ClientTransaction, float | None]] = field(default_factory=list)
     messages: list[StatusMessage] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     deadline: float | None = None

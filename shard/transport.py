@@ -170,6 +170,8 @@ class EngineDriver(asyncio.DatagramProtocol):
                 out = engine.take()
                 self._failed_meanwhile = False
                 failed = False
+                for refused, retry_after in out.refused_targets:
+                    self.network.target_refused(refused, retry_after)
                 for data, dest, ref in out.datagrams:
                     problem = self._send(data, dest, ref)
                     if problem:

@@ -83,6 +83,24 @@ def test_a_udp_target_that_never_answers_is_left_for_the_next_one(service, sipp_
     assert subscribe.header("CSeq").startswith("1 ")
 
 
+def test_a_target_that_answers_503_is_left_for_the_next_one(service, sipp_uas, dns):
+    busy = sipp_uas("uas_503", recv_timeout_ms=60_000, retry_after=30)
+    uas = sipp_uas("uas_basic", recv_timeout_ms=60_000, expires=60, note="after a 503")
+    server = zone(
+        dns,
+        f"srv-host=_sip._udp.pres.test,busy.pres.test,{busy.port},10,10\n"
+        f"srv-host=_sip._udp.pres.test,sipp.pres.test,{uas.port},20,10\n"
+        "host-record=busy.pres.test,127.0.0.1\n"
+        "host-record=sipp.pres.test,127.0.0.1\n",
+    )
+    svc = service(shards=1, config={"dns": {"servers": [server.server]}})
+    [line] = watch(svc.control_socket, "sip:alice@pres.test", 1)
+    assert (line["kind"], line["notes"]) == ("status", ["after a 503"])
+    busy.expect_success(timeout=10)  # it got its one SUBSCRIBE and answered 503
+    [first] = uas.received("SUBSCRIBE")[:1]
+    assert first.header("CSeq").startswith("2 "), "the same request, the next CSeq"
+
+
 def test_a_name_that_does_not_exist_is_a_dns_failure_then_a_retry(service, dns):
     server = zone(dns, "host-record=other.test,127.0.0.1\n")
     svc = service(

@@ -116,6 +116,7 @@ SCENARIOS: dict[str, ScenarioDefaults] = {
     "uas_dialog_info": ScenarioDefaults({"expires": "60"}),
     "uas_rlmi": ScenarioDefaults({"expires": "60"}),
     "uas_message_summary": ScenarioDefaults({"expires": "60"}),
+    "uas_503": ScenarioDefaults({"retry_after": "30"}),
     "uac_load": ScenarioDefaults({"expires": "60"}),
     "check_uac_happy": ScenarioDefaults(_COMMON_UAC_KEYS),
     "check_uac_basic": ScenarioDefaults({**_COMMON_UAC_KEYS, "event": "presence"}),
