@@ -74,7 +74,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "presence-b2b %s starting: %d shards, SIP %s:%d..., control socket %s",
         __version__,
         cfg.server.shard_count(),
-        cfg.sip.listen,
+        " ".join(cfg.sip.listen),
         cfg.sip.port,
         cfg.server.control_socket_path(),
     )

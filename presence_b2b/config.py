@@ -127,6 +127,16 @@ def _host(v: Any) -> str | None:
     return None
 
 
+def _hosts(v: Any) -> str | None:
+    if not isinstance(v, list | tuple) or not v or len(set(v)) != len(v):
+        return f"must be a host or a non-empty list of distinct hosts, got {v!r}"
+    for host in v:
+        problem = _host(host)
+        if problem:
+            return problem
+    return None
+
+
 def _port(v: Any) -> str | None:
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
         return f"must be a port number 1..65535, got {v!r}"
@@ -289,7 +299,13 @@ class TlsSettings:
 class SipSettings:
     """Where the shards' SIP sockets live and the RFC 3261 timer base values."""
 
-    listen: str = _opt(_host, "127.0.0.1", "address the shard sockets bind to")
+    listen: tuple[str, ...] = _opt(
+        lambda v: _host(v) if isinstance(v, str) else _hosts(v),
+        ("127.0.0.1",),
+        "address (or list of addresses, e.g. IPv4 and IPv6) the shard sockets bind to;"
+        " the first is written in Via and Contact unless advertise says otherwise",
+        convert=lambda v: (v,) if isinstance(v, str) else tuple(v),
+    )
     port: int = _opt(_port, 5070, "UDP port of shard 0; shard i binds port + i")
     advertise: str = _opt(
         lambda v: None if v == "" else _host(v),

@@ -110,6 +110,8 @@ class Network:
         self.tls_hostport = tls_hostport or hostport
         self.udp: asyncio.DatagramTransport | None = None
         self.family: int = socket.AF_INET
+        #: The shard's other UDP sockets, by address family (``[sip] listen``).
+        self._more_udp: dict[int, asyncio.DatagramTransport] = {}
         self.pool: ConnectionPool | None = None
         self.resolver: ResolverDriver | None = None
         self._waiting: dict[Resolution, _Waiting] = {}
@@ -205,17 +207,27 @@ class Network:
             return str(exc)
         return ""
 
+    def add_udp(self, transport: asyncio.DatagramTransport, family: int) -> None:
+        """Another UDP socket of the shard, used for destinations of its family."""
+        self._more_udp[family] = transport
+
+    @property
+    def families(self) -> frozenset[int]:
+        """Address families the shard has a UDP socket for."""
+        return frozenset({self.family, *self._more_udp})
+
     def _sendto(self, data: bytes, dest: Destination) -> str:
-        transport = self.udp
-        if transport is None:
-            return "SIP socket is closed"
         try:
             addr = ipaddress.ip_address(dest.host.strip("[]"))
         except ValueError:
             return f"{dest.host!r} is not an address"
-        if (addr.version == 6) != (self.family == socket.AF_INET6):
-            ours = 6 if self.family == socket.AF_INET6 else 4
-            return f"{dest.host} is not reachable from an IPv{ours} socket"
+        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        transport = self.udp if family == self.family else self._more_udp.get(family)
+        if transport is None:
+            if family not in self.families:
+                ours = 6 if self.family == socket.AF_INET6 else 4
+                return f"{dest.host} is not reachable from an IPv{ours} socket"
+            return "SIP socket is closed"
         try:
             transport.sendto(data, (dest.host.strip("[]"), dest.port))
         except Exception as exc:

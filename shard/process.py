@@ -61,7 +61,7 @@ from .engine_metrics import MetricsObserver
 from .fanout import FanOut
 from .gc_policy import GcPolicy
 from .stream_setup import open_network
-from .transport import EngineDriver, bind_udp
+from .transport import EngineDriver, ExtraSocket, bind_udp
 
 log = logging.getLogger("presence_b2b.shard")
 
@@ -119,17 +119,27 @@ class ShardProcess:
         self.config = cfg
         logging.getLogger().setLevel(cfg.server.log_level.upper())
         port = cfg.sip.port + self.index
+        socks: list[socket.socket] = []
         try:
-            sock = bind_udp(cfg.sip.listen, port)
+            for address in cfg.sip.listen:
+                socks.append(bind_udp(address, port))
         except OSError as exc:
-            log.error("shard %d: cannot bind %s:%d: %s", self.index, cfg.sip.listen, port, exc)
+            for bound in socks:
+                bound.close()
+            log.error("shard %d: cannot bind %s:%d: %s", self.index, address, port, exc)
             self._exit(EXIT_BIND_FAILED)
             return
         self.m = ShardMetrics(self.block)
         self._stop_flush = self.m.start_flushing(self.loop)
+        sock, *more = socks
         driver = EngineDriver(self.loop, family=sock.family)
         await self.loop.create_datagram_endpoint(lambda: driver, sock=sock)
-        host = cfg.sip.advertise or cfg.sip.listen
+        for extra in more:  # the shard's other addresses (e.g. IPv6 beside IPv4)
+            udp, _ = await self.loop.create_datagram_endpoint(
+                lambda: ExtraSocket(driver), sock=extra
+            )
+            driver.network.add_udp(udp, extra.family)
+        host = cfg.sip.advertise or cfg.sip.listen[0]
         try:
             await open_network(
                 driver.network, cfg.sip, cfg.dns, self.index,
@@ -154,7 +164,8 @@ class ShardProcess:
         self.driver, self.engine, self.fanout = driver, engine, fanout
         self.channel.send(Ready(self.index, os.getpid(), port))
         self.loop.create_task(self._gc_ticks(engine))
-        log.info("shard %d: SIP on %s:%d (advertised %s)", self.index, cfg.sip.listen, port, host)
+        addresses = " ".join(cfg.sip.listen)
+        log.info("shard %d: SIP on %s port %d (advertised %s)", self.index, addresses, port, host)
 
     async def _gc_ticks(self, engine: Engine) -> None:
         policy = GcPolicy()

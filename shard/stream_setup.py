@@ -76,7 +76,8 @@ async def open_streams(
     )
     try:
         for transport, port in listen_ports(sip, index).items():
-            await pool.listen(transport, sip.listen, port)
+            for address in sip.listen:
+                await pool.listen(transport, address, port)
     except BaseException:
         await pool.close()
         raise
@@ -103,7 +104,8 @@ async def open_network(
         network.stream_failed,
         metrics=metrics,
     )
-    address_types = (RdType.AAAA, RdType.A) if network.family == socket.AF_INET6 else (RdType.A,)
+    v6 = socket.AF_INET6 in network.families
+    address_types = (RdType.AAAA, RdType.A) if v6 else (RdType.A,)
     policy = ResolverPolicy.from_settings(
         dns,
         transports=frozenset({Transport.UDP, Transport.TCP, Transport.TLS}),

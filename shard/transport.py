@@ -74,6 +74,20 @@ def unusable(dest: Hop, family: int) -> str:
     return ""
 
 
+class ExtraSocket(asyncio.DatagramProtocol):
+    """Another of the shard's UDP sockets (another address): what it receives
+    goes to the same engine, through the driver."""
+
+    def __init__(self, driver: EngineDriver) -> None:
+        self.driver = driver
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.driver.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.driver.error_received(exc)
+
+
 class EngineDriver(asyncio.DatagramProtocol):
     """Feeds datagrams and timer expiries to the engine and carries out its output."""
 

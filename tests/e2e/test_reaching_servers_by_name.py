@@ -101,6 +101,24 @@ def test_a_target_that_answers_503_is_left_for_the_next_one(service, sipp_uas, d
     assert first.header("CSeq").startswith("2 "), "the same request, the next CSeq"
 
 
+def test_a_shard_on_ipv4_and_ipv6_reaches_an_aaaa_target(service, sipp_uas, dns):
+    uas = sipp_uas(
+        "uas_basic", recv_timeout_ms=60_000, expires=60, note="over IPv6",
+        extra_args=("-i", "::1"),
+    )
+    server = zone(
+        dns,
+        f"srv-host=_sip._udp.v6.test,sipp.v6.test,{uas.port},10,10\n"
+        "host-record=sipp.v6.test,::1\n",
+    )
+    svc = service(
+        shards=1,
+        config={"dns": {"servers": [server.server]}, "sip": {"listen": ["127.0.0.1", "::1"]}},
+    )
+    [line] = watch(svc.control_socket, "sip:alice@v6.test", 1)
+    assert (line["kind"], line["notes"]) == ("status", ["over IPv6"])
+
+
 def test_a_name_that_does_not_exist_is_a_dns_failure_then_a_retry(service, dns):
     server = zone(dns, "host-record=other.test,127.0.0.1\n")
     svc = service(

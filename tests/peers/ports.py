@@ -64,8 +64,9 @@ def udp_port_in_use(port: int) -> bool:
 
 
 def udp_bound_by(pid: int, port: int, kind: str = "udp4") -> bool:
-    """True when process `pid` or one of its children holds 127.0.0.1:port (UDP, or
-    `kind` "tcp4"): the peer itself, not some other process that took the port first."""
+    """True when process `pid` or one of its children holds the loopback's port (UDP
+    over IPv4, or `kind` "udp6", "tcp4", "tcp6"): the peer itself, not some other
+    process that took the port first."""
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]

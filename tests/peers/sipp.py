@@ -368,7 +368,9 @@ class SippProcess:
         self.started_at = time.monotonic()
         args = list(self.args)
         tcp = "-t" in args and args[args.index("-t") + 1].startswith("t")
-        kind = "tcp4" if tcp else "udp4"  # -t t1/tn: SIPp listens on TCP
+        # -t t1/tn: SIPp listens on TCP; a later -i ::1 (SIPp takes the last): IPv6.
+        last_ip = args[len(args) - 1 - args[::-1].index("-i") + 1]
+        kind = ("tcp" if tcp else "udp") + ("6" if ":" in last_ip else "4")
         if wait_udp_bound(self._proc.pid, self.port, ready_timeout, alive=self.running, kind=kind):
             return True
         if self.returncode == SippExit.BIND_ERROR:
