@@ -82,15 +82,30 @@ class _Tag:
     target: SipTarget | None
 
 
-def via_for(data: bytes, transport: Transport, hostport: str, tls_hostport: str) -> bytes:
+def via_for(
+    data: bytes,
+    transport: Transport,
+    hostport: str,
+    tls_hostport: str,
+    *,
+    listening: frozenset[Transport] = frozenset(),
+) -> bytes:
     """A request built for UDP, as sent over ``transport``: its own (first) Via
-    names the transport, and for TLS the TLS listener's port."""
+    names the transport, and for TLS the TLS listener's port. When the shard
+    listens on that transport, the Contact says so too (``;transport=tcp``, or
+    ``sips:`` at the TLS port), so the notifier keeps to the stream for its
+    NOTIFYs; otherwise they come over UDP."""
     if transport is Transport.UDP or not data.startswith((b"SUBSCRIBE ", b"OPTIONS ")):
         return data
-    old = _UDP_VIA + hostport.encode()
-    new = f"SIP/2.0/{transport.value.upper()} ".encode()
-    new += (tls_hostport if transport is Transport.TLS else hostport).encode()
-    return data.replace(old, new, 1)
+    tls = transport is Transport.TLS
+    ours = (tls_hostport if tls else hostport).encode()
+    new = f"SIP/2.0/{transport.value.upper()} ".encode() + ours
+    data = data.replace(_UDP_VIA + hostport.encode(), new, 1)
+    if transport in listening:
+        contact = b"<sips:" + ours + b">" if tls else b"<sip:" + ours + b";transport=tcp>"
+        old = b"\r\nContact: <sip:" + hostport.encode() + b">"
+        data = data.replace(old, b"\r\nContact: " + contact, 1)
+    return data
 
 
 class Network:
@@ -110,6 +125,8 @@ class Network:
         self.tls_hostport = tls_hostport or hostport
         self.udp: asyncio.DatagramTransport | None = None
         self.family: int = socket.AF_INET
+        #: Stream transports the shard accepts connections on.
+        self.listening: frozenset[Transport] = frozenset()
         #: The shard's other UDP sockets, by address family (``[sip] listen``).
         self._more_udp: dict[int, asyncio.DatagramTransport] = {}
         self.pool: ConnectionPool | None = None
@@ -192,7 +209,9 @@ class Network:
             if ref is None or len(data) <= MAX_UDP_REQUEST or self.pool is None:
                 return self._sendto(data, dest)
             dest = Destination(Transport.TCP, dest.host, dest.port)  # RFC 3261 §18.1.1
-        data = via_for(data, dest.transport, self.hostport, self.tls_hostport)
+        data = via_for(
+            data, dest.transport, self.hostport, self.tls_hostport, listening=self.listening
+        )
         if ref is None:
             conn = self._inbound.get((dest.transport, (dest.host, dest.port or 0)))
             if conn is not None and conn.write(data):

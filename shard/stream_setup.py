@@ -117,4 +117,5 @@ async def open_network(
     host = f"[{advertised_host}]" if ":" in advertised_host else advertised_host
     network.hostport = f"{host}:{sip.port + index}"
     network.tls_hostport = f"{host}:{sip.tls_port + index}"
+    network.listening = frozenset(listen_ports(sip, index))
     network.target_budget = 8 * sip.t1  # RFC 3263 §4.3: a few seconds, not all of Timer F

@@ -1,5 +1,5 @@
-"""The network layer's one piece of message surgery: the Via of a request sent
-over a stream names that stream (RFC 3261 §18.1.1)."""
+"""The network layer's one piece of message surgery: the Via (and, where the
+shard listens, the Contact) of a request sent over a stream names that stream."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ def test_udp_and_responses_are_sent_as_they_are() -> None:
     assert via_for(REQUEST, Transport.UDP, "127.0.0.1:5070", "127.0.0.1:5170") is REQUEST
     response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=x\r\n\r\n"
     assert via_for(response, Transport.TCP, "127.0.0.1:5070", "") == response
+
+
+def test_the_contact_names_the_stream_when_the_shard_listens_on_it() -> None:
+    tcp = via_for(
+        REQUEST, Transport.TCP, "127.0.0.1:5070", "127.0.0.1:5170",
+        listening=frozenset({Transport.TCP}),
+    )
+    assert b"Contact: <sip:127.0.0.1:5070;transport=tcp>\r\n" in tcp
+    tls = via_for(
+        REQUEST, Transport.TLS, "127.0.0.1:5070", "127.0.0.1:5170",
+        listening=frozenset({Transport.TCP, Transport.TLS}),
+    )
+    assert b"Contact: <sips:127.0.0.1:5170>\r\n" in tls
+
+
+def test_without_a_listener_the_contact_stays_udp() -> None:
+    out = via_for(REQUEST, Transport.TLS, "127.0.0.1:5070", "127.0.0.1:5170")
+    assert b"Contact: <sip:127.0.0.1:5070>\r\n" in out
