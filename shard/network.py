@@ -66,9 +66,9 @@ class _Waiting:
 
 @dataclass(slots=True)
 class _Walk:
-    """Where a request to a name was last sent, and since when."""
+    """Where a request was last sent, and since when (for a name's targets)."""
 
-    target: SipTarget
+    target: SipTarget | None
     dest: Destination
     since: float
 
@@ -144,16 +144,23 @@ class Network:
 
     def send(self, data: bytes, hop: Hop, ref: ClientTransaction | None) -> str:
         """Send at once, start locating a name, or say why it cannot be sent ("")."""
+        walk = None if ref is None else self._walks.get(ref)
+        if walk is not None and walk.dest.transport is not Transport.UDP:
+            # A retransmission (timer E) of a request that went over a stream: a
+            # reliable transport retransmits nothing (RFC 3261 §17.1.2.2); Timer F
+            # still bounds the transaction.
+            return ""
         if isinstance(hop, Destination):
-            return self._send_to(data, hop, ref, None)
+            problem = self._send_to(data, hop, ref, None)
+            if not problem and ref is not None and hop.transport is not Transport.UDP:
+                self._walks[ref] = _Walk(None, hop, 0.0)
+            return problem
         resolver = self.resolver
         if resolver is None:
             return f"{hop.host!r} is a name and this shard has no resolver"
-        walk = None if ref is None else self._walks.get(ref)
-        if walk is not None:  # a retransmission: same target, unless its time is up
+        if walk is not None:  # a retransmission over UDP: same target, unless its time is up
             now = resolver.clock()
-            udp = walk.dest.transport is Transport.UDP
-            if not udp or not self.target_budget or now - walk.since < self.target_budget:
+            if not self.target_budget or now - walk.since < self.target_budget:
                 return self._send_to(data, walk.dest, ref, walk.target)
             resolver.resolver.failed.mark(walk.dest, now)
             log.info("target %s:%s of %s did not answer", walk.dest.host, walk.dest.port, hop.host)

@@ -235,6 +235,10 @@ def _start_connect(address: tuple[str, int]) -> socket.socket:
     return client
 
 
+class _Request:
+    """Stands for a client transaction: the network only keeps it as a key."""
+
+
 def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(
     harness: PoolHarness,
 ) -> None:
@@ -249,8 +253,26 @@ def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(
     big = OPTIONS.replace(b"Via: SIP/2.0/TCP", b"Via: SIP/2.0/UDP").replace(
         b"Content-Length: 0\r\n\r\n", b"X-Pad: " + b"p" * 1400 + b"\r\nContent-Length: 0\r\n\r\n"
     )
-    ref = object()  # a request: the transaction it belongs to
+    ref = _Request()
     assert network.send(big, Destination(Transport.UDP, LOOPBACK, server.port), ref) == ""  # type: ignore[arg-type]
     assert harness.wait_for(lambda: bool(server.peers) and len(server.peers[0].data) >= len(big))
     assert b"Via: SIP/2.0/TCP 127.0.0.1:5070;" in server.peers[0].data
     assert failures == []
+
+
+def test_a_request_sent_over_tcp_is_not_retransmitted_on_it(harness: PoolHarness) -> None:
+    server = StreamServer(harness)
+    network = Network(
+        on_failed=lambda ref, detail, kind: None,
+        on_message=lambda data, source, transport: None,
+        hostport="127.0.0.1:5070",
+    )
+    network.pool = harness.pool
+    ref = _Request()
+    for _ in range(3):  # the first send, then two timer E retransmissions
+        assert network.send(OPTIONS, server.destination, ref) == ""  # type: ignore[arg-type]
+    assert harness.wait_for(
+        lambda: bool(server.peers) and len(server.peers[0].data) >= len(OPTIONS)
+    )
+    harness.run(asyncio.sleep(0.1))
+    assert server.peers[0].data == OPTIONS, "a reliable transport retransmits nothing"
