@@ -57,11 +57,12 @@ _UDP_VIA = b"SIP/2.0/UDP "
 MAX_UDP_REQUEST = 1300
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Waiting:
-    """Datagrams for a name being located."""
+    """A datagram for a name being located."""
 
-    sends: list[tuple[bytes, ClientTransaction | None]]
+    data: bytes
+    ref: ClientTransaction | None
 
 
 @dataclass(slots=True)
@@ -131,7 +132,6 @@ class Network:
         self._more_udp: dict[int, asyncio.DatagramTransport] = {}
         self.pool: ConnectionPool | None = None
         self.resolver: ResolverDriver | None = None
-        self._waiting: dict[Resolution, _Waiting] = {}
         #: Seconds a UDP target has to answer a request before its retransmissions
         #: go to the next target (RFC 3263 §4.3); 0: never (Timer F decides).
         self.target_budget = 0.0
@@ -166,20 +166,16 @@ class Network:
             log.info("target %s:%s of %s did not answer", walk.dest.host, walk.dest.port, hop.host)
             assert ref is not None
             del self._walks[ref]
-        resolution = resolver.resolve(hop, _Waiting([(data, ref)]))
-        if resolution.result is None:  # look-ups under way: resolved() sends it
-            waiting = resolution.context
-            assert isinstance(waiting, _Waiting)
-            self._waiting[resolution] = waiting
+        # Sent by resolved(): now for a literal or a cached name, else once the
+        # look-ups answer (the resolver keeps the resolution until then).
+        resolver.resolve(hop, _Waiting(data, ref))
         return ""
 
     def resolved(self, resolution: Resolution) -> None:
         """A name was located (the resolver driver's ``on_done``)."""
-        waiting = self._waiting.pop(resolution, None) or resolution.context
-        if not isinstance(waiting, _Waiting):
-            return
-        for data, ref in waiting.sends:
-            self._send_located(data, resolution, ref)
+        waiting = resolution.context
+        if isinstance(waiting, _Waiting):
+            self._send_located(waiting.data, resolution, waiting.ref)
 
     def _send_located(
         self, data: bytes, resolution: Resolution, ref: ClientTransaction | None
@@ -278,11 +274,7 @@ class Network:
             FailureKind.TLS
         ):
             self.resolver.resolver.failed.mark(failure.destination, self.resolver.clock())
-            resolution = self.resolver.resolve(tag.target, _Waiting([(tag.data, tag.ref)]))
-            if resolution.result is None:
-                waiting = resolution.context
-                assert isinstance(waiting, _Waiting)
-                self._waiting[resolution] = waiting
+            self.resolver.resolve(tag.target, _Waiting(tag.data, tag.ref))
             return
         dest = failure.destination
         self.on_failed(
