@@ -204,6 +204,8 @@ class FanOut:
         self.dialogs: dict[int, DialogEntry] = {}
         self._by_key: dict[Key, DialogEntry] = {}
         self._by_interest: dict[Interest, DialogEntry] = {}
+        #: client -> its subscription ids with an interest here (detach's index).
+        self._by_client: dict[int, set[int]] = {}
         #: The supervisor's seq of each interest's Sub, echoed when it ends on its own.
         self._seqs: dict[Interest, int] = {}
         self._next_did = 1
@@ -220,10 +222,10 @@ class FanOut:
 
     def detach(self, client: int) -> None:
         """The client is gone: drop its interests (ending dialogs nobody else uses)."""
-        for interest in [i for i in self._by_interest if i[0] == client]:
-            self._remove(interest, tell=False)
-        for interest in [i for i in self._seqs if i[0] == client]:
-            del self._seqs[interest]
+        # The client's own interests from the index: no scan of the shard's others
+        # (a reconnect loop must not stall the shard).
+        for sub_id in list(self._by_client.get(client, ())):
+            self._remove((client, sub_id), tell=False)
         box = self.outboxes.pop(client, None)
         if box is not None:
             box.close()
@@ -252,7 +254,7 @@ class FanOut:
         entry = self._by_key.get(key)
         if entry is not None:
             entry.interests.add(interest)
-            self._by_interest[interest] = entry
+            self._index(interest, entry)
             for known in entry.known():
                 self._send(client, sub_id, known)
             self._gauges()
@@ -263,7 +265,7 @@ class FanOut:
         entry.interests.add(interest)
         self.dialogs[did] = entry
         self._by_key[key] = entry
-        self._by_interest[interest] = entry
+        self._index(interest, entry)
         self._gauges()
         self._start(did, record, subscriber, package)
 
@@ -281,7 +283,7 @@ class FanOut:
         return self._remove((client, sub_id), tell=True)
 
     def _remove(self, interest: Interest, *, tell: bool) -> bool:
-        entry = self._by_interest.pop(interest, None)
+        entry = self._unindex(interest)
         if entry is None:
             return False
         self._seqs.pop(interest, None)
@@ -305,7 +307,7 @@ class FanOut:
             return []
         gone = sorted(entry.interests)
         for client, sub_id in gone:
-            self._by_interest.pop((client, sub_id), None)
+            self._unindex((client, sub_id))
             self._send(client, sub_id, Failure(sub_id, FailureKind.TERMINATED, detail=detail))
         entry.interests.clear()
         if self._by_key.get(entry.key) is entry:
@@ -342,7 +344,7 @@ class FanOut:
         if entry is None:
             return
         for interest in entry.interests:
-            self._by_interest.pop(interest, None)
+            self._unindex(interest)
         if self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
         self._report_ended(sorted(entry.interests))
@@ -355,6 +357,19 @@ class FanOut:
             self._ended(items)
 
     # ------------------------------------------------------------------ helpers
+
+    def _index(self, interest: Interest, entry: DialogEntry) -> None:
+        self._by_interest[interest] = entry
+        self._by_client.setdefault(interest[0], set()).add(interest[1])
+
+    def _unindex(self, interest: Interest) -> DialogEntry | None:
+        entry = self._by_interest.pop(interest, None)
+        ids = self._by_client.get(interest[0])
+        if ids is not None:
+            ids.discard(interest[1])
+            if not ids:
+                del self._by_client[interest[0]]
+        return entry
 
     def _send(self, client: int, sub_id: int, msg: StatusMessage) -> None:
         box = self.outboxes.get(client)

@@ -356,3 +356,22 @@ def test_a_full_ring_merges_statuses_per_resource_not_per_list(h: Harness) -> No
     got = [m for m in asyncio.run(steps()) if isinstance(m, Status)]
     assert got[-1].resource == "sip:y@example.com", "the other resource is not merged away"
     assert [m.reason for m in got if m.resource == "sip:x@example.com"][-1] == "x5"
+
+
+def test_detach_after_kill_and_unsubscribe_leaves_every_other_clients_interests(
+    h: Harness,
+) -> None:
+    h.attach(1)
+    h.attach(2)
+    for i in range(50):
+        h.fanout.subscribe(2, i, "presence", f"sip:r{i}@example.com", WATCHER)
+    h.fanout.subscribe(1, 1, "presence", "sip:r0@example.com", WATCHER)
+    h.fanout.subscribe(1, 2, "presence", "sip:solo@example.com", WATCHER)
+    h.fanout.subscribe(1, 3, "presence", "sip:other@example.com", WATCHER)
+    h.fanout.unsubscribe(1, 2)
+    h.fanout.kill(h.did("sip:other@example.com"), "operator")
+    h.fanout.detach(1)
+    assert h.metrics.subscribers.value == 50
+    assert sorted(e.key[1] for e in h.fanout.dialogs.values() if e.interests) == sorted(
+        f"sip:r{i}@example.com" for i in range(50)
+    )
