@@ -414,7 +414,7 @@ CATALOG: tuple[Family, ...] = (
             Label(
                 "kind",
                 (
-                    "parse", "pidf", "body", "list", "transport", "internal",
+                    "parse", "pidf", "body", "list", "transport", "internal", "unanswered",
                     "ring_overflow", "ring_merge", "bad_client_record",
                 ),
             ),

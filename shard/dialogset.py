@@ -59,6 +59,10 @@ class DialogSet:
         assert usage.dialog is not None
         self._by_call_id[usage.dialog.call_id] = usage
 
+    def knows(self, call_id: str) -> bool:
+        """Is ``call_id`` one of our dialogs' (a NOTIFY for it gets a transaction)?"""
+        return call_id in self._by_call_id
+
     def forget(self, usage: Usage) -> None:
         """Drop the usage's dialog: later NOTIFYs for it get 481."""
         d = usage.dialog

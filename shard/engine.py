@@ -111,6 +111,8 @@ class _Pending:
 
 
 _SUPPORTED_EXTENSIONS = frozenset(("eventlist",))
+#: Bytes a stateless answer may have beyond its request's (see _reply_stateless).
+_STATELESS_SLACK = 128
 #: Targets a request moves on to after 503s before the last 503 is its answer.
 _MAX_FAILOVERS = 4
 
@@ -397,13 +399,15 @@ class Engine:
             self.obs.error("parse")
             log.debug("unparseable datagram from %s:%d: %s", addr[0], addr[1], exc)
             if isinstance(exc.partial, Request):
-                self._reply_stateless(exc.partial, 400, "Bad Request (body too short)", addr)
+                self._reply_stateless(
+                    exc.partial, 400, "Bad Request (body too short)", addr, size=len(data)
+                )
             return
         try:
             if isinstance(msg, Response):
                 self._on_response(msg, now)
             else:
-                self._on_request(msg, addr, now)
+                self._on_request(msg, addr, now, len(data))
         except Exception as exc:
             self._unowned_error("datagram", exc)
 
@@ -580,7 +584,7 @@ class Engine:
         self._if_current(pending, lambda u: u.on_response(info, now))
         return True
 
-    def _on_request(self, req: Request, addr: Address, now: float) -> None:
+    def _on_request(self, req: Request, addr: Address, now: float, size: int) -> None:
         # The message's index of first values (canonical name -> value), built once
         # per message and shared with the transaction and dialog layers' lookups.
         first = req.first_values()
@@ -589,14 +593,19 @@ class Engine:
             self.obs.parse_error("missing-header")
             self.obs.error("parse")
             if "Via" not in missing and "CSeq" not in missing:
-                self._reply_stateless(req, 400, f"Missing {missing[0]}", addr)
+                self._reply_stateless(req, 400, f"Missing {missing[0]}", addr, size=size)
+            return
+        if req.method != "NOTIFY" or not self.dialogs.knows(first["Call-ID"]):
+            # Nothing of ours: answered without a server transaction, so a flood
+            # from anywhere keeps no state here (review of #15).
+            self._answer_stateless(req, first, addr, size)
             return
         try:
             txn, events = self.table.receive_request(req, now)
         except SipParseError as exc:
             self.obs.parse_error(exc.kind)
             self.obs.error("parse")
-            self._reply_stateless(req, 400, "Bad Request", addr)
+            self._reply_stateless(req, 400, "Bad Request", addr, size=size)
             return
         for event in events:
             if isinstance(event, DeliverRequest):
@@ -675,10 +684,50 @@ class Engine:
             if isinstance(event, Send):
                 self._out.datagrams.append((event.data, dest, None))
 
-    def _reply_stateless(self, req: Request, code: int, reason: str, addr: Address) -> None:
+    def _answer_stateless(
+        self, req: Request, first: Mapping[str, str], addr: Address, size: int
+    ) -> None:
+        """A request outside our dialogs: 420, 481, 405 or OPTIONS' 200."""
+        if first.get("Require") is not None:
+            unsupported = _unsupported(req.get_all("Require"))
+            if unsupported:
+                headers = (("Unsupported", ", ".join(unsupported)),)
+                self._reply_stateless(req, 420, "Bad Extension", addr, headers=headers, size=size)
+                return
+        if req.method == "NOTIFY":
+            self.obs.notify_package(first.get("Event", ""), False)
+            self._reply_stateless(req, 481, "Subscription Does Not Exist", addr, size=size)
+        elif req.method == "OPTIONS":
+            self._reply_stateless(req, 200, "OK", addr, headers=_OPTIONS_200, size=size)
+        else:
+            self._reply_stateless(req, 405, "Method Not Allowed", addr, headers=_ALLOW, size=size)
+
+    def _reply_stateless(
+        self,
+        req: Request,
+        code: int,
+        reason: str,
+        addr: Address,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        size: int,
+    ) -> None:
+        """Answer without a transaction, with at most ``_STATELESS_SLACK`` bytes
+        more than the request brought (our To tag, received/rport, a longer
+        status line): the source is not verified, and a spoofed one must not be
+        flooded with more than it sent (no amplification). Optional headers go
+        first; a response that still does not fit is not sent."""
+        limit = size + _STATELESS_SLACK
         try:
-            data = response_bytes(req, code, reason, to_tag=ids.new_tag(), source=addr)
+            data = response_bytes(
+                req, code, reason, headers=headers, to_tag=ids.new_tag(), source=addr
+            )
+            if len(data) > limit and headers:
+                data = response_bytes(req, code, reason, to_tag=ids.new_tag(), source=addr)
         except (SipParseError, ValueError):
+            return
+        if len(data) > limit:
+            self.obs.error("unanswered")
             return
         self.obs.response_sent(code)
         self._out.datagrams.append((data, self._destination(addr), None))

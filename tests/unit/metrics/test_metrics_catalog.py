@@ -45,6 +45,7 @@ REQUIRED = {
     "subscribers": {},
     "notify_to_client_seconds": {},
     "errors_total": {"kind": {"parse", "pidf", "body", "list", "transport", "internal",
+                              "unanswered",
                               "ring_overflow", "ring_merge", "bad_client_record"}},
     "qsa_clients": {},
     "qsa_connections_refused_total": {},

@@ -1,0 +1,51 @@
+"""Requests outside our dialogs are answered without keeping any state, and never
+with much more than they brought (review of #15: memory and amplification)."""
+
+from __future__ import annotations
+
+from engine_harness import Harness, probe
+
+
+def test_an_out_of_dialog_notify_gets_481_and_leaves_no_transaction() -> None:
+    h = Harness()
+    h.feed(probe("NOTIFY", ("Event", "presence"), ("Subscription-State", "active")))
+    assert [r.status for r in h.responses()] == [481]
+    assert len(h.engine.table) == 0
+
+
+def test_options_and_unknown_methods_leave_no_transaction() -> None:
+    h = Harness()
+    h.feed(probe("OPTIONS"))
+    h.feed(probe("MESSAGE"))
+    assert [r.status for r in h.responses()] == [200, 405]
+    assert len(h.engine.table) == 0
+
+
+def test_a_notify_of_one_of_our_dialogs_keeps_its_transaction_for_retransmissions() -> None:
+    h = Harness()
+    h.established()
+    assert len(list(h.engine.table.servers())) == 1
+
+
+def test_an_answer_much_larger_than_its_request_is_not_sent() -> None:
+    h = Harness()
+    req = probe("OPTIONS")
+    # Compact Via headers expand in the answer: 100 of them grow it by 200 bytes.
+    raw = req.to_bytes().replace(
+        b"\r\nFrom:",
+        b"".join(
+            b"\r\nv: SIP/2.0/UDP 10.0.0.%d:5060;branch=z9hG4bK%d" % (i % 250, i) for i in range(100)
+        )
+        + b"\r\nFrom:",
+        1,
+    )
+    h.datagram(raw)
+    assert h.responses() == []
+    assert h.obs.counts["error", "unanswered"] == 1
+
+
+def test_a_small_probe_is_still_answered() -> None:
+    h = Harness()
+    h.feed(probe("OPTIONS"))
+    [answer] = h.responses()
+    assert answer.status == 200
