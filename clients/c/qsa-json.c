@@ -240,8 +240,16 @@ void qsa_json_event(FILE *out, const qsa_message *m, const char *record, const c
         if (m->parse_error.len) put_str(out, m->parse_error);
         else fputs("null", out);
         fprintf(out, ", \"merged\": %llu, \"error_kind\": null, \"code\": null, \"detail\": null, "
-                     "\"retry_in\": null}",
+                     "\"retry_in\": null",
                 (unsigned long long)m->merged);
+        if (m->list.len) { /* a resource list's status: the keys watch adds */
+            fputs(", \"list\": ", out);
+            put_str(out, m->list);
+            fputs(", \"resource\": ", out);
+            if (m->resource.len) put_str(out, m->resource);
+            else fputs("null", out);
+        }
+        fputc('}', out);
     } else {
         fputs(", \"content_type\": null, \"body\": null, \"parse_error\": null, \"merged\": 0, "
               "\"error_kind\": ",

@@ -1,10 +1,11 @@
 /* qsa-watch: the C twin of `presence-b2b watch`.
  *
  *     qsa-watch RECORD --subscriber URI [--control-socket PATH | --config FILE]
- *               [--json] [--count N] [--timeout S]
+ *               [--event PACKAGE] [--json] [--count N] [--timeout S]
  *
  * Same arguments, same output (the --json lines are byte for byte those of
- * the Python watch), same exit status: 0 done or interrupted, 1 --timeout
+ * the Python watch, but for the `document` key of packages other than
+ * presence, which this one does not print), same exit status: 0 done or interrupted, 1 --timeout
  * before --count statuses, 2 unreachable, refused or a usage error. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +40,7 @@ typedef struct {
 static int usage(const char *why) {
     fprintf(stderr,
             "usage: " PROG " RECORD --subscriber URI [--control-socket PATH] [--config FILE]\n"
-            "                 [--json] [--count N] [--timeout S]\n" PROG ": error: %s\n",
+            "                 [--event PACKAGE] [--json] [--count N] [--timeout S]\n" PROG ": error: %s\n",
             why);
     return 2;
 }
@@ -67,7 +68,7 @@ static int parse(int argc, char **argv, args *a) {
         char *end;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             printf("usage: " PROG " RECORD --subscriber URI [--control-socket PATH] [--config FILE]\n"
-                   "                 [--json] [--count N] [--timeout S]\n");
+                   "                 [--event PACKAGE] [--json] [--count N] [--timeout S]\n");
             exit(0);
         } else if (strcmp(argv[i], "--json") == 0) {
             a->json = 1;
@@ -77,7 +78,8 @@ static int parse(int argc, char **argv, args *a) {
             a->control_socket = v;
         } else if ((v = option(argc, argv, &i, "--config", &missing))) {
             a->config = v;
-        } else if ((v = option(argc, argv, &i, "--package", &missing))) {
+        } else if ((v = option(argc, argv, &i, "--event", &missing)) ||
+                   (v = option(argc, argv, &i, "--package", &missing))) {
             a->package = v;
         } else if ((v = option(argc, argv, &i, "--count", &missing))) {
             errno = 0;
@@ -196,6 +198,7 @@ static void print_line(FILE *out, const qsa_event *ev) {
         else fputs(" final", out);
         return;
     }
+    if (m->resource.len) fprintf(out, "%.*s ", (int)m->resource.len, m->resource.ptr);
     fprintf(out, "%.*s", (int)m->state.len, m->state.ptr);
     if (m->reason.len) fprintf(out, " (%.*s)", (int)m->reason.len, m->reason.ptr);
     int basic = m->has_presentity ? qsa_presentity_basic(&m->presentity) : QSA_BASIC_NONE;

@@ -519,6 +519,8 @@ static const field STATUS[] = {
     {"body", F_BIN, offsetof(qsa_message, body), 0, false},
     {"error", F_STR, offsetof(qsa_message, parse_error), 0, false},
     {"merged", F_U64, offsetof(qsa_message, merged), 0, false},
+    {"list", F_STR, offsetof(qsa_message, list), 0, false},
+    {"resource", F_STR, offsetof(qsa_message, resource), 0, false},
 };
 
 static const field ERROR[] = {
@@ -719,6 +721,7 @@ int qsa_decode_status(const void *buf, size_t len, qsa_message *m, char *err, si
     errbuf e = {err, errlen};
     memset(m, 0, sizeof *m);
     m->state = m->reason = m->content_type = m->body = m->parse_error = EMPTY;
+    m->list = m->resource = EMPTY;
     m->kind = m->detail = EMPTY; /* the other type's fields */
     m->copy_ = malloc(len ? len : 1);
     if (m->copy_ == NULL) {

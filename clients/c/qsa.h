@@ -105,6 +105,10 @@ typedef struct {
     qsa_str body; /* raw bytes (msgpack bin): NOT necessarily UTF-8 */
     qsa_str parse_error; /* the message's `error` key: why presentity is nil */
     uint64_t merged;
+    /* a resource list's status (RFC 4662): the list's URI, and the resource's
+       ("" for the list itself); both "" for every other status */
+    qsa_str list;
+    qsa_str resource;
     /* error: `kind` is an opaque string (new kinds appear without notice) */
     qsa_str kind;
     int64_t code;

@@ -68,6 +68,8 @@ SEEDS: list[Status | Failure] = [
             ),
         ),
     ),
+    Status(id=8, state="pending", list="sip:friends@x", resource="sip:bob@x"),
+    Status(id=9, state="terminated", reason="noresource", list="sip:friends@x"),
 ]
 
 INTERESTING = [0x00, 0x7F, 0x80, 0x8F, 0x9F, 0xC0, 0xC1, 0xC4, 0xC6, 0xCB, 0xD9, 0xDB, 0xDD,

@@ -181,3 +181,23 @@ def test_c_watch_reconnects_and_replays_its_subscription_after_a_service_restart
     assert proc.returncode == 0, stderr
     assert "reconnecting" in stderr
     assert len(dialogs_for(uas, record, SUBSCRIBER)) == 2
+
+
+def test_c_watch_prints_a_resource_lists_lines_as_the_python_watch(
+    c_build: CBuild, service: ServiceFactory, sipp_uas: SippUasFactory
+) -> None:
+    svc = service(shards=1)
+    outputs = []
+    for _ in range(2):  # the same list server twice: once for each watch
+        uas = sipp_uas("uas_rlmi", recv_timeout_ms=60_000, expires=60)
+        args = watch_args(
+            record_at(uas, "friends"), svc.control_socket, "--event", "presence",
+            "--count", "3", "--timeout", "30",
+        )
+        done = python_watch(*args) if not outputs else c_watch(c_build, *args)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.replace(str(uas.port), "PORT"))
+        wait_forgotten(svc)
+    py, c = outputs
+    assert len(py.splitlines()) == 3 and '"resource": "sip:bob@example.com"' in py
+    assert c == py
