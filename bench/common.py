@@ -227,6 +227,8 @@ class Service:
                 "log_level": "warning",
             },
             "metrics": {"listen": f"{LOOPBACK}:{self.metrics_port}"},
+            # No dialog store unless a benchmark asks for one (capacity --store).
+            "store": {"url": ""},
         }
         for name, table in (config or {}).items():
             tables.setdefault(name, {}).update(table)

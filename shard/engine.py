@@ -32,6 +32,7 @@ from ..presence.packages import package_problem
 from ..presence.resourcelist import ListTracker
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from ..sip import ids
+from ..sip.dialog import Dialog
 from ..sip.headers import (
     parse_tag,
     parse_uri,
@@ -52,6 +53,7 @@ from ..sip.transaction import (
     TransportError,
     response_bytes,
 )
+from ..store.record import CSEQ_BLOCK, Change, DialogRecord
 from .auth import CredentialLookup
 from .auth_layer import AUTH_CODES, AuthLayer, next_attempt
 from .destination import Destination, Transport
@@ -115,6 +117,11 @@ _SUPPORTED_EXTENSIONS = frozenset(("eventlist",))
 _STATELESS_SLACK = 128
 #: Targets a request moves on to after 503s before the last 503 is its answer.
 _MAX_FAILOVERS = 4
+#: Which of two changes of one dialog the journal keeps (the more pressing).
+_URGENCY = {
+    Change.ROUTINE: 0, Change.REFRESHED: 1, Change.CONFIRMED: 2, Change.ROUTE: 3,
+    Change.CREATED: 4, Change.TERMINATED: 5,
+}
 
 
 def _unsupported(values: list[str]) -> list[str]:
@@ -154,6 +161,7 @@ class Engine:
         rng: random.Random | None = None,
         subscribe_rate: float = 0.0,
         credentials: CredentialLookup | None = None,
+        journal: bool = False,
     ) -> None:
         self.params = params
         self.sip = sip
@@ -179,6 +187,10 @@ class Engine:
         # Machine events that an action asked for (a request that could not be
         # built): run after the current one, never from inside it.
         self._later: list[tuple[Usage, Step]] = []
+        #: With ``journal``: subscriptions whose dialog changed since the last
+        #: :meth:`take_changes`, each with its most pressing change, for the
+        #: dialog store. None: nothing is kept (no store).
+        self.changes: dict[int, tuple[Usage, Change]] | None = {} if journal else None
 
     # ------------------------------------------------------------------ output
 
@@ -281,6 +293,75 @@ class Engine:
     @property
     def idle(self) -> bool:
         return not self.usages
+
+    # ------------------------------------------------------------------ the dialog store
+
+    def restore(
+        self, sub_id: int, record: DialogRecord, refresh_at: float, expires_at: float
+    ) -> bool:
+        """Take back a confirmed dialog an earlier process (or another host) kept
+        in the store: no SIP now; the next refresh goes out in that dialog at
+        ``refresh_at`` (engine clock), with this shard's Contact. False, and
+        nothing kept, for a record that cannot make a dialog."""
+        if sub_id in self.usages or record.remote_tag is None:
+            return False
+        if self._refusal(sub_id, record.record, record.subscriber, record.package):
+            return False
+        dialog = Dialog(
+            call_id=record.call_id,
+            local_tag=record.local_tag,
+            local_uri=record.subscriber,
+            remote_uri=record.record,
+            remote_target=record.remote_target,
+            route_set=list(record.route_set),
+            local_cseq=record.local_cseq,
+            remote_tag=record.remote_tag,
+        )
+        dialog.confirmed = True
+        usage = Usage(
+            sub_id, record.record, record.subscriber, self._machine_params,
+            rng=self.rng, package=record.package,
+        )
+        usage.dialog = dialog
+        usage.cseq_high = record.cseq_high
+        usage.resume(self.clock(), refresh_at, expires_at)
+        self.usages[sub_id] = usage
+        self.dialogs.add(usage)
+        self._settle(usage, State.CONFIRMED)  # counted as a state, not as established
+        return True
+
+    def abandon(self, sub_id: int) -> bool:
+        """Forget a subscription without a word to anyone: no SIP, no status, no
+        finished id (its dialog now belongs to another host)."""
+        usage = self.usages.pop(sub_id, None)
+        if usage is None:
+            return False
+        if usage.counted is not None:
+            self.obs.state_changed(usage.counted, None)
+        self.dialogs.forget(usage)
+        if self.hold is not None:
+            self.hold.discard(sub_id)
+        if usage.armed_at is not None or usage.timer_seq:
+            self.queue.cancel(usage)
+        if self.changes is not None:
+            self.changes.pop(sub_id, None)
+        return True
+
+    def take_changes(self) -> dict[int, tuple[Usage, Change]]:
+        """The journal since the last call (empty without ``journal``)."""
+        changes = self.changes
+        if not changes:
+            return {}
+        self.changes = {}
+        return changes
+
+    def _note(self, usage: Usage, change: Change) -> None:
+        changes = self.changes
+        if changes is None:
+            return
+        noted = changes.get(usage.sub_id)
+        if noted is None or _URGENCY[change] > _URGENCY[noted[1]]:
+            changes[usage.sub_id] = (usage, change)
 
     @property
     def held(self) -> int:
@@ -523,10 +604,14 @@ class Engine:
             try:
                 if pending.kind == "initial":
                     usage.dialog.confirm(resp)
+                    # Its first record reserves the first block of CSeqs.
+                    usage.cseq_high = max(usage.cseq_high, usage.dialog.local_cseq + CSEQ_BLOCK)
+                    self._note(usage, Change.CONFIRMED)
                 elif not parse_tag(resp.get("To") or ""):
                     raise SipParseError("header", "2xx without To tag")
                 else:
                     usage.dialog.update_from_response(resp)
+                    self._note(usage, Change.REFRESHED)
             except SipParseError as exc:
                 self.obs.parse_error(exc.kind)
                 detail = valid_text(f"dialog refused: {exc}")
@@ -790,6 +875,8 @@ class Engine:
         if usage.finished:
             self._drop(usage)
             return
+        if self.changes is not None:
+            self._note(usage, Change.ROUTINE)
         self._sync_timer(usage)
         if usage.counted is not after:
             self.obs.state_changed(usage.counted, after)
@@ -809,6 +896,7 @@ class Engine:
                 self._send_in_dialog(usage, action)
             elif isinstance(action, DropDialog):
                 self.dialogs.forget(usage)
+                self._note(usage, Change.TERMINATED)
             elif isinstance(action, EmitFailure):
                 self.obs.failed(action.kind)
                 self._emit(
@@ -933,6 +1021,8 @@ class Engine:
             self._cannot_send(usage, action.txn, f"cannot build in-dialog SUBSCRIBE: {exc}")
             return
         self.auth.authorize(usage, req)
+        if self.changes is not None:
+            self._reserve_cseq(usage, dialog)
         kind = "unsubscribe" if action.expires == 0 else "refresh"
         self.obs.request_sent(kind)
         self._start(usage, req, dest, action.txn, kind)
@@ -957,6 +1047,13 @@ class Engine:
             if isinstance(event, Send):
                 datagrams.append((event.data, dest, txn))
 
+    def _reserve_cseq(self, usage: Usage, dialog: Dialog) -> None:
+        """Keep the store's CSeq mark a half block ahead of the CSeqs sent, so the
+        higher mark is written long before it is needed (store/record.py)."""
+        if dialog.local_cseq + CSEQ_BLOCK // 2 > usage.cseq_high:
+            usage.cseq_high = dialog.local_cseq + CSEQ_BLOCK
+            self._note(usage, Change.ROUTE)
+
     def _cannot_send(self, usage: Usage, txn_no: int, detail: str) -> None:
         """A request that could not be built fails like one that could not be
         sent; the machine hears of it after the current event, not inside it."""
@@ -967,6 +1064,7 @@ class Engine:
         self._later.append((usage, lambda u: u.on_transport_error(now, txn_no, text)))
 
     def _drop(self, usage: Usage) -> None:
+        self._note(usage, Change.TERMINATED)
         if usage.counted is not None:
             self.obs.state_changed(usage.counted, None)
             usage.counted = None

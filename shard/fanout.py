@@ -269,6 +269,38 @@ class FanOut:
         self._gauges()
         self._start(did, record, subscriber, package)
 
+    def restore(self, key: Key, last: StatusMessage | None) -> int:
+        """A dialog the store gave back, with no client yet: a client that asks
+        for ``key`` joins it and gets ``last`` at once. Returns its id."""
+        did = self._next_did
+        self._next_did += 1
+        entry = DialogEntry(did, key)
+        if last is not None:
+            entry.remember(msgspec.structs.replace(last, id=did))
+        self.dialogs[did] = entry
+        self._by_key[key] = entry
+        self._gauges()
+        return did
+
+    def serving(self, key: Key) -> int | None:
+        """The dialog a new subscription to ``key`` would join, if any."""
+        entry = self._by_key.get(key)
+        return None if entry is None else entry.did
+
+    def release_unclaimed(self, dids: list[int]) -> int:
+        """End the restored dialogs of ``dids`` that no client joined; how many."""
+        released = 0
+        for did in dids:
+            entry = self.dialogs.get(did)
+            if entry is None or entry.interests or self._by_key.get(entry.key) is not entry:
+                continue  # joined, or already ending (a client came and went)
+            del self._by_key[entry.key]
+            self._stop(did)
+            released += 1
+        if released:
+            self._gauges()
+        return released
+
     def unsubscribe(self, client: int, sub_id: int, *, missed: bool = False) -> bool:
         """End one client subscription; the client gets its final status at once.
 

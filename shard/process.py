@@ -56,10 +56,14 @@ from ..ipc.fdpass import close_fds
 from ..ipc.ring import Ring, RingError
 from ..metrics.block import MetricsBlock
 from ..metrics.shard import ShardMetrics
+from ..store.backend import StoreUnavailableError
+from ..store.connect import open_backend, parse_url
+from ..store.driver import DialogStore
 from .engine import Engine, LocalEndpoint
 from .engine_metrics import MetricsObserver
 from .fanout import FanOut
 from .gc_policy import GcPolicy
+from .persistence import Persistence
 from .stream_setup import open_network
 from .transport import EngineDriver, ExtraSocket, bind_udp
 
@@ -95,6 +99,7 @@ class ShardProcess:
         self.fanout: FanOut | None = None
         self.driver: EngineDriver | None = None
         self.m: ShardMetrics | None = None
+        self.persistence: Persistence | None = None
         self._stop_flush: Any = None
         self._stopping = False
 
@@ -158,14 +163,54 @@ class ShardProcess:
             observer=MetricsObserver(self.m),
             subscribe_rate=cfg.sip.subscribe_rate / cfg.server.shard_count(),
             credentials=self._credentials(cfg),
+            journal=bool(cfg.store.url),
         )
         driver.engine = engine
         driver.consumer = fanout.consume
         self.driver, self.engine, self.fanout = driver, engine, fanout
+        if cfg.store.url:
+            # Before Ready: the supervisor's replay must find the restored dialogs.
+            self.persistence = await self._open_store(cfg, engine, fanout, driver)
         self.channel.send(Ready(self.index, os.getpid(), port))
         self.loop.create_task(self._gc_ticks(engine))
         addresses = " ".join(cfg.sip.listen)
         log.info("shard %d: SIP on %s port %d (advertised %s)", self.index, addresses, port, host)
+
+    async def _open_store(
+        self, cfg: config_mod.Config, engine: Engine, fanout: FanOut, driver: EngineDriver
+    ) -> Persistence | None:
+        """The dialog store, with this shard's stored dialogs taken back. A store
+        that cannot be opened leaves the shard running without one (logged and
+        counted): presence matters more than surviving the next restart."""
+        assert self.m is not None
+        settings, shards = cfg.store, cfg.server.shard_count()
+        store = DialogStore(
+            lambda: open_backend(
+                settings.url, node=settings.node_name(), lease_seconds=settings.lease_seconds
+            ),
+            shard=self.index,
+            shards=shards,
+            interval=settings.batch_interval_ms / 1000,
+            lease_seconds=settings.lease_seconds,
+            keeper=self.index == 0,
+            clock=driver.clock,
+        )
+        persistence = Persistence(
+            store, engine, fanout, self.m,
+            grace=settings.reattach_grace,
+            rate=cfg.sip.subscribe_rate / shards,
+            flush=driver.flush,
+        )
+        try:
+            await persistence.start()
+        except StoreUnavailableError as exc:
+            log.error("shard %d: dialog store unavailable, running without: %s", self.index, exc)
+            self.m.store_errors.labels("unavailable").value += 1
+            engine.changes = None
+            with contextlib.suppress(Exception):
+                await store.close(release=False)
+            return None
+        return persistence
 
     async def _gc_ticks(self, engine: Engine) -> None:
         policy = GcPolicy()
@@ -305,6 +350,7 @@ class ShardProcess:
                     "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),
                     "held_subscribes": engine.held,
                     "connections": 0 if self.driver is None else self.driver.network.connections(),
+                    "store": self._store_stats(),
                     "params": dataclasses.asdict(engine.params),
                 })
             if q.command == "list":
@@ -341,6 +387,20 @@ class ShardProcess:
         except (ValueError, KeyError) as exc:
             return Answer(q.qid, False, error=str(exc))
 
+    def _store_stats(self) -> dict[str, Any] | None:
+        """The store as ``ctl stats`` shows it: never the URL (it may hold a password)."""
+        persistence, cfg = self.persistence, self.config
+        if persistence is None or cfg is None:
+            return None
+        store = persistence.store
+        return {
+            "backend": parse_url(cfg.store.url)[0],
+            "node": cfg.store.node_name(),
+            "partitions_held": store.held,
+            "waiting_rows": len(store.buffer),
+            **dataclasses.asdict(store.stats),
+        }
+
     # ------------------------------------------------------------------ stop
 
     def _begin_shutdown(self, grace: float) -> None:
@@ -369,6 +429,12 @@ class ShardProcess:
                     break
                 await asyncio.sleep(0.01)
             self.fanout.close()
+        if self.persistence is not None:
+            # Stopping for good: what did not end is forgotten, never resumed.
+            try:
+                await self.persistence.close(forget=True)
+            except Exception:
+                log.exception("shard %d: dialog store not closed cleanly", self.index)
         self._exit(0)
 
     def _exit(self, code: int) -> None:

@@ -198,6 +198,11 @@ class Subscription:
         at = self._expires_at
         return None if at == math.inf or self.state not in _DIALOG_STATES else at
 
+    @property
+    def refresh_due(self) -> float | None:
+        """When a confirmed subscription means to refresh (None in other states)."""
+        return self._refresh_at if self.state in _STORED_STATES else None
+
     def snapshot(self) -> dict[str, object]:
         """Everything an operator's ``show`` wants, as plain values."""
         failure = self._refresh_failure
@@ -297,6 +302,19 @@ class Subscription:
             return self._control(Event.SPURIOUS_TIMER, "", now)
         self._disarm()  # spent: the row arms the next one
         return self._control(_TIMER_EVENTS[kind], "", now)
+
+    def resume(self, now: float, refresh_at: float, expires_at: float) -> None:
+        """Become a confirmed subscription whose dialog outlived an earlier
+        process (the store gave it back): the next refresh goes out in the
+        dialog at ``refresh_at``. A new object only; no SUBSCRIBE was sent by
+        this process, so there is nothing outstanding and no transaction."""
+        if self.state is not State.UNCONFIRMED or self._txn:
+            raise ValueError("only a subscription that never started can resume")
+        self.state = State.CONFIRMED
+        self._got_notify = True
+        self._refresh_at = max(refresh_at, now)
+        self._expires_at = expires_at
+        self._rearm()
 
     def unsubscribe(self, now: float) -> list[Action]:
         """The consumer is done: tear down, then one final TERMINATED status."""
@@ -459,3 +477,5 @@ class Subscription:
 
 
 _DIALOG_STATES = frozenset(_t.LIVE + _t.TEARDOWN)
+#: States whose dialog the store keeps: confirmed, or refreshing in the dialog.
+_STORED_STATES = frozenset((State.CONFIRMED, State.RESUBSCRIPTION))

@@ -26,9 +26,11 @@ class Usage(Subscription):
     ``lists`` is made on the first ``multipart/related`` NOTIFY, when the
     record turns out to be a resource list (RFC 4662), and reset with each
     new dialog: versions start again. ``auth`` is made on the first challenge
-    and kept across dialogs (a nonce is not bound to one)."""
+    and kept across dialogs (a nonce is not bound to one). ``cseq_high`` is
+    the CSeq mark of the dialog store (store/record.py): no CSeq above it is
+    sent before a higher mark was asked for."""
 
-    __slots__ = ("armed_at", "auth", "counted", "dialog", "lists", "package")
+    __slots__ = ("armed_at", "auth", "counted", "cseq_high", "dialog", "lists", "package")
 
     def __init__(
         self,
@@ -47,3 +49,5 @@ class Usage(Subscription):
         self.dialog: Dialog | None = None
         self.armed_at: float | None = None
         self.counted: State | None = None  # the state the observer last counted it in
+        #: The dialog's highest local CSeq reserved in the store (0: not stored).
+        self.cseq_high = 0

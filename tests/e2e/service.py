@@ -104,6 +104,8 @@ class ServiceProcess:
             "sip": {"listen": LOOPBACK, "port": self.sip_port, **FAST["sip"]},
             "server": {"shards": shards, "control_socket": self.control_socket},
             "metrics": {"listen": ""},
+            # Each service its own dialog store, so no test resumes another's dialogs.
+            "store": {"url": f"sqlite:///{self.workdir}/dialogs.db"},
         }
         for name, table in (config or {}).items():
             tables.setdefault(name, {}).update(table)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).parents[2]
 #: subscription state machine sits under metrics, whose catalogue labels series by
 #: its states and timer kinds; the rest of shard/ sits above the rings it drives.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("presence_b2b.sip", "presence_b2b.presence"),
+    ("presence_b2b.sip", "presence_b2b.presence", "presence_b2b.store"),
     ("presence_b2b.config", "presence_b2b.limits", "presence_b2b.logs", "presence_b2b"),
     (
         "presence_b2b.shard.subscription",
@@ -36,6 +36,7 @@ FOLDERS = {
     "shard": "presence_b2b.shard",
     "server": "presence_b2b.server",
     "cli": "presence_b2b.cli",
+    "store": "presence_b2b.store",
 }
 
 

@@ -77,6 +77,7 @@ class Harness:
         subscribe_rate: float = 0.0,
         sip: SipSettings | None = None,
         credentials: CredentialLookup | None = None,
+        journal: bool = False,
         **params: object,
     ) -> None:
         self.clock = Clock()
@@ -94,6 +95,7 @@ class Harness:
             observer=self.obs,
             subscribe_rate=subscribe_rate,
             credentials=credentials,
+            journal=journal,
         )
         self.notify_cseq = 1
 

@@ -1,0 +1,232 @@
+"""A shard's dialogs through a real SQLite store: written from the engine's
+journal, taken back by the next process with no SIP traffic, joined by a client
+that asks again, and unsubscribed when nobody does within the grace."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from engine_harness import PIDF_OPEN, RECORD, SUBSCRIBER, Harness, response_to
+from presence_b2b.metrics.block import MetricsBlock
+from presence_b2b.metrics.shard import ShardMetrics
+from presence_b2b.presence.status import Status, SubscriptionState
+from presence_b2b.shard.fanout import FanOut
+from presence_b2b.shard.persistence import JOURNAL_TICK, Persistence
+from presence_b2b.shard.subscription import State
+from presence_b2b.sip.message import Request
+from presence_b2b.store.connect import open_backend
+from presence_b2b.store.driver import DialogStore
+from presence_b2b.store.record import DialogRecord
+
+KEY = ("presence", RECORD, SUBSCRIBER)
+
+
+class Shard:
+    """An engine on the harness's clock, its fan-out and its store, as the shard
+    process joins them (without sockets or clients' rings)."""
+
+    def __init__(self, db: Path, *, grace: float = 60.0) -> None:
+        self.h = Harness(journal=True)
+        self._delivered = self._finished = 0
+        self.m = ShardMetrics(MetricsBlock.create("0"))
+        engine = self.h.engine
+        self.fanout = FanOut(self.m, self._start, self._stop)
+        store = DialogStore(
+            lambda: open_backend(f"sqlite:///{db}", node="test"),
+            shard=0, shards=1, interval=0.0, lease_seconds=10.0, keeper=True,
+        )
+        self.persistence = Persistence(
+            store, engine, self.fanout, self.m, grace=grace, rate=0.0, flush=self.flush,
+        )
+
+    def _start(self, did: int, record: str, subscriber: str, package: str) -> None:
+        self.h.engine.subscribe(did, record, subscriber, package)
+        self.flush()
+
+    def _stop(self, did: int) -> None:
+        self.h.engine.unsubscribe(did)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand what the engine gave out since the last flush to the fan-out."""
+        self.h.pump()
+        delivered, self._delivered = self.h.delivered[self._delivered :], len(self.h.delivered)
+        finished, self._finished = self.h.finished[self._finished :], len(self.h.finished)
+        for msg in delivered:
+            self.fanout.deliver(msg)
+        for did in finished:
+            self.fanout.finished(did)
+
+    def established(self) -> Request:
+        """A client's subscription, answered and notified."""
+        self.fanout.subscribe(1, 10, *KEY)
+        first = self.h.requests()[-1]
+        contact = ("Contact", "<sip:127.0.0.1:5090>")
+        self.h.feed(response_to(first, 200, ("Expires", "600"), contact))
+        self.h.notify(first, "active;expires=600", PIDF_OPEN)
+        self.flush()
+        return first
+
+
+def rows(db: Path) -> list[DialogRecord]:
+    backend = open_backend(f"sqlite:///{db}", node="reader")
+    try:
+        return backend.load(0, 1)
+    finally:
+        backend.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+async def settle() -> None:
+    """Long enough for a journal tick and the store's write behind it."""
+    await asyncio.sleep(JOURNAL_TICK * 4)
+
+
+def test_a_confirmed_dialog_reaches_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        await shard.persistence.start()
+        first = shard.established()
+        await settle()
+        (row,) = rows(db)
+        assert row.call_id == first.get("Call-ID")
+        assert row.remote_tag == "srv1"
+        await shard.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_the_stored_dialog_keeps_its_last_status(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        await shard.persistence.start()
+        shard.established()
+        await shard.persistence.close(forget=False)
+
+    run(body)
+    (row,) = rows(db)
+    assert row.last_status is not None and b"open" in row.last_status
+
+
+def test_a_restarted_shard_takes_its_dialogs_back_without_sip(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        first.established()
+        await first.persistence.close(forget=False)
+        second = Shard(db)
+        assert await second.persistence.start() == 1
+        (usage,) = second.h.engine
+        assert usage.state is State.CONFIRMED
+        assert second.h.sent == []
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_client_asking_again_joins_the_restored_dialog_with_its_last_status(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        first.established()
+        await first.persistence.close(forget=False)
+        second = Shard(db)
+        await second.persistence.start()
+        second.fanout.subscribe(7, 70, *KEY)
+        (entry,) = second.fanout.dialogs.values()
+        assert (7, 70) in entry.interests
+        assert isinstance(entry.last, Status)
+        assert entry.last.state is SubscriptionState.ACTIVE
+        assert entry.last.presentity is not None
+        assert second.h.sent == []
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_restored_dialog_nobody_asks_for_is_unsubscribed_after_the_grace(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        first.established()
+        await first.persistence.close(forget=False)
+        second = Shard(db, grace=0.05)
+        await second.persistence.start()
+        await asyncio.sleep(0.2)
+        (unsub,) = second.h.requests()
+        assert unsub.get("Expires") == "0"
+        assert second.m.store_dialogs.labels("dropped").value == 1
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_restored_dialog_a_client_joined_outlives_the_grace(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        first.established()
+        await first.persistence.close(forget=False)
+        second = Shard(db, grace=0.05)
+        await second.persistence.start()
+        second.fanout.subscribe(7, 70, *KEY)
+        await asyncio.sleep(0.2)
+        assert second.h.sent == []
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_an_ended_dialog_leaves_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        await shard.persistence.start()
+        shard.established()
+        await settle()
+        shard.fanout.unsubscribe(1, 10)
+        unsub = shard.h.requests()[-1]
+        shard.h.feed(response_to(unsub, 200, ("Expires", "0")))
+        shard.h.notify(unsub, "terminated;reason=timeout")
+        shard.flush()
+        await settle()
+        assert rows(db) == []
+        await shard.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_closing_to_stop_for_good_leaves_nothing_to_resume(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        await shard.persistence.start()
+        shard.established()
+        await settle()
+        await shard.persistence.close(forget=True)
+
+    run(body)
+    assert rows(db) == []
