@@ -11,8 +11,10 @@ from typing import Any
 
 from presence_b2b.ipc.client import BlockingQsaClient, ClientEvent
 from presence_b2b.presence.status import Failure, Status
+from presence_b2b.store.connect import open_backend
+from presence_b2b.store.record import DialogRecord
 
-from tests.e2e.service import cli_command, wait_for
+from tests.e2e.service import ServiceProcess, cli_command, wait_for
 from tests.peers.sipp import LoggedMessage, SippProcess
 
 _CONTACT_PORT = re.compile(r"<sips?:[^>]*:(\d+)[;>]")
@@ -198,3 +200,29 @@ def watch_json(
         args, capture_output=True, text=True, timeout=timeout + 20, check=False
     )
     return out.returncode, [json.loads(line) for line in out.stdout.splitlines()], out.stderr
+
+
+def stored_dialogs(svc: ServiceProcess) -> list[DialogRecord]:
+    """The confirmed dialogs in the service's SQLite store, read as the next start will."""
+    url = str(svc.tables["store"]["url"])
+    backend = open_backend(url, node="reader")
+    try:
+        return [
+            r
+            for shard in range(svc.shards)
+            for r in backend.load(shard, svc.shards)
+            if r.remote_tag is not None
+        ]
+    finally:
+        backend.close()
+
+
+def wait_stored(svc: ServiceProcess, count: int, timeout: float = 15.0) -> list[DialogRecord]:
+    """Wait until ``count`` confirmed dialogs are in the store, each with a status."""
+    return wait_for(
+        f"{count} dialogs with their status in the store",
+        lambda: found
+        if len(found := [r for r in stored_dialogs(svc) if r.last_status]) >= count
+        else None,
+        timeout,
+    )

@@ -1,4 +1,5 @@
-"""A shard killed with SIGKILL comes back and re-establishes its subscriptions."""
+"""A shard killed with SIGKILL comes back with its subscriptions: set up again
+when there is no dialog store, resumed from the store when there is one."""
 
 from __future__ import annotations
 
@@ -16,16 +17,17 @@ from tests.e2e.helpers import (
     record_at,
     wait_dialogs,
     wait_each,
+    wait_stored,
 )
 from tests.e2e.service import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_sigkilled_shard_is_respawned_and_its_subscriptions_come_back_once(
+def test_sigkilled_shard_without_a_store_sets_its_subscriptions_up_again_once(
     service, clients, hold_uas
 ):
-    svc = service(shards=2)
+    svc = service(shards=2, config={"store": {"url": ""}})
     uas = hold_uas(calls=6)
     record = record_at(uas, "carol")
     victim = svc.pair_on_shard(0, record, "victim")
@@ -81,3 +83,36 @@ def test_sigkilled_shard_is_respawned_and_its_subscriptions_come_back_once(
         [(victim, 2), (bystander, 1)]
     )
     assert len(wait_dialogs(uas, record, bystander)) == 1, "the other shard's dialog stayed"
+
+
+def test_sigkilled_shard_with_a_store_resumes_its_dialogs_without_a_new_subscribe(
+    service, clients, hold_uas
+):
+    svc = service(shards=2)
+    uas = hold_uas(calls=4)
+    record = record_at(uas, "carol")
+    victim = svc.pair_on_shard(0, record, "victim")
+    first, second = clients(svc, name="first"), clients(svc, name="second")
+    a = first.subscribe(record, victim)
+    b = second.subscribe(record, victim)
+    wait_each(first, [a], "the first status", is_open_with("at lunch"))
+    wait_each(second, [b], "the first status", is_open_with("at lunch"))
+    (stored,) = wait_stored(svc, 1)
+    old_pid = svc.shard_pids()[0]
+
+    os.kill(old_pid, signal.SIGKILL)
+
+    wait_for(
+        "shard 0 back with a new pid",
+        lambda: (st := svc.stats()) and st["shards"][0]["up"] and st["shards"][0]["pid"] != old_pid,
+    )
+    # The supervisor's replay joins the restored dialog: the clients hear the
+    # last status again, and the presence server hears nothing.
+    for client, sub_id in ((first, a), (second, b)):
+        next_event(
+            client, f"#{sub_id} open again",
+            lambda e, i=sub_id: e.id == i and is_open_with("at lunch")(e),
+        )
+    assert [m.call_id for m in wait_dialogs(uas, record, victim)] == [stored.call_id]
+    (row,) = svc.admin("list")
+    assert row["clients"] == 2

@@ -1,0 +1,108 @@
+"""Dialogs kept in the store outlive the process: a service killed with SIGKILL
+and started again sends no new initial SUBSCRIBE, refreshes every dialog in the
+dialog, and gives clients that ask again their last status at once; dialogs
+nobody asks for again are unsubscribed after the grace; SIGTERM leaves nothing
+to resume."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.helpers import (
+    contact_port,
+    in_dialog_subscribes,
+    initial_subscribes,
+    is_open_with,
+    record_at,
+    stored_dialogs,
+    wait_each,
+    wait_stored,
+    wait_unsubscribed,
+)
+from tests.e2e.service import wait_for
+
+pytestmark = pytest.mark.integration
+
+PAIRS = 20
+EXPIRES = 6
+"""Granted by the presence server: the refresh is due 4 s after each dialog began
+(resubscribe_delta 2 in the tests' fast settings)."""
+
+
+def _subscribe_all(client, uas) -> list[int]:  # type: ignore[no-untyped-def]
+    record = record_at(uas, "carol")
+    return [client.subscribe(record, f"sip:watcher{n}@example.com") for n in range(PAIRS)]
+
+
+def test_a_killed_service_resumes_every_dialog_without_a_new_subscribe(
+    service, clients, hold_uas
+):
+    svc = service(shards=2)
+    uas = hold_uas(calls=PAIRS, expires=EXPIRES)
+    first = clients(svc, name="before")
+    wait_each(first, _subscribe_all(first, uas), "the first status", is_open_with("at lunch"))
+    stored = wait_stored(svc, PAIRS)
+    call_ids = {r.call_id for r in stored}
+    assert len(call_ids) == PAIRS
+
+    svc.kill()
+    svc.start()
+    again = clients(svc, name="after")
+    asked = time.monotonic()
+    ids = _subscribe_all(again, uas)
+    wait_each(again, ids, "the last status, from the store", is_open_with("at lunch"))
+    took = time.monotonic() - asked
+    print(f"\n{PAIRS} statuses back {took * 1000:.0f} ms after the client asked again")
+
+    # The refresh of each dialog goes out in the dialog, from the shard's socket...
+    wait_each(again, ids, "the refreshed status", is_open_with("refreshed"), timeout=20)
+    for call_id in call_ids:
+        (refresh,) = in_dialog_subscribes(uas, call_id)
+        assert contact_port(refresh) in (svc.shard_port(0), svc.shard_port(1))
+    # ...and no pair got a new dialog.
+    assert {m.call_id for m in initial_subscribes(uas)} == call_ids
+
+
+def test_restored_dialogs_nobody_asks_for_again_are_unsubscribed_after_the_grace(
+    service, clients, hold_uas
+):
+    svc = service(shards=2, config={"store": {"reattach_grace": 1}})
+    uas = hold_uas(calls=PAIRS, expires=60)
+    client = clients(svc, name="gone")
+    wait_each(client, _subscribe_all(client, uas), "the first status", is_open_with("at lunch"))
+    call_ids = [r.call_id for r in wait_stored(svc, PAIRS)]
+
+    svc.kill()
+    client.close()
+    svc.start()
+
+    wait_unsubscribed(uas, call_ids)
+    assert len(initial_subscribes(uas)) == PAIRS
+    wait_for("an empty store", lambda: not stored_dialogs(svc))
+    stats = wait_for("every restored dialog ended", lambda: (
+        st if (st := svc.stats()) and all(s["dialogs"] == 0 for s in st["shards"]) else None
+    ))
+    assert [s["dialogs"] for s in stats["shards"]] == [0, 0]
+    assert sum(s["store"]["restored"] for s in stats["shards"]) == PAIRS
+
+
+def test_sigterm_unsubscribes_everything_and_leaves_nothing_to_resume(
+    service, clients, hold_uas
+):
+    svc = service(shards=2)
+    uas = hold_uas(calls=PAIRS, expires=60)
+    client = clients(svc, name="stopping")
+    wait_each(client, _subscribe_all(client, uas), "the first status", is_open_with("at lunch"))
+    call_ids = [r.call_id for r in wait_stored(svc, PAIRS)]
+
+    assert svc.stop() == 0
+    wait_unsubscribed(uas, call_ids)
+    assert stored_dialogs(svc) == []
+
+    stats = svc.start().wait_all_shards_up()
+    # A shard takes its stored dialogs back before it reports up: there are none.
+    assert [s["dialogs"] for s in stats["shards"]] == [0, 0]
+    assert [s["store"]["restored"] for s in stats["shards"]] == [0, 0]
+    assert len(initial_subscribes(uas)) == PAIRS, "nothing was set up again"
