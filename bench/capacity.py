@@ -183,9 +183,9 @@ class Holder:
         return True
 
 
-def start_stub(expires: int) -> tuple[subprocess.Popen[str], int]:
+def start_stub(expires: int, port: int = 0) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, str(STUB), "--port", "0", "--expires", str(expires)],
+        [sys.executable, str(STUB), "--port", str(port), "--expires", str(expires)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,

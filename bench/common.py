@@ -299,14 +299,19 @@ class Service:
         except FileNotFoundError:
             return ""
 
-    def close(self) -> None:
-        """Kill the supervisor's process group (the shards with it); remove the temp dir."""
+    def kill(self) -> None:
+        """SIGKILL the supervisor's process group (the shards with it); the
+        workdir stays, so ``start`` runs the same service again."""
         proc = self.proc
         if proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5.0)
+
+    def close(self) -> None:
+        """Kill the service (see ``kill``) and remove the temp dir."""
+        self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Service:

@@ -106,6 +106,11 @@ class Persistence:
         self._seen = StoreStats()
         self._task: asyncio.Task[None] | None = None
         self._grace_handles: set[asyncio.TimerHandle] = set()
+        #: Changes of live dialogs in partitions this node did not hold when they
+        #: were noted: tried again once it holds more (a shard that started
+        #: before its keeper claimed), else they stay this host's own.
+        self._deferred: dict[int, tuple[Usage, Change]] = {}
+        self._held_seen = 0
         store.on_lost = self.lost
         store.on_adopted = self.adopted
         store.on_batch = metrics.store_batch_seconds.observe
@@ -147,6 +152,11 @@ class Persistence:
             await asyncio.sleep(JOURNAL_TICK)
             try:
                 changes = self.engine.take_changes()
+                held = self.store.held
+                if self._deferred and held != self._held_seen:
+                    changes = {**self._deferred, **changes}
+                    self._deferred = {}
+                self._held_seen = held
                 if changes:
                     self._write(changes)
                 self._count()
@@ -160,7 +170,9 @@ class Persistence:
         for did, (usage, change) in changes.items():
             key = _key(usage)
             if not self.store.owns(key):
-                continue  # another host's partition: its dialog here stays local
+                if live.get(did) is usage:
+                    self._deferred[did] = (usage, change)
+                continue  # not (yet) this node's partition: the row is not ours
             entry = self.fanout.dialogs.get(did)
             record = None
             if live.get(did) is usage:
@@ -204,10 +216,17 @@ class Persistence:
         paced = 0
         kept: list[int] = []
         for record in records:
-            if record.remote_tag is None or self.fanout.serving(record.key) is not None:
-                # Never confirmed (nothing to refresh in), or a client here has
-                # its own dialog for the pair already: that one is kept.
-                self.store.delete(record.key)
+            serving = self.fanout.serving(record.key)
+            if serving is not None:
+                # A client here has a dialog of its own for the pair already:
+                # that one is kept, and its record replaces the stored one.
+                usage = engine.usages.get(serving)
+                if usage is not None:
+                    self._deferred[serving] = (usage, Change.ROUTE)
+                    self._held_seen = -1
+                continue
+            if record.remote_tag is None:
+                self.store.delete(record.key)  # never confirmed: nothing to refresh in
                 continue
             refresh_at = record.refresh_at + from_wall
             if adopted or refresh_at <= now:
