@@ -25,10 +25,11 @@ from tests.e2e.service import wait_for
 
 pytestmark = pytest.mark.integration
 
-PAIRS = 20
-EXPIRES = 6
-"""Granted by the presence server: the refresh is due 4 s after each dialog began
-(resubscribe_delta 2 in the tests' fast settings)."""
+PAIRS = 200
+EXPIRES = 12
+"""Granted by the presence server: the refresh is due 10 s after each dialog began
+(resubscribe_delta 2 in the tests' fast settings), well after the kill, so the
+one refresh the scenario answers per dialog is the restarted service's."""
 
 
 def _subscribe_all(client, uas) -> list[int]:  # type: ignore[no-untyped-def]
