@@ -134,6 +134,17 @@ def _print_human(command: str, data: Any) -> None:
                 f"connections {s.get('connections', '-')} "
                 f"states {s.get('states', {})}"
             )
+            store = s.get("store")
+            if isinstance(store, dict):
+                print(
+                    f"    store {store.get('backend')} node {store.get('node')}: "
+                    f"partitions held {store.get('partitions_held')} "
+                    f"lost {store.get('partitions_lost')}  restored {store.get('restored')} "
+                    f"adopted {store.get('adopted')}  rows written "
+                    f"{store.get('rows_batched', 0) + store.get('rows_synchronous', 0)} "
+                    f"waiting {store.get('waiting_rows')}  "
+                    f"unavailable {store.get('unavailable')} refused {store.get('refused')}"
+                )
         return
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 

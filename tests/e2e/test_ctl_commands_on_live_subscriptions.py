@@ -119,3 +119,22 @@ def test_ctl_kill_ends_the_dialog_on_the_wire_and_tells_the_client_finally(live)
     assert remaining[0]["subscriber"] == subscribers[1]
     stats = json.loads(svc.ctl("--json", "stats").stdout)
     assert stats["subscriptions"] == 1, "the supervisor forgot the killed subscription"
+
+
+def test_ctl_stats_shows_each_shards_store_and_what_it_wrote(live):
+    svc, *_ = live
+    def written() -> dict | None:
+        stats = json.loads(svc.ctl("--json", "stats").stdout)
+        return stats if all(s["store"]["rows_batched"] for s in stats["shards"]) else None
+
+    stats = wait_for("both dialogs written", written)
+    for shard in stats["shards"]:
+        store = shard["store"]
+        assert store["backend"] == "sqlite"
+        assert store["partitions_held"] == 1024, "SQLite: every partition, for good"
+        assert store["restored"] == 0 and store["refused"] == 0
+        assert "dialogs.db" not in json.dumps(store), "the URL is never shown"
+
+    text = svc.ctl("stats").stdout
+    assert text.count("store sqlite node ") == 2
+    assert "partitions held 1024" in text
