@@ -224,8 +224,9 @@ class RelayProcess:
     """The relay as a child process, for tests: ``port`` to send to, ``stop()``
     for its counters."""
 
-    def __init__(self, upstream: int, **impairment: float) -> None:
+    def __init__(self, upstream: int, *, port: int = 0, **impairment: float) -> None:
         args = [f"--{k.replace('_', '-')}={v}" for k, v in impairment.items()]
+        args.append(f"--port={port}")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.peers.lossy_relay", "--upstream", str(upstream), *args],
             stdin=subprocess.DEVNULL,
