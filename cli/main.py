@@ -132,6 +132,7 @@ def _print_human(command: str, data: Any) -> None:
                 f"  shard {s.get('index')}: {state} pid {s.get('pid')} port {s.get('sip_port')} "
                 f"restarts {s.get('restarts')} dialogs {s.get('dialogs', '-')} "
                 f"connections {s.get('connections', '-')} "
+                f"pace {s.get('subscribe_pace', '-')}/s "
                 f"states {s.get('states', {})}"
             )
             store = s.get("store")

@@ -457,6 +457,11 @@ CATALOG: tuple[Family, ...] = (
         "qsa_status_merges_total", "counter",
         "Statuses replaced by a newer one for the same subscription while the ring was full.",
     ),
+    Family(
+        "sip_subscribe_pace", "gauge",
+        "Out-of-dialog SUBSCRIBEs per second the shard allows itself now: its share of "
+        "sip.subscribe_rate, cut on congestion and grown back (0: no limit).",
+    ),
     # ---- dialog store ---------------------------------------------------------
     Family(
         "store_rows_written_total", "counter",

@@ -274,6 +274,7 @@ class ShardMetrics:
     qsa_ring_depth_bytes: GaugeVec
     qsa_ring_high_water_bytes: GaugeVec
     qsa_status_merges: Counter
+    sip_subscribe_pace: Gauge
     # dialog store
     store_rows_written: CounterVec
     store_batch_seconds: Histogram

@@ -60,6 +60,7 @@ from .destination import Destination, Transport
 from .dialogset import PACKAGE, DialogSet
 from .observer import EngineObserver
 from .output import Datagram, Output, valid_text
+from .pace import LAG_LIMIT, AdaptivePace
 from .ratelimit import HoldQueue
 from .requester import ACCEPT, LocalEndpoint, Requester, udp
 from .resolver import SipTarget
@@ -173,6 +174,10 @@ class Engine:
         self.hold: HoldQueue[tuple[Usage, SendInitial]] | None = (
             HoldQueue(subscribe_rate) if subscribe_rate > 0 else None
         )
+        #: The rate of ``hold`` adapts to load under the configured ceiling.
+        self.pace = AdaptivePace(subscribe_rate) if subscribe_rate > 0 else None
+        if self.pace is not None:
+            self.obs.pace(self.pace.rate)
         self.queue: TimerQueue[Any] = TimerQueue()
         self.table = TransactionTable(TimerSettings(sip.t1, sip.t2, sip.t4), queue=self.queue)
         self.usages: dict[int, Usage] = {}
@@ -433,11 +438,14 @@ class Engine:
         if usage.timer_kind is not None:
             lag = 0.0 if usage.deadline is None else now - usage.deadline
             self.obs.timer_fired(usage.timer_kind, lag)
+            if lag > LAG_LIMIT:
+                self._congested()
         self._event(usage, lambda u: u.on_timer(now))
 
     def _release_held(self, now: float) -> None:
         """Send held out-of-dialog SUBSCRIBEs, oldest first, as tokens allow."""
         assert self.hold is not None
+        self._follow_pace(now)
         for usage, action in self.hold.release(now, self._still_held):
             self._event(usage, self._held_step(action))
 
@@ -447,6 +455,24 @@ class Engine:
     def _still_held(self, item: tuple[Usage, SendInitial]) -> bool:
         usage, action = item
         return self.usages.get(usage.sub_id) is usage and usage.txn == action.txn
+
+    def _follow_pace(self, now: float) -> None:
+        """The bucket's rate (and its burst: one second's worth) follows the pace."""
+        pace, hold = self.pace, self.hold
+        if pace is None or hold is None:
+            return
+        rate = pace.current(now)
+        bucket = hold.bucket
+        if rate != bucket.rate:
+            bucket.rate = rate
+            bucket.burst = max(1.0, rate)
+            self.obs.pace(rate)
+
+    def _congested(self) -> None:
+        """A sign that this shard does more than it can (shard/pace.py)."""
+        pace = self.pace
+        if pace is not None and pace.congested(self.clock()):
+            self._follow_pace(self.clock())
 
     def _sync_timer(self, usage: Usage) -> None:
         deadline = usage.deadline
@@ -569,11 +595,13 @@ class Engine:
         pending: _Pending = txn.context
         if isinstance(event, Send):  # a Retransmit from timer E
             self.obs.request_sent("retransmission")
+            self._congested()
             self._out.datagrams.append((event.data, pending.dest, txn))
         elif isinstance(event, Deliver):
             self._on_final(txn, pending, event.response, now)
         elif isinstance(event, TimedOut):
             self.obs.transaction_timeout()
+            self._congested()
             self.obs.timer_fired(TRANSACTION_TIMER, 0.0)
             self._if_current(pending, lambda u: u.on_timeout(now, pending.txn_no))
         elif isinstance(event, TransportError):
@@ -697,6 +725,7 @@ class Engine:
                 self._on_new_request(txn, req, first, addr, now)
             elif isinstance(event, Send):  # the stored response, for a retransmission
                 self.obs.retransmission_received()
+                self._congested()
                 self._out.datagrams.append((event.data, self._destination(addr), None))
 
     def _on_new_request(
@@ -991,6 +1020,8 @@ class Engine:
     ) -> list[Action]:
         self.dialogs.forget(usage)
         hold = self.hold
+        if hold is not None and not held:
+            self._follow_pace(self.clock())
         admitted = held or hold is None or hold.admit(usage.sub_id, (usage, action), self.clock())
         if not admitted:
             return []

@@ -117,6 +117,9 @@ class MetricsObserver(EngineObserver):
         _bump(self._fired, kind)
         self.m.timer_lag_seconds.observe(lag)
 
+    def pace(self, per_second: float) -> None:
+        self.m.sip_subscribe_pace.set(per_second)
+
     def parse_error(self, kind: str) -> None:
         _bump(self._parse, kind)
 

@@ -65,6 +65,9 @@ class EngineObserver:
     def timer_fired(self, kind: str, lag: float) -> None:
         """A subscription or transaction timer ran ``lag`` seconds after its deadline."""
 
+    def pace(self, per_second: float) -> None:
+        """The shard's out-of-dialog SUBSCRIBE pace changed (shard/pace.py)."""
+
     def parse_error(self, kind: str) -> None:
         """A message or header the stack could not read (SipParseError kinds)."""
 
@@ -87,10 +90,11 @@ class EngineObserver:
 class RecordingObserver(EngineObserver):
     """Counts every call by (event, argument), for tests and the fuzzer."""
 
-    __slots__ = ("counts", "states")
+    __slots__ = ("counts", "paces", "states")
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.paces: list[float] = []
         self.states: Counter[State] = Counter()
 
     def request_sent(self, kind: str) -> None:
@@ -135,6 +139,9 @@ class RecordingObserver(EngineObserver):
 
     def timer_fired(self, kind: str, lag: float) -> None:
         self.counts["timer_fired", kind] += 1
+
+    def pace(self, per_second: float) -> None:
+        self.paces.append(per_second)
 
     def parse_error(self, kind: str) -> None:
         self.counts["parse_error", kind] += 1

@@ -349,6 +349,8 @@ class ShardProcess:
                     "states": engine.state_counts(),
                     "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),
                     "held_subscribes": engine.held,
+                    "subscribe_pace": None if engine.pace is None
+                    else round(engine.pace.current(engine.clock()), 1),
                     "connections": 0 if self.driver is None else self.driver.network.connections(),
                     "store": self._store_stats(),
                     "params": dataclasses.asdict(engine.params),

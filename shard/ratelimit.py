@@ -15,6 +15,11 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: Tokens within this of a whole one count as whole: refills by a rate such as
+#: 1.4/s leave 0.99999999999993, and a bucket that waits "5e-14 s" for the rest
+#: asks to be woken at the same float time forever.
+_EPSILON = 1e-9
+
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; starts full."""
@@ -38,8 +43,8 @@ class TokenBucket:
     def take(self, now: float) -> bool:
         """Spend one token if there is one."""
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
@@ -47,7 +52,7 @@ class TokenBucket:
         """When the next whole token will be there (``now`` if one already is)."""
         self._refill(now)
         missing = 1.0 - self._tokens
-        return now if missing <= 0 else now + missing / self.rate
+        return now if missing <= _EPSILON else now + missing / self.rate
 
 
 class HoldQueue(Generic[T]):

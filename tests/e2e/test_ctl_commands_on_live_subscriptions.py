@@ -135,6 +135,10 @@ def test_ctl_stats_shows_each_shards_store_and_what_it_wrote(live):
         assert store["restored"] == 0 and store["refused"] == 0
         assert "dialogs.db" not in json.dumps(store), "the URL is never shown"
 
+    # Each shard's share of the default sip.subscribe_rate (1000/s), not cut:
+    # nothing here is congested.
+    assert [s["subscribe_pace"] for s in stats["shards"]] == [500.0, 500.0]
     text = svc.ctl("stats").stdout
+    assert "pace 500.0/s" in text
     assert text.count("store sqlite node ") == 2
     assert "partitions held 1024" in text

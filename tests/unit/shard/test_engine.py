@@ -9,6 +9,8 @@ from presence_b2b.shard.subscription import State
 from presence_b2b.sip.headers import parse_name_addr
 from presence_b2b.sip.message import Request
 
+from presence_b2b.config import SipSettings
+
 
 def test_initial_subscribe_carries_event_accept_expires_and_the_shard_contact() -> None:
     h = Harness()
@@ -257,7 +259,19 @@ def _dialogs(h: Harness) -> list[Request]:
 
 
 def _limited(rate: float) -> Harness:
-    return Harness(subscribe_rate=rate)
+    """A rate-limited engine whose server is slow but not congested: T1 long
+    enough that no SUBSCRIBE is retransmitted (a congestion signal that would
+    slow the pace, shard/pace.py) within these tests."""
+    return Harness(subscribe_rate=rate, sip=SipSettings(t1=30.0, t2=60.0, t4=60.0))
+
+
+def test_retransmissions_slow_the_pace_of_new_dialogs() -> None:
+    h = Harness(subscribe_rate=10.0)
+    for i in range(30):
+        h.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
+    h.advance(0.6)  # nobody answers: timer E retransmits
+    assert h.obs.paces[-1] < 10.0
+    assert h.engine.pace is not None and h.engine.pace.cuts >= 1
 
 
 def test_subscribe_rate_holds_out_of_dialog_subscribes_beyond_the_rate() -> None:

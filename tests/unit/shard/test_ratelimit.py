@@ -66,3 +66,12 @@ def test_stale_held_items_are_skipped_without_spending_a_token() -> None:
     q.admit(2, "s2", 0.0)
     assert q.release(1.0, lambda item: item != "stale") == ["s2"]
     assert len(q) == 0
+
+
+def test_a_bucket_a_float_hair_short_of_a_token_does_not_wait_forever() -> None:
+    bucket = TokenBucket(1.4, burst=1.4)
+    now = 1000.0
+    assert bucket.take(now)
+    for _ in range(50):  # every token it promises, it gives at that time
+        now = bucket.next_token_at(now)
+        assert bucket.take(now)

@@ -1,0 +1,235 @@
+"""Chaos, the long versions of tests/e2e/test_chaos_lossy_link.py and more, with
+figures for docs/reliability.md.
+
+Run: ``.venv/bin/python bench/chaos.py [--dialogs N] [--quick] [--only NAME,...]``.
+
+loss       N dialogs set up through tests/peers/lossy_relay.py dropping 5 %,
+           20 % and 50 % of datagrams both ways (SIPp's uas_hold behind it):
+           time until every subscription is active, failures reported to the
+           client, dialogs the server saw per pair (re-sent = extra dialogs),
+           datagrams dropped.
+gone       the server away for --gone seconds while N subscriptions start
+           (on_error_retry_time 10 s, subscribe_rate 200/s), then back: time
+           from its return until all are active, new dialogs per second at the
+           server against the rate.
+shardkill  a 2 000 NOTIFY/s stream over 1 000 dialogs (SIPp uas_stream), the
+           dialog store on; one shard killed with SIGKILL mid-stream: statuses
+           the client got against those offered, time until the shard is back.
+sigterm    10 000 dialogs against bench/stub_uas.py, then SIGTERM: time until
+           the service exits, unsubscribes the server counted, against
+           wait_for_term_notify.
+
+Human-readable lines, then one JSON object. Never fails on a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.capacity import start_stub, stop_stub
+from bench.common import Service, code_version, exit_on_sigterm
+from bench.e2e import UAS, Load, epoch_ms
+from tests.peers.lossy_relay import RelayProcess
+from tests.peers.sipp import SippProcess
+
+HOLD = Path(__file__).resolve().parent.parent / "tests" / "e2e" / "scenarios" / "uas_hold.xml"
+_FAST = {"presence_b2b": {"on_error_retry_time": 10}}
+
+
+def _hold_uas(calls: int) -> SippProcess:
+    return SippProcess(
+        HOLD, calls=calls, keys={"expires": 3600, "note": "at lunch"},
+        recv_timeout_ms=600_000,
+    ).start()
+
+
+def _dialogs_per_pair(uas: SippProcess) -> Counter[str]:
+    first: dict[str, str] = {}
+    for msg in uas.received("SUBSCRIBE"):
+        if ";tag=" not in msg.header("To"):
+            first.setdefault(msg.call_id, msg.header("From").split(">")[0])
+    return Counter(first.values())
+
+
+async def _setup(control_socket: str, port: int, n: int, shards: int) -> tuple[float, int, int]:
+    """Subscribe n pairs at once: (seconds to the last active, how many, failures told)."""
+    async with Load(control_socket, port, n, shards) as load:
+        took, done = await load.subscribe_all(n)
+        return took, done, load.failures
+
+
+def loss(n: int, shards: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rate in (0.05, 0.20, 0.50):
+        uas = _hold_uas(n * 4)
+        relay = RelayProcess(uas.port, drop=rate, seed=int(rate * 100))
+        svc = Service(shards=shards, config=_FAST).start()
+        try:
+            took, done, failures = asyncio.run(_setup(svc.control_socket, relay.port, n, shards))
+            counts = relay.stop()
+            per_pair = _dialogs_per_pair(uas)
+        finally:
+            svc.close()
+            relay.stop()
+            uas.stop(grace=0.1)
+            uas.cleanup()
+        extra = sum(per_pair.values()) - len(per_pair)
+        key = f"loss_{round(rate * 100)}"
+        out[key] = {
+            "active": done, "offered": n, "seconds": round(took, 1), "failures": failures,
+            "extra_dialogs": extra, "dropped": counts.get("dropped", 0),
+            "datagrams": counts.get("received", 0),
+        }
+        print(f"  loss {rate:.0%}: {done}/{n} active in {took:.1f} s, {failures} failures "
+              f"told, {extra} extra dialogs, {counts.get('dropped')} of "
+              f"{counts.get('received')} datagrams dropped")
+    return out
+
+
+def gone(n: int, shards: int, seconds: float) -> dict[str, Any]:
+    rate = 200
+    uas = _hold_uas(n * 20)
+    relay = RelayProcess(uas.port)
+    port = relay.port
+    relay.stop()  # gone from the start of the subscriptions
+    svc = Service(
+        shards=shards, config={**_FAST, "sip": {"subscribe_rate": rate}}
+    ).start()
+    try:
+        async def go() -> tuple[float, int, int]:
+            async with Load(svc.control_socket, port, n, shards) as load:
+                task = asyncio.get_running_loop().create_task(load.subscribe_all(n))
+                await asyncio.sleep(seconds)
+                back = RelayProcess(uas.port, port=port)
+                returned = time.perf_counter()
+                try:
+                    await task
+                finally:
+                    await asyncio.to_thread(back.stop)
+                return load.last_setup - returned, load.setup_done, load.failures
+
+        took, done, failures = asyncio.run(go())
+        seen = sorted({m.call_id: m.time for m in uas.received("SUBSCRIBE")
+                       if ";tag=" not in m.header("To")}.values())
+    finally:
+        svc.close()
+        uas.stop(grace=0.1)
+        uas.cleanup()
+    per_second = Counter(int(t.timestamp()) for t in seen)
+    peak = max(per_second.values(), default=0)
+    print(f"  server gone {seconds:g} s: {done}/{n} active {took:.1f} s after it came back; "
+          f"{failures} failures told; peak {peak} new dialogs/s at the server (rate {rate}/s)")
+    return {"gone_seconds": seconds, "active": done, "offered": n,
+            "recovered_s": round(took, 1), "failures": failures,
+            "peak_new_dialogs_per_s": peak, "subscribe_rate": rate}
+
+
+def shardkill(shards: int, dialogs: int = 1000, seconds: int = 20) -> dict[str, Any]:
+    url = f"sqlite:///{Path(os.environ.get('TMPDIR', '/tmp')) / f'chaos-{os.getpid()}.db'}"
+    svc = Service(shards=shards, config={"store": {"url": url}}).start()
+    start = epoch_ms() + 4000
+    uas = SippProcess(
+        UAS, calls=dialogs,
+        keys={"expires": 3600, "count": seconds * 2, "gap_ms": "500"},
+        inf_rows=[(f"{start + k * 500 / dialogs:.1f}",) for k in range(dialogs)],
+        trace_msg=False, recv_timeout_ms=600_000,
+    ).start()
+    try:
+        async def go() -> tuple[int, float]:
+            async with Load(svc.control_socket, uas.port, dialogs, shards) as load:
+                await load.subscribe_all(500)
+                while epoch_ms() < start + seconds * 500:
+                    await asyncio.sleep(0.1)
+                victim = svc.shard_pids[0]
+                os.kill(victim, signal.SIGKILL)
+                killed = time.monotonic()
+                back = None
+                while time.monotonic() - killed < 30:
+                    stats = await asyncio.to_thread(svc.stats)
+                    if stats and stats["shards"][0]["up"] and stats["shards"][0]["pid"] != victim:
+                        back = time.monotonic() - killed
+                        break
+                    await asyncio.sleep(0.05)
+                expected = dialogs * seconds * 2
+                await load.wait_stream(expected, lambda: None, seconds * 2 + 60)
+                return load.stream, back or -1.0
+
+        received, back_s = asyncio.run(go())
+    finally:
+        svc.close()
+        uas.stop(grace=1.0)
+        uas.cleanup()
+    offered = dialogs * seconds * 2
+    print(f"  shard killed mid-stream: back in {back_s:.2f} s; {received}/{offered} "
+          f"NOTIFYs reached the client ({offered - received} lost)")
+    return {"offered": offered, "received": received, "lost": offered - received,
+            "shard_back_s": round(back_s, 2)}
+
+
+def sigterm(n: int, shards: int) -> dict[str, Any]:
+    wait = 30
+    stub, port = start_stub(3600)
+    svc = Service(shards=shards, config={"presence_b2b": {"wait_for_term_notify": wait}})
+    svc.start()
+    try:
+        async def go() -> tuple[int, float, int]:
+            async with Load(svc.control_socket, port, n, shards) as load:
+                _, done = await load.subscribe_all(2000)
+                assert svc.proc is not None
+                t0 = time.monotonic()
+                svc.proc.send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(svc.proc.wait, 120)
+                return done, time.monotonic() - t0, code
+
+        done, took, code = asyncio.run(go())
+    finally:
+        svc.close()
+        counts = stop_stub(stub)
+    unsubscribed = counts.get("subscribe_unsubscribe", 0)
+    print(f"  SIGTERM with {done} dialogs: exited {code} after {took:.1f} s "
+          f"(wait_for_term_notify {wait} s); the server counted {unsubscribed} unsubscribes")
+    return {"dialogs": done, "exit_s": round(took, 1), "exit_code": code,
+            "unsubscribed": unsubscribed, "wait_for_term_notify": wait}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--dialogs", type=int, default=1000)
+    ap.add_argument("--shards", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--gone", type=float, default=60.0)
+    ap.add_argument("--sigterm-dialogs", type=int, default=10_000)
+    ap.add_argument("--only", default="loss,gone,shardkill,sigterm")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.dialogs, args.gone, args.sigterm_dialogs = 100, 5.0, 500
+    logging.basicConfig(level=logging.WARNING)
+    exit_on_sigterm()
+    only = set(args.only.split(","))
+    result: dict[str, Any] = {"version": code_version(), "shards": args.shards}
+    print(f"chaos: {args.dialogs} dialogs, {args.shards} shard(s)")
+    if "loss" in only:
+        result |= loss(args.dialogs, args.shards)
+    if "gone" in only:
+        result["gone"] = gone(args.dialogs, args.shards, args.gone)
+    if "shardkill" in only:
+        result["shardkill"] = shardkill(args.shards, seconds=5 if args.quick else 20)
+    if "sigterm" in only:
+        result["sigterm"] = sigterm(args.sigterm_dialogs, args.shards)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
