@@ -70,6 +70,18 @@ class Shard:
         return first
 
 
+async def restarted(db: Path, *, grace: float = 60.0) -> Shard:
+    """A shard that set up one dialog and stopped without a word (as a kill
+    leaves it), then the next process of that shard, started."""
+    first = Shard(db)
+    await first.persistence.start()
+    first.established()
+    await first.persistence.close(forget=False)
+    second = Shard(db, grace=grace)
+    await second.persistence.start()
+    return second
+
+
 def rows(db: Path) -> list[DialogRecord]:
     backend = open_backend(f"sqlite:///{db}", node="reader")
     try:
@@ -121,12 +133,8 @@ def test_a_restarted_shard_takes_its_dialogs_back_without_sip(tmp_path: Path) ->
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        first = Shard(db)
-        await first.persistence.start()
-        first.established()
-        await first.persistence.close(forget=False)
-        second = Shard(db)
-        assert await second.persistence.start() == 1
+        second = await restarted(db)
+        assert second.m.store_dialogs.labels("restored").value == 1
         (usage,) = second.h.engine
         assert usage.state is State.CONFIRMED
         assert second.h.sent == []
@@ -141,12 +149,7 @@ def test_a_client_asking_again_joins_the_restored_dialog_with_its_last_status(
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        first = Shard(db)
-        await first.persistence.start()
-        first.established()
-        await first.persistence.close(forget=False)
-        second = Shard(db)
-        await second.persistence.start()
+        second = await restarted(db)
         second.fanout.subscribe(7, 70, *KEY)
         (entry,) = second.fanout.dialogs.values()
         assert (7, 70) in entry.interests
@@ -165,12 +168,7 @@ def test_a_restored_dialog_nobody_asks_for_is_unsubscribed_after_the_grace(
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        first = Shard(db)
-        await first.persistence.start()
-        first.established()
-        await first.persistence.close(forget=False)
-        second = Shard(db, grace=0.05)
-        await second.persistence.start()
+        second = await restarted(db, grace=0.05)
         await asyncio.sleep(0.2)
         (unsub,) = second.h.requests()
         assert unsub.get("Expires") == "0"
@@ -184,12 +182,7 @@ def test_a_restored_dialog_a_client_joined_outlives_the_grace(tmp_path: Path) ->
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        first = Shard(db)
-        await first.persistence.start()
-        first.established()
-        await first.persistence.close(forget=False)
-        second = Shard(db, grace=0.05)
-        await second.persistence.start()
+        second = await restarted(db, grace=0.05)
         second.fanout.subscribe(7, 70, *KEY)
         await asyncio.sleep(0.2)
         assert second.h.sent == []
