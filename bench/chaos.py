@@ -15,6 +15,9 @@ gone       the server away for --gone seconds while N subscriptions start
 shardkill  a 2 000 NOTIFY/s stream over 1 000 dialogs (SIPp uas_stream), the
            dialog store on; one shard killed with SIGKILL mid-stream: statuses
            the client got against those offered, time until the shard is back.
+supkill    the same with the supervisor killed (its shards die with it) and the
+           service started again: the client reconnects and replays, the
+           shards take their dialogs back from the store.
 sigterm    10 000 dialogs against bench/stub_uas.py, then SIGTERM: time until
            the service exits, unsubscribes the server counted, against
            wait_for_term_notify.
@@ -147,7 +150,9 @@ def gone(n: int, shards: int, seconds: float) -> dict[str, Any]:
             "peak_new_dialogs_per_s": peak, "subscribe_rate": rate}
 
 
-def shardkill(shards: int, dialogs: int = 1000, seconds: int = 20) -> dict[str, Any]:
+def shardkill(
+    shards: int, dialogs: int = 1000, seconds: int = 20, *, whole: bool = False
+) -> dict[str, Any]:
     url = f"sqlite:///{Path(os.environ.get('TMPDIR', '/tmp')) / f'chaos-{os.getpid()}.db'}"
     svc = Service(shards=shards, config={"store": {"url": url}}).start()
     start = epoch_ms() + 4000
@@ -159,15 +164,22 @@ def shardkill(shards: int, dialogs: int = 1000, seconds: int = 20) -> dict[str, 
     ).start()
     try:
         async def go() -> tuple[int, float, int]:
-            async with Load(svc.control_socket, uas.port, dialogs, shards) as load:
+            async with Load(
+                svc.control_socket, uas.port, dialogs, shards, reconnect=whole
+            ) as load:
                 await load.subscribe_all(500)
                 while epoch_ms() < start + seconds * 500:
                     await asyncio.sleep(0.1)
                 victim = svc.shard_pids[0]
-                os.kill(victim, signal.SIGKILL)
                 killed = time.monotonic()
-                back = None
-                while time.monotonic() - killed < 30:
+                if whole:  # the supervisor and its shards; then started again
+                    await asyncio.to_thread(svc.kill)
+                    await asyncio.to_thread(svc.start)
+                    back: float | None = time.monotonic() - killed
+                else:
+                    os.kill(victim, signal.SIGKILL)
+                    back = None
+                while back is None and time.monotonic() - killed < 30:
                     stats = await asyncio.to_thread(svc.stats)
                     if stats and stats["shards"][0]["up"] and stats["shards"][0]["pid"] != victim:
                         back = time.monotonic() - killed
@@ -175,7 +187,7 @@ def shardkill(shards: int, dialogs: int = 1000, seconds: int = 20) -> dict[str, 
                     await asyncio.sleep(0.05)
                 expected = dialogs * seconds * 2
                 await load.wait_stream(expected, lambda: None, seconds * 2 + 60)
-                on_victim = sum(1 for s in load.shard if s == 0)
+                on_victim = dialogs if whole else sum(1 for s in load.shard if s == 0)
                 return load.stream, back or -1.0, on_victim
 
         received, back_s, replayed = asyncio.run(go())
@@ -187,7 +199,8 @@ def shardkill(shards: int, dialogs: int = 1000, seconds: int = 20) -> dict[str, 
     # The replay gives each client subscription on the killed shard its last
     # status again (from the store): re-sent, not new.
     lost = offered - (received - replayed)
-    print(f"  shard killed mid-stream: back in {back_s:.2f} s; {received} statuses for "
+    what = "service (supervisor and shards)" if whole else "shard"
+    print(f"  {what} killed mid-stream: back in {back_s:.2f} s; {received} statuses for "
           f"{offered} NOTIFYs offered, {replayed} of them the last status again after the "
           f"replay; {lost} NOTIFYs never reached the client")
     return {"offered": offered, "received": received, "resent_last_status": replayed,
@@ -226,7 +239,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--gone", type=float, default=60.0)
     ap.add_argument("--sigterm-dialogs", type=int, default=10_000)
-    ap.add_argument("--only", default="loss,gone,shardkill,sigterm")
+    ap.add_argument("--only", default="loss,gone,shardkill,supkill,sigterm")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -242,6 +255,8 @@ def main() -> None:
         result["gone"] = gone(args.dialogs, args.shards, args.gone)
     if "shardkill" in only:
         result["shardkill"] = shardkill(args.shards, seconds=5 if args.quick else 20)
+    if "supkill" in only:
+        result["supkill"] = shardkill(args.shards, seconds=5 if args.quick else 20, whole=True)
     if "sigterm" in only:
         result["sigterm"] = sigterm(args.sigterm_dialogs, args.shards)
     print(json.dumps(result))

@@ -94,8 +94,10 @@ def epoch_ms() -> float:
 class Load:
     """One QsaClient, a set of (record, subscriber) pairs and what came back for them."""
 
-    def __init__(self, control_socket: str, uas_port: int, n: int, shards: int) -> None:
-        self.client = QsaClient(control_socket, name="bench-e2e", reconnect=False)
+    def __init__(
+        self, control_socket: str, uas_port: int, n: int, shards: int, *, reconnect: bool = False
+    ) -> None:
+        self.client = QsaClient(control_socket, name="bench-e2e", reconnect=reconnect)
         self.n = n
         self.records = [f"sip:rec{i}@{LOOPBACK}:{uas_port}" for i in range(n)]
         self.subscribers = [f"sip:sub{i}@example.com" for i in range(n)]
