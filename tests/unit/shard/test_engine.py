@@ -312,3 +312,16 @@ def test_in_dialog_requests_are_not_rate_limited() -> None:
     h.subscribe(2, "sip:carol@127.0.0.1:5090", SUBSCRIBER)  # waits for a token
     h.refresh(1)
     assert h.requests()[-1].get("CSeq") == "2 SUBSCRIBE"
+
+
+def test_an_ended_subscription_lets_go_of_its_dialog() -> None:
+    h = Harness()
+    first = h.established()
+    usage = h.engine.usages[1]
+    h.unsubscribe(1)
+    unsub = h.requests()[-1]
+    h.answer(unsub, 200, ("Expires", "0"))
+    h.notify(first, "terminated;reason=timeout")
+    h.advance(5)
+    assert 1 not in h.engine.usages
+    assert usage.dialog is None and usage.lists is None and usage.auth is None
