@@ -127,11 +127,11 @@ def gone(n: int, shards: int, seconds: float) -> dict[str, Any]:
                 returned = time.perf_counter()
                 try:
                     await task
+                    deadline = time.perf_counter() + 180
+                    while load.setup_done < n and time.perf_counter() < deadline:
+                        await asyncio.sleep(0.2)
                 finally:
                     await asyncio.to_thread(back.stop)
-                deadline = time.perf_counter() + 180
-                while load.setup_done < n and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.2)
                 return load.last_setup - returned, load.setup_done, load.failures
 
         took, done, failures = asyncio.run(go())
