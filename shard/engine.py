@@ -2,7 +2,8 @@
 
 The engine joins the layers (DUM style): :class:`DialogSet` matches and
 validates NOTIFYs, :class:`Requester` builds SUBSCRIBEs and names their
-destinations, :class:`HoldQueue` rate-limits new dialogs, an
+destinations, :class:`HoldQueue` rate-limits new dialogs at a pace that
+adapts to load (:class:`AdaptivePace`), an
 :class:`EngineObserver` counts, and each :class:`Usage` is a subscription
 state machine with its dialog. One :class:`TimerQueue` holds every
 transaction and subscription deadline.
@@ -14,6 +15,10 @@ calls back. What they ask for is queued and the driver takes it with
 consumers, finished subscription ids and the next deadline. Nothing escapes an
 input: an unexpected exception in one subscription's step becomes an
 ``internal`` Failure of that subscription and the rest of the input runs.
+
+With ``journal=True`` (a dialog store is configured) the engine also notes
+which subscriptions changed and how (``changes``), for shard/persistence.py to
+write, and takes stored dialogs back with :meth:`Engine.restore`.
 """
 
 from __future__ import annotations
