@@ -613,13 +613,11 @@ class Engine:
         pending: _Pending = txn.context
         if isinstance(event, Send):  # a Retransmit from timer E
             self.obs.request_sent("retransmission")
-            self._congested()
             self._out.datagrams.append((event.data, pending.dest, txn))
         elif isinstance(event, Deliver):
             self._on_final(txn, pending, event.response, now)
         elif isinstance(event, TimedOut):
             self.obs.transaction_timeout()
-            self._congested()
             self.obs.timer_fired(TRANSACTION_TIMER, 0.0)
             self._if_current(pending, lambda u: u.on_timeout(now, pending.txn_no))
         elif isinstance(event, TransportError):

@@ -265,13 +265,20 @@ def _limited(rate: float) -> Harness:
     return Harness(subscribe_rate=rate, sip=SipSettings(t1=30.0, t2=60.0, t4=60.0))
 
 
-def test_retransmissions_slow_the_pace_of_new_dialogs() -> None:
+def test_a_notify_the_server_sends_again_slows_the_pace_of_new_dialogs() -> None:
     h = Harness(subscribe_rate=10.0)
-    for i in range(30):
-        h.subscribe(i, f"sip:user{i}@127.0.0.1:5090", SUBSCRIBER)
-    h.advance(0.6)  # nobody answers: timer E retransmits
+    first = h.established()
+    notify = h.notify(first, "active;expires=600", PIDF_OPEN)
+    h.feed(notify)  # the same NOTIFY again: our 200 was late or lost
     assert h.obs.paces[-1] < 10.0
-    assert h.engine.pace is not None and h.engine.pace.cuts >= 1
+    assert h.engine.pace is not None and h.engine.pace.cuts == 1
+
+
+def test_an_unanswered_subscribe_does_not_slow_the_pace() -> None:
+    h = Harness(subscribe_rate=10.0)
+    h.subscribe(1)
+    h.advance(40)  # retransmitted, then timed out: the server is away, we are not slow
+    assert h.engine.pace is not None and h.engine.pace.cuts == 0
 
 
 def test_subscribe_rate_holds_out_of_dialog_subscribes_beyond_the_rate() -> None:
