@@ -17,6 +17,10 @@ restart   M subscriptions against bench/stub_uas.py (a presence server with no
           every shard up (the store read included), to every client status
           back, and to M in-dialog refreshes at the server; refreshes per
           second; new initial SUBSCRIBEs (the goal: 0); RSS after.
+takeover  two instances on one PostgreSQL started here (initdb/pg_ctl in a
+          temporary directory): --takeover dialogs on the first, which is
+          killed; the seconds until the second has refreshed every one of them
+          in the dialog (its Contact), adopted, new initial SUBSCRIBEs.
 
 Human-readable lines, then the last line: one JSON object. Never fails on a time.
 """
@@ -208,6 +212,72 @@ def restart(shards: int, subs: int, rate: float, window: int) -> dict[str, Any]:
     }
 
 
+def takeover(shards: int, subs: int, window: int) -> dict[str, Any]:
+    """Two service instances on one PostgreSQL: ``subs`` dialogs on A, A killed,
+    B claims A's partitions once their leases run out and refreshes every
+    dialog in the dialog: seconds from the kill until B has sent them all."""
+    from tests.peers.postgres import PostgresServer, postgres_missing
+
+    why = postgres_missing()
+    if why is not None:
+        print(f"  takeover: skipped: {why}")
+        return {"takeover_skipped": why}
+    lease = 10.0
+    pg = PostgresServer().start()
+    stub, port = start_stub(GRANTED)
+    try:
+        url = pg.create_database()
+
+        def node(name: str) -> Service:
+            return Service(shards=shards, config={
+                "store": {"url": url, "node": name, "lease_seconds": lease},
+                "sip": {"subscribe_rate": 1000},
+            })
+
+        a, b = node("host-a"), node("host-b")
+        with a, b:
+            a.start()
+            b.start()
+
+            async def on_a() -> int:
+                async with Load(a.control_socket, port, subs, shards) as load:
+                    _, done = await load.subscribe_all(window)
+                    while True:
+                        stats = await asyncio.to_thread(a.stats) or {"shards": []}
+                        written = sum(s["store"]["rows_batched"] for s in stats["shards"])
+                        if written >= done:
+                            break
+                        await asyncio.sleep(0.5)
+                    await asyncio.to_thread(a.kill)
+                    return done
+
+            done = asyncio.run(on_a())
+            killed = time.monotonic()
+            before = stop_stub(stub)
+            stub, _ = start_stub(GRANTED, port)
+            took = _wait_refreshes(b, done, killed, stall=lease * 3)
+            stats = b.stats() or {"shards": []}
+            adopted = sum(s["store"]["adopted"] for s in stats["shards"])
+            after = stop_stub(stub)
+            stub = None
+    finally:
+        if stub is not None:
+            stop_stub(stub)
+        pg.cleanup()
+    print(f"  takeover: {done} dialogs of a killed node refreshed by the other "
+          f"{'-' if took is None else f'{took:.1f}'} s after the kill (lease {lease:g} s); "
+          f"{adopted} adopted; {after.get('subscribe_initial', 0)} new initial SUBSCRIBEs")
+    return {
+        "takeover_dialogs": done,
+        "takeover_lease_s": lease,
+        "takeover_all_refreshed_s": None if took is None else round(took, 1),
+        "takeover_adopted": adopted,
+        "takeover_refreshes": after.get("subscribe_refresh", 0),
+        "takeover_new_initial_subscribes": after.get("subscribe_initial", 0),
+        "takeover_initial_before": before.get("subscribe_initial", 0),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--shards", type=int, default=os.cpu_count() or 1)
@@ -218,11 +288,14 @@ def main() -> None:
     ap.add_argument("--stream-dialogs", type=int, default=1000)
     ap.add_argument("--stream-count", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--takeover", type=int, default=10_000, help="dialogs of the node killed")
+    ap.add_argument("--only", default="cost,restart,takeover")
     ap.add_argument("--quick", action="store_true", help="smoke run of a few seconds")
     args = ap.parse_args()
     if args.quick:
         args.subs, args.window, args.repeat = 400, 200, 1
         args.cost_subs, args.stream_dialogs, args.stream_count = 300, 100, 5
+        args.only = "cost,restart"  # the takeover waits out a lease: not a smoke run
     logging.basicConfig(level=logging.WARNING)
     exit_on_sigterm()
     print(
@@ -231,11 +304,16 @@ def main() -> None:
         f"restart of {args.subs} dialogs at {args.rate:g}/s"
     )
     result: dict[str, Any] = {"version": code_version(), "shards": args.shards}
-    result |= cost(
-        args.shards, args.cost_subs, min(args.window, 500), dialogs=args.stream_dialogs,
-        count=args.stream_count, repeat=args.repeat,
-    )
-    result |= restart(args.shards, args.subs, args.rate, args.window)
+    only = set(args.only.split(","))
+    if "cost" in only:
+        result |= cost(
+            args.shards, args.cost_subs, min(args.window, 500), dialogs=args.stream_dialogs,
+            count=args.stream_count, repeat=args.repeat,
+        )
+    if "restart" in only:
+        result |= restart(args.shards, args.subs, args.rate, args.window)
+    if "takeover" in only:
+        result |= takeover(args.shards, args.takeover, args.window)
     print(json.dumps(result))
 
 
