@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -226,3 +228,30 @@ def wait_stored(svc: ServiceProcess, count: int, timeout: float = 15.0) -> list[
         else None,
         timeout,
     )
+
+
+def make_refreshes_due(svc: ServiceProcess) -> None:
+    """Every stored dialog's refresh due now, as a long outage leaves them
+    (the service must be down: the store is its)."""
+    path = str(svc.tables["store"]["url"])[len("sqlite:///") :]
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE dialogs SET refresh_at = min(refresh_at, ?)", (time.time(),))
+
+
+def events_until_each_has(
+    client: BlockingQsaClient,
+    ids: Iterable[int],
+    match: Callable[[ClientEvent], bool],
+    timeout: float = 15.0,
+) -> list[ClientEvent]:
+    """Every event until each id in ``ids`` has had one that matches (all of
+    them, unlike wait_each: for counting what came on the way)."""
+    wanted, events = set(ids), []
+    deadline = time.monotonic() + timeout
+    while wanted:
+        event = client.get(max(0.01, deadline - time.monotonic()))
+        assert event is not None, f"no matching event for ids {sorted(wanted)}"
+        events.append(event)
+        if event.id in wanted and match(event):
+            wanted.discard(event.id)
+    return events

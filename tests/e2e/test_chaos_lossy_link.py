@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from presence_b2b.ipc.client import ClientEvent
 from presence_b2b.presence.status import Failure
 
 from tests.e2e.helpers import (
     describe,
+    events_until_each_has,
     initial_subscribes,
     is_open_with,
     is_status,
@@ -52,7 +52,7 @@ def test_every_subscription_gets_its_status_once_through_a_lossy_link(
     ids = [client.subscribe(record, f"sip:watcher{n}@example.com") for n in range(PAIRS)]
 
     started = time.monotonic()
-    events = _until_each_has(client, ids, is_open_with("at lunch"), timeout=240)
+    events = events_until_each_has(client, ids, is_open_with("at lunch"), timeout=240)
     took = time.monotonic() - started
     events += no_more_events(client, quiet=1.0)
 
@@ -82,21 +82,6 @@ def test_every_subscription_gets_its_status_once_through_a_lossy_link(
     assert len(dialogs) == PAIRS
     for n, sub_id in enumerate(ids):
         assert dialogs[f"<sip:watcher{n}@example.com"] <= 1 + failures[sub_id], sub_id
-
-
-def _until_each_has(
-    client, ids: list[int], match: Callable[[ClientEvent], bool], timeout: float
-) -> list[ClientEvent]:
-    """Every event until each id has had one that matches."""
-    wanted, events = set(ids), []
-    deadline = time.monotonic() + timeout
-    while wanted:
-        event = client.get(max(0.01, deadline - time.monotonic()))
-        assert event is not None, f"no matching event for ids {sorted(wanted)}"
-        events.append(event)
-        if event.id in wanted and match(event):
-            wanted.discard(event.id)
-    return events
 
 
 def test_a_server_that_goes_away_and_comes_back_gets_every_subscription_paced(
