@@ -98,7 +98,7 @@ class LossyRelay:
         self.front: _Socket | None = None
         self.front_port = 0
         self._backs: dict[Address, asyncio.Task[_Socket]] = {}
-        self._loop = asyncio.get_event_loop()
+        self._loop: asyncio.AbstractEventLoop  # the running one, from start()
 
     async def start(self, port: int = 0) -> int:
         self._loop = asyncio.get_running_loop()
