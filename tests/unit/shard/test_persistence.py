@@ -70,6 +70,15 @@ class Shard:
         return first
 
 
+async def running(db: Path) -> Shard:
+    """A started shard with one dialog set up and written to the store."""
+    shard = Shard(db)
+    await shard.persistence.start()
+    shard.established()
+    await settle()
+    return shard
+
+
 async def restarted(db: Path, *, grace: float = 60.0) -> Shard:
     """A shard that set up one dialog and stopped without a word (as a kill
     leaves it), then the next process of that shard, started."""
@@ -195,10 +204,7 @@ def test_an_ended_dialog_leaves_the_store(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        shard = Shard(db)
-        await shard.persistence.start()
-        shard.established()
-        await settle()
+        shard = await running(db)
         shard.fanout.unsubscribe(1, 10)
         unsub = shard.h.requests()[-1]
         shard.h.feed(response_to(unsub, 200, ("Expires", "0")))
@@ -215,10 +221,7 @@ def test_closing_to_stop_for_good_leaves_nothing_to_resume(tmp_path: Path) -> No
     db = tmp_path / "d.db"
 
     async def body() -> None:
-        shard = Shard(db)
-        await shard.persistence.start()
-        shard.established()
-        await settle()
+        shard = await running(db)
         await shard.persistence.close(forget=True)
 
     run(body)
