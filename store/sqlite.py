@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Mapping
 
 from .backend import Held, StoreUnavailableError
@@ -29,6 +30,24 @@ BUSY_TIMEOUT_MS = 5000
 _ALL = {p: Held(0, math.inf) for p in range(PARTITIONS)}
 
 
+def _enter_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out the other shards doing the same.
+
+    Changing the journal mode takes an exclusive lock and SQLite answers "database
+    is locked" at once, without its busy handler, while another shard of the same
+    start holds it; so this waits here, as long as a writer would.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteBackend:
     """The Backend contract over one SQLite file."""
 
@@ -43,7 +62,7 @@ class SqliteBackend:
                 os.makedirs(parent, mode=0o750, exist_ok=True)
             # Autocommit mode: transactions are begun and ended explicitly below.
             self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:

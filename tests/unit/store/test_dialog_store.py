@@ -237,3 +237,23 @@ def test_a_write_the_database_cannot_take_is_deferred_and_kept(tmp_path: Path) -
 
     assert asyncio.run(main()) is WriteOutcome.DEFERRED
     assert stored_cseqs(tmp_path / "d.db") == {"sip:r1@x": 1}
+
+
+def _open_and_close(path: str) -> str:
+    try:
+        open_backend(f"sqlite:///{path}", node="n").close()
+    except Exception as exc:  # reported to the test, not raised in the child
+        return repr(exc)
+    return "ok"
+
+
+def test_the_shards_of_one_start_all_open_a_new_embedded_store(tmp_path: Path) -> None:
+    """Switching a new file to WAL is refused at once, not waited for, while another
+    shard holds the lock: every shard must still get the store."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(20):
+        path = str(tmp_path / f"start{attempt}" / "dialogs.db")
+        with ctx.Pool(4) as pool:
+            assert pool.map(_open_and_close, [path] * 4) == ["ok"] * 4
