@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any, cast
 
-from .. import __version__, limits, logs
+from .. import __version__, compiled, limits, logs
 from .. import config as config_mod
 from ..toml_writer import toml_value
 
@@ -71,8 +71,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or cfg.server.log_level)
     limits.raise_fd_limit()
     logging.getLogger("presence_b2b").info(
-        "presence-b2b %s starting: %d shards, SIP %s:%d..., control socket %s",
-        __version__,
+        "%s starting: %d shards, SIP %s:%d..., control socket %s",
+        version_line(),
         cfg.server.shard_count(),
         " ".join(cfg.sip.listen),
         cfg.sip.port,
@@ -124,7 +124,8 @@ def _print_human(command: str, data: Any) -> None:
     if command == "stats" and isinstance(data, dict):
         print(
             f"pid {data.get('pid')}  up {data.get('uptime_s')} s  clients {data.get('clients')}  "
-            f"subscriptions {data.get('subscriptions')}"
+            f"subscriptions {data.get('subscriptions')}  "
+            f"{'compiled' if data.get('compiled') else 'pure Python'}"
         )
         for s in data.get("shards", []):
             state = "up" if s.get("up") else "DOWN"
@@ -187,11 +188,17 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     return 0
 
 
+def version_line() -> str:
+    """The version and whether the hot path runs compiled (scripts/compile)."""
+    build = "compiled" if compiled.is_compiled() else "pure Python"
+    return f"presence-b2b {__version__} ({build})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="presence-b2b", description="Presence back-to-back user agent (QSA over SIP)."
     )
-    parser.add_argument("--version", action="version", version=f"presence-b2b {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     serve = sub.add_parser("serve", help="run the service in the foreground")

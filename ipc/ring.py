@@ -288,8 +288,8 @@ class Ring:
             try:
                 data_bell = Doorbell.adopt(data_efd)
                 space_bell = Doorbell.adopt(space_efd)
-            except DoorbellError as exc:
-                raise RingError(f"doorbell: {exc}") from exc
+            except DoorbellError as bell_error:
+                raise RingError(f"doorbell: {bell_error}") from bell_error
         except BaseException:
             mm.close()
             raise
@@ -640,9 +640,17 @@ class RingWriter:
         except TimeoutError:
             pass
         finally:
-            loop.remove_reader(fd)
+            _remove_reader(loop, fd)
             self._space_bell.drain()
             self._w[_W_WAITING] = 0
+
+
+
+def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """uvloop's remove_reader returns None where asyncio's signature says bool, and
+    compiled code checks declared return types; so the result is taken as object."""
+    remove: Callable[[int], object] = loop.remove_reader
+    remove(fd)
 
 
 class RingReader:
@@ -884,7 +892,7 @@ class RingReader:
         """Stop draining from the event loop (idempotent)."""
         loop, self._loop = self._loop, None
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(self._data_bell.fd)
+            _remove_reader(loop, self._data_bell.fd)
         self._callback = None
         self._on_broken = None
 

@@ -167,7 +167,7 @@ def decode(package: str, content_type: str | None, body: bytes) -> Decoded:
         label = reader.label
         try:
             return Decoded(None, reader.parse(body))
-        except BodyError as e:
-            return Decoded(None, None, f"{label}: {e}", e.kind)
+        except BodyError as refused:
+            return Decoded(None, None, f"{label}: {refused}", refused.kind)
     except Exception as e:  # a parser bug must cost one status, not the dialog
         return Decoded(None, None, f"{label}: unexpected failure ({type(e).__name__})", "internal")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
+from .. import __version__, compiled
 from ..config import Config
 from ..ipc.control import ConnectedClient, Peer
 from ..ipc.messages import AdminReply, AdminRequest
@@ -93,6 +94,8 @@ class AdminCommands:
         return {
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - sup.started, 1),
+            "version": __version__,
+            "compiled": compiled.is_compiled(),
             "shards": [
                 {
                     "index": s.index,

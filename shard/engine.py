@@ -533,8 +533,8 @@ class Engine:
                 self._on_response(msg, now)
             else:
                 self._on_request(msg, addr, now, len(data))
-        except Exception as exc:
-            self._unowned_error("datagram", exc)
+        except Exception as error:
+            self._unowned_error("datagram", error)
 
     def send_failed(
         self,

@@ -29,7 +29,6 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +71,12 @@ class _Walk:
     target: SipTarget | None
     dest: Destination
     since: float
+
+
+def _walk_of(ref: ClientTransaction | None) -> _Walk | None:
+    """The walk a request is on, kept on its transaction (gone with it)."""
+    walk = None if ref is None else ref.delivery
+    return walk if isinstance(walk, _Walk) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +140,13 @@ class Network:
         #: Seconds a UDP target has to answer a request before its retransmissions
         #: go to the next target (RFC 3263 §4.3); 0: never (Timer F decides).
         self.target_budget = 0.0
-        self._walks: weakref.WeakKeyDictionary[ClientTransaction, _Walk] = (
-            weakref.WeakKeyDictionary()
-        )
         self._inbound: dict[tuple[Transport, tuple[str, int]], Connection] = {}
 
     # -------------------------------------------------------------- sending
 
     def send(self, data: bytes, hop: Hop, ref: ClientTransaction | None) -> str:
         """Send at once, start locating a name, or say why it cannot be sent ("")."""
-        walk = None if ref is None else self._walks.get(ref)
+        walk = _walk_of(ref)
         if walk is not None and walk.dest.transport is not Transport.UDP:
             # A retransmission (timer E) of a request that went over a stream: a
             # reliable transport retransmits nothing (RFC 3261 §17.1.2.2); Timer F
@@ -153,7 +155,7 @@ class Network:
         if isinstance(hop, Destination):
             problem = self._send_to(data, hop, ref, None)
             if not problem and ref is not None and hop.transport is not Transport.UDP:
-                self._walks[ref] = _Walk(None, hop, 0.0)
+                ref.delivery = _Walk(None, hop, 0.0)
             return problem
         resolver = self.resolver
         if resolver is None:
@@ -165,7 +167,7 @@ class Network:
             resolver.resolver.failed.mark(walk.dest, now)
             log.info("target %s:%s of %s did not answer", walk.dest.host, walk.dest.port, hop.host)
             assert ref is not None
-            del self._walks[ref]
+            ref.delivery = None
         # Sent by resolved(): now for a literal or a cached name, else once the
         # look-ups answer (the resolver keeps the resolution until then).
         resolver.resolve(hop, _Waiting(data, ref))
@@ -194,7 +196,7 @@ class Network:
             problem = self._send_to(data, dest, ref, target)
             if not problem:
                 if ref is not None:
-                    self._walks[ref] = _Walk(target, dest, now)
+                    ref.delivery = _Walk(target, dest, now)
                 return
             failed.mark(dest, now)
             log.info("target %s:%s of %s failed: %s", dest.host, dest.port, target.host, problem)
@@ -259,7 +261,7 @@ class Network:
     def target_refused(self, ref: ClientTransaction, retry_after: float | None) -> None:
         """The target ``ref`` went to answered 503: hold it back for ``retry_after``
         (else the resolver's hold), so the request's next attempt goes elsewhere."""
-        walk = self._walks.pop(ref, None)
+        walk, ref.delivery = _walk_of(ref), None
         if walk is not None and self.resolver is not None:
             self.resolver.resolver.failed.mark(walk.dest, self.resolver.clock(), retry_after)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import uvloop
 
+from .. import compiled, limits, logs
 from .. import config as config_mod
-from .. import limits, logs
 from ..credentials import (
     CredentialsError,
     CredentialStore,
@@ -343,6 +343,7 @@ class ShardProcess:
                 return Answer(q.qid, True, {
                     "shard": self.index,
                     "pid": os.getpid(),
+                    "compiled": compiled.is_compiled(),
                     "dialogs": len(fanout.dialogs),
                     "subscriptions": len(engine),
                     "clients": len(fanout.outboxes),

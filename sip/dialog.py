@@ -257,7 +257,7 @@ class Dialog:
         self.remote_uri = remote_uri
         self.remote_tag = remote_tag
         self.remote_target = remote_target
-        self.route_set = route_set
+        self._routes = tuple(route_set)
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.confirmed = False
@@ -309,7 +309,7 @@ class Dialog:
         return list(self._routes)
 
     @route_set.setter
-    def route_set(self, routes: Sequence[str]) -> None:
+    def route_set(self, routes: list[str]) -> None:  # compiled, a setter takes the getter's type
         self._routes = tuple(routes)
 
     @property

@@ -180,7 +180,6 @@ class ClientTransaction:
     """Non-INVITE client transaction (RFC 3261 §17.1.2)."""
 
     __slots__ = (
-        "__weakref__",  # the driver keeps per-request state beside it
         "_e",
         "_entry_at",
         "_f",
@@ -188,6 +187,7 @@ class ClientTransaction:
         "_k",
         "context",
         "data",
+        "delivery",
         "key",
         "last_response",
         "reliable",
@@ -212,6 +212,9 @@ class ClientTransaction:
         self.data = request.to_bytes()
         self.timers = timers
         self.reliable = reliable
+        #: Opaque state of the network layer below (which target of a name it went
+        #: to); it lives and dies with the transaction.
+        self.delivery: object = None
         #: Opaque owner data for the TU (for example the subscription this serves).
         self.context = context
         self.state = TransactionState.TRYING

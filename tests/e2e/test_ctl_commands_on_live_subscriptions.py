@@ -7,6 +7,7 @@ import json
 import pytest
 from presence_b2b.presence.status import Failure
 
+from presence_b2b import compiled
 from tests.e2e.helpers import (
     in_dialog_subscribes,
     is_open_with,
@@ -142,3 +143,14 @@ def test_ctl_stats_shows_each_shards_store_and_what_it_wrote(live):
     assert "pace 500.0/s" in text
     assert text.count("store sqlite node ") == 2
     assert "partitions held 1024" in text
+
+
+def test_ctl_stats_and_version_say_whether_the_running_code_is_compiled(live):
+    svc, *_ = live
+    # The service runs from this checkout with this environment: compiled exactly
+    # when the test process is (in the compiled run, the conftest made sure it is).
+    expected = compiled.is_compiled()
+    stats = json.loads(svc.ctl("--json", "stats").stdout)
+    assert stats["compiled"] is expected
+    assert [s["compiled"] for s in stats["shards"]] == [expected, expected]
+    assert ("compiled" if expected else "pure Python") in svc.ctl("stats").stdout.splitlines()[0]

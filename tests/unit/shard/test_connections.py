@@ -236,7 +236,9 @@ def _start_connect(address: tuple[str, int]) -> socket.socket:
 
 
 class _Request:
-    """Stands for a client transaction: the network only keeps it as a key."""
+    """Stands for a client transaction: the network only keeps its own state on it."""
+
+    delivery: object = None
 
 
 def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(

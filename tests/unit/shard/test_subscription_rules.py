@@ -28,6 +28,8 @@ from presence_b2b.shard.subscription import (
     TimerKind,
 )
 
+from presence_b2b.compiled import is_compiled
+
 TERMINATED = SubscriptionState.TERMINATED
 
 
@@ -682,4 +684,5 @@ def test_snapshot_after_an_error_names_the_failure() -> None:
 def test_subscription_keeps_no_per_instance_dict() -> None:
     sub = confirmed()
     assert not hasattr(sub, "__dict__")
-    assert sys.getsizeof(sub) <= 256
+    # Compiled, an instance also holds a vtable pointer and a bitmap of set attributes.
+    assert sys.getsizeof(sub) <= (272 if is_compiled() else 256)
