@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -42,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.capacity import start_stub, stop_stub
-from bench.common import Service, code_version, exit_on_sigterm
+from bench.common import Service, code_version, exit_on_sigterm, print_json
 from bench.e2e import UAS, Load, epoch_ms
 from tests.peers.lossy_relay import RelayProcess
 from tests.peers.sipp import SippProcess
@@ -259,7 +258,7 @@ def main() -> None:
         result["supkill"] = shardkill(args.shards, seconds=5 if args.quick else 20, whole=True)
     if "sigterm" in only:
         result["sigterm"] = sigterm(args.sigterm_dialogs, args.shards)
-    print(json.dumps(result))
+    print_json(result)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import psutil
 from presence_b2b.ipc.client import QsaError, admin
 from prometheus_client.parser import text_string_to_metric_families
 
+from presence_b2b import compiled
 from presence_b2b.toml_writer import toml_tables
 from tests.peers.load import _retransmissions, _screen_counter
 from tests.peers.ports import LOOPBACK, free_udp_port, udp_port_in_use
@@ -109,8 +110,9 @@ def code_version() -> str:
 
 
 def print_json(report: Mapping[str, Any]) -> None:
-    """The report line: one JSON object, last line of the output."""
-    print(json.dumps(report), flush=True)
+    """The report line: one JSON object, last line of the output; it says whether
+    the code measured ran compiled (scripts/compile) or as pure Python."""
+    print(json.dumps({"compiled": compiled.is_compiled(), **report}), flush=True)
 
 
 # ------------------------------------------------------------------ processes

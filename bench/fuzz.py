@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 
+from presence_b2b import compiled
 from tests.fuzzing import TARGETS, FuzzStats, run
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     logging.disable(logging.CRITICAL)  # the ring and engine log what they absorb
     targets = sorted(TARGETS) if args.target == "all" else [args.target]
     result = {t: one(t, args.seed, args.count) for t in targets}
-    print(json.dumps(result))
+    print(json.dumps({"compiled": compiled.is_compiled(), **result}))
 
 
 if __name__ == "__main__":

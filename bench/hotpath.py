@@ -52,6 +52,7 @@ from presence_b2b.presence.status import Failure
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.engine_metrics import MetricsObserver
 
+from presence_b2b import compiled
 from presence_b2b.config import B2BParams, SipSettings
 
 LOCAL = LocalEndpoint("127.0.0.1", 5070)
@@ -381,7 +382,7 @@ def main() -> None:
         "subs": args.subs,
         "mem_subs": args.mem_subs,
     }
-    print(json.dumps(summary))
+    print(json.dumps({"compiled": compiled.is_compiled(), **summary}))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -46,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from presence_b2b.store.connect import open_backend
 
 from bench.capacity import start_stub, stop_stub
-from bench.common import Service, code_version, exit_on_sigterm
+from bench.common import Service, code_version, exit_on_sigterm, print_json
 from bench.e2e import Load, setup_run, stream_run
 
 GRANTED = 3600
@@ -319,7 +318,7 @@ def main() -> None:
         result |= restart(args.shards, args.subs, args.rate, args.window)
     if "takeover" in only:
         result |= takeover(args.shards, args.takeover, args.window)
-    print(json.dumps(result))
+    print_json(result)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from typing import Any
 import uvloop
 from presence_b2b.ipc.ring import Ring, RingReader
 
+from presence_b2b import compiled
+
 CTX = mp.get_context("fork")
 RING_CAPACITY = 1 << 20
 BATCH = 64
@@ -382,7 +384,7 @@ def main() -> None:
         "p99_us_10k": round(p99s["ring"], 1),
     }
     sys.stdout.flush()
-    print(json.dumps(summary))
+    print(json.dumps({"compiled": compiled.is_compiled(), **summary}))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from presence_b2b.ipc.client import ClientEvent, QsaClient
 from presence_b2b.presence.status import Failure, SubscriptionState
 
 from bench.capacity import start_stub, stop_stub
-from bench.common import Service, code_version, exit_on_sigterm
+from bench.common import Service, code_version, exit_on_sigterm, print_json
 from bench.e2e import UAS, Load, epoch_ms
 from tests.peers.ports import LOOPBACK
 from tests.peers.sipp import SippProcess
@@ -260,7 +260,7 @@ def main() -> None:
         f"(held {args.hold:g} s), {args.shards} shard(s), a sample every {args.sample:g} s"
     )
     result = soak(args)
-    print(json.dumps(result))
+    print_json(result)
 
 
 if __name__ == "__main__":
