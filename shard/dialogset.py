@@ -107,8 +107,8 @@ class DialogSet:
             else:
                 dialog.confirm_from_notify(req)
                 in_order = True
-        except CSeqOutOfOrder as exc:
-            return _refuse(500, f"Server Internal Error ({exc})")
+        except CSeqOutOfOrder as late:
+            return _refuse(500, f"Server Internal Error ({late})")
         except SipParseError as exc:
             self._obs.parse_error(exc.kind)
             return _refuse(400, f"Bad Request ({exc})")
