@@ -93,6 +93,10 @@ class Build:
         checkout = root.parent
         build = cls(root)
         try:
+            built_for = manifest["python"]
+            if built_for != sys.implementation.cache_tag:
+                # Extensions are tied to the interpreter's ABI: another one would not load.
+                build.stale.append(f"Python {sys.implementation.cache_tag}, built for {built_for}")
             for source, digest in manifest["sources"].items():
                 path = checkout / source
                 if not path.is_file() or source_digest(path) != digest:

@@ -54,7 +54,7 @@ def build(out: Path) -> None:
     dist.run_command("build_ext")
 
 
-def manifest(out: Path) -> dict[str, dict[str, str]]:
+def manifest(out: Path) -> dict[str, object]:
     lib = out / "lib"
     extensions: dict[str, str] = {}
     for so in lib.rglob("*.so"):
@@ -69,7 +69,7 @@ def manifest(out: Path) -> dict[str, dict[str, str]]:
         for folder in PACKAGE_FOLDERS
         for path in sorted((ROOT / folder).rglob("*.py"))
     }
-    return {"extensions": extensions, "sources": sources}
+    return {"extensions": extensions, "sources": sources, "python": sys.implementation.cache_tag}
 
 
 def main() -> None:

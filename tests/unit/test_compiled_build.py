@@ -43,7 +43,9 @@ def checkout(tmp_path: Path) -> Path:
         target.write_bytes(b"")
     sources = {s: source_digest(tmp_path / s) for s in ("sip/message.py", "cli/main.py")}
     (tmp_path / ".compiled" / MANIFEST).write_text(
-        json.dumps({"extensions": extensions, "sources": sources})
+        json.dumps(
+            {"extensions": extensions, "sources": sources, "python": sys.implementation.cache_tag}
+        )
     )
     return tmp_path / ".compiled"
 
@@ -71,6 +73,16 @@ def test_a_deleted_source_or_extension_makes_the_build_stale(tmp_path: Path) -> 
     assert build.stale == ["sip/message.py", str(root / "lib" / "abc__mypyc.so")]
 
 
+def test_a_build_for_another_python_is_not_used(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["python"] = "cpython-39"
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    build = Build.read(root)
+    assert build is not None and not build.usable
+    assert build.stale == [f"Python {sys.implementation.cache_tag}, built for cpython-39"]
+
+
 def test_a_build_missing_a_hot_module_is_not_used(tmp_path: Path) -> None:
     root = checkout(tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
@@ -80,7 +92,9 @@ def test_a_build_missing_a_hot_module_is_not_used(tmp_path: Path) -> None:
     assert build is not None and not build.usable
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"extensions": 1, "sources": {}}'])
+@pytest.mark.parametrize(
+    "text", ["", "{", "[]", '{"extensions": 1, "sources": {}}', '{"extensions": {}, "sources": {}}']
+)
 def test_no_build_or_a_garbled_manifest_means_pure_python(tmp_path: Path, text: str) -> None:
     assert Build.read(tmp_path / ".compiled") is None
     (tmp_path / ".compiled").mkdir()
