@@ -1,8 +1,12 @@
 """The network layer's one piece of message surgery: the Via (and, where the
-shard listens, the Contact) of a request sent over a stream names that stream."""
+shard listens, the Contact) of a request sent over a stream names that stream;
+and the address family a datagram goes out with."""
 
 from __future__ import annotations
 
+import socket
+
+from presence_b2b.shard import network
 from presence_b2b.shard.destination import Transport
 from presence_b2b.shard.network import via_for
 
@@ -46,3 +50,17 @@ def test_the_contact_names_the_stream_when_the_shard_listens_on_it() -> None:
 def test_without_a_listener_the_contact_stays_udp() -> None:
     out = via_for(REQUEST, Transport.TLS, "127.0.0.1:5070", "127.0.0.1:5170")
     assert b"Contact: <sip:127.0.0.1:5070>\r\n" in out
+
+
+def test_a_datagram_goes_out_with_the_family_of_its_address_literal() -> None:
+    assert network._family_of("127.0.0.1") == socket.AF_INET
+    assert network._family_of("[::1]") == network._family_of("::1") == socket.AF_INET6
+    assert network._family_of("example.com") == 0
+    assert network._family_of("example.com") == 0, "a name is never cached as an address"
+
+
+def test_the_family_cache_stays_bounded() -> None:
+    for i in range(network._FAMILIES_MAX + 10):
+        network._family_of(f"10.0.{i // 256}.{i % 256}")
+    assert len(network._FAMILIES) <= network._FAMILIES_MAX
+    assert network._family_of("10.0.0.1") == socket.AF_INET
