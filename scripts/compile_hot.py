@@ -14,6 +14,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +23,11 @@ sys.path.insert(0, str(TREE))  # the import tree, for HOT_MODULES
 
 from presence_b2b.compiled import BUILD_DIR, HOT_MODULES, MANIFEST, Build, source_digest  # noqa: E402
 
-PACKAGE_FOLDERS = ("presence_b2b", "sip", "presence", "shard", "ipc", "server", "metrics",
-                   "cli", "store")
+#: The folders of the package, as pyproject.toml's package-dir maps them.
+PACKAGE_FOLDERS = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    .values()
+)
 
 
 def toolchain_ok() -> bool:
