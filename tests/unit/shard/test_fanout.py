@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from presence_b2b.presence.status import (
     StatusMessage,
     SubscriptionState,
 )
-from presence_b2b.shard.fanout import FanOut, Outbox
+from presence_b2b.shard.fanout import DialogEntry, FanOut, Outbox
 
 ACTIVE = SubscriptionState.ACTIVE
 TERMINATED = SubscriptionState.TERMINATED
@@ -253,7 +254,7 @@ def test_detach_drops_the_clients_interests_and_ends_dialogs_only_it_used(
     h.fanout.deliver(active(shared, "for the one left"))
     assert [(m.id, m.reason) for m in b.read()] == [(1, "for the one left")]
     (entry,) = h.fanout.find(RECORD, WATCHER)
-    assert entry.interests == {(2, 1)}
+    assert entry.interests == ((2, 1),)
     assert h.ended == []
 
 
@@ -375,3 +376,13 @@ def test_detach_after_kill_and_unsubscribe_leaves_every_other_clients_interests(
     assert sorted(e.key[1] for e in h.fanout.dialogs.values() if e.interests) == sorted(
         f"sip:r{i}@example.com" for i in range(50)
     )
+
+
+def test_a_dialog_entry_keeps_its_one_client_subscription_in_a_small_tuple() -> None:
+    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry.join((1, 7))
+    assert entry.interests == ((1, 7),)
+    assert sys.getsizeof(entry.interests) <= 48  # a set would take 216 bytes
+    entry.join((2, 3))
+    entry.leave((1, 7))
+    assert entry.interests == ((2, 3),)
