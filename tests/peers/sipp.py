@@ -373,6 +373,10 @@ class SippProcess:
         kind = ("tcp" if tcp else "udp") + ("6" if ":" in last_ip else "4")
         if wait_udp_bound(self._proc.pid, self.port, ready_timeout, alive=self.running, kind=kind):
             return True
+        if self.returncode in (SippExit.ALL_CALLS_OK, SippExit.SOME_CALLS_FAILED):
+            # A short UAC run against a fast peer can end before its port was seen
+            # bound; it did run, and its results say how.
+            return True
         if self.returncode == SippExit.BIND_ERROR:
             return False
         self.stop()
