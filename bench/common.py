@@ -448,7 +448,9 @@ def run_sipp_uac(
         pid = uac.pid
         cpu0 = cpu_of([pid]).get(pid, 0.0) if pid else 0.0
         cpu = cpu0
-        proc = psutil.Process(pid) if pid else None
+        proc = None
+        with contextlib.suppress(psutil.Error):  # a short run may be over already
+            proc = psutil.Process(pid) if pid else None
         wait_for = timeout or max(60.0, calls / 100)
         deadline = t0 + wait_for
         while uac.running() and time.perf_counter() < deadline:
