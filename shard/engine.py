@@ -48,10 +48,8 @@ from ..sip.timers import TimerQueue
 from ..sip.transaction import (
     ClientTransaction,
     Deliver,
-    DeliverRequest,
     Event,
     Send,
-    ServerTransaction,
     TimedOut,
     TimerSettings,
     TransactionTable,
@@ -605,11 +603,7 @@ class Engine:
             return True
         return parse_via(via).sent_by == self._hostport
 
-    def _client_event(
-        self, txn: ClientTransaction | ServerTransaction, event: Event, now: float
-    ) -> None:
-        if isinstance(txn, ServerTransaction):
-            return  # server transactions only report Terminated here
+    def _client_event(self, txn: ClientTransaction, event: Event, now: float) -> None:
         pending: _Pending = txn.context
         if isinstance(event, Send):  # a Retransmit from timer E
             self.obs.request_sent("retransmission")
@@ -729,72 +723,52 @@ class Engine:
             # from anywhere keeps no state here (review of #15).
             self._answer_stateless(req, first, addr, size)
             return
-        try:
-            txn, events = self.table.receive_request(req, now)
-        except SipParseError as exc:
-            self.obs.parse_error(exc.kind)
-            self.obs.error("parse")
-            self._reply_stateless(req, 400, "Bad Request", addr, size=size)
-            return
-        for event in events:
-            if isinstance(event, DeliverRequest):
-                self._on_new_request(txn, req, first, addr, now)
-            elif isinstance(event, Send):  # the stored response, for a retransmission
-                self.obs.retransmission_received()
-                self._congested()
-                self._out.datagrams.append((event.data, self._destination(addr), None))
+        self._on_notify(req, first, addr, now)
 
-    def _on_new_request(
-        self,
-        txn: ServerTransaction,
-        req: Request,
-        first: Mapping[str, str],
-        addr: Address,
-        now: float,
+    def _on_notify(
+        self, req: Request, first: Mapping[str, str], addr: Address, now: float
     ) -> None:
-        """Answer a new request, then let its subscription act on it."""
-        require = first.get("Require")
-        if require is not None:
+        """Answer a NOTIFY of one of our dialogs, then let its subscription act on it.
+
+        No server transaction is kept: the dialog's CSeq tells a retransmission
+        (the same CSeq again) from a new NOTIFY, and the subscription answers it
+        the way it answered the first (RFC 3261 §17.2.2 asks only for the same
+        response). Holding a transaction for Timer J (64 T1) per NOTIFY would keep
+        ~64 000 of them alive during a set-up at 2 000/s, and their memory stays
+        scattered among the long-lived dialogs set up meanwhile."""
+        if first.get("Require") is not None:
             # RFC 3261 §8.2.2.3; eventlist is the one extension we support.
             unsupported = _unsupported(req.get_all("Require"))
             if unsupported:
-                self._respond(
-                    txn, req, (420, "Bad Extension"), addr, now,
-                    headers=(("Unsupported", ", ".join(unsupported)),), out_of_dialog=True,
-                )
+                headers = (("Unsupported", ", ".join(unsupported)),)
+                self._respond(req, (420, "Bad Extension"), addr, headers=headers)
                 return
-        if req.method != "NOTIFY":
-            headers: tuple[tuple[str, str], ...] = _ALLOW
-            reply = (405, "Method Not Allowed")
-            if req.method == "OPTIONS":
-                reply, headers = (200, "OK"), _OPTIONS_200
-            self._respond(txn, req, reply, addr, now, headers=headers, out_of_dialog=True)
-            return
         code, reason, usage, info = self.dialogs.match_notify(req, first)
         self.obs.notify_package(first.get("Event", ""), usage is not None)
         if usage is None or info is None:
-            self._respond(txn, req, (code, reason), addr, now, out_of_dialog=code == 481)
+            self._respond(req, (code, reason), addr, out_of_dialog=code == 481)
             return
+        if not info.in_order:  # its CSeq again: our answer did not reach the notifier
+            self.obs.retransmission_received()
+            self._congested()
         before = usage.state
         try:
             code, actions = usage.on_notify(info, now)
         except Exception as exc:
-            self._respond(txn, req, (500, "Server Internal Error"), addr, now)
+            self._respond(req, (500, "Server Internal Error"), addr)
             self._internal(usage, exc)
             self._settle(usage, before)
             self._run_later()
             return
         reason = "Subscription Does Not Exist" if code == 481 else "OK"
-        self._respond(txn, req, (code, reason), addr, now)
+        self._respond(req, (code, reason), addr)
         self._finish_event(usage, before, actions, (req.body, first.get("Content-Type", "")))
 
     def _respond(
         self,
-        txn: ServerTransaction,
         req: Request,
         reply: tuple[int, str],
         addr: Address,
-        now: float,
         *,
         headers: tuple[tuple[str, str], ...] = (),
         out_of_dialog: bool = False,
@@ -809,10 +783,7 @@ class Engine:
             source=addr,
         )
         self.obs.response_sent(code)
-        dest = self._destination(addr)
-        for event in self.table.respond_data(txn, code, data, now):
-            if isinstance(event, Send):
-                self._out.datagrams.append((event.data, dest, None))
+        self._out.datagrams.append((data, self._destination(addr), None))
 
     def _answer_stateless(
         self, req: Request, first: Mapping[str, str], addr: Address, size: int

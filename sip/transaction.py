@@ -1,7 +1,11 @@
-"""Non-INVITE client and server transactions (RFC 3261 §17.1.2, §17.2.2), sans-I/O.
+"""Non-INVITE client transactions (RFC 3261 §17.1.2), sans-I/O.
+
+A subscriber needs no server transactions: it answers a NOTIFY from the dialog
+it belongs to (a retransmission repeats the dialog's last CSeq and gets the same
+answer) and every other request statelessly.
 
 Transactions never touch a socket or a clock: the caller passes `now` and gets back
-a list of events to act on (send these bytes, hand this message to the TU, the
+a list of events to act on (send these bytes, hand this response to the TU, the
 transaction timed out or ended). The table keeps every live transaction; their
 deadlines go into a :class:`TimerQueue` that the engine shares with its subscription
 timers, so one heap and one I/O timer serve the whole shard.
@@ -15,22 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .headers import parse_cseq, parse_name_addr, parse_tag, parse_via
-from .ids import BRANCH_COOKIE
 from .message import Request, Response, SipParseError, canonical_name, split_list
 from .timers import TimerQueue
 
 __all__ = [
     "ClientTransaction",
     "Deliver",
-    "DeliverRequest",
     "Event",
     "Retransmit",
     "Send",
-    "ServerTransaction",
     "Terminated",
     "TimedOut",
     "TimerSettings",
-    "Transaction",
     "TransactionState",
     "TransactionTable",
     "TransportError",
@@ -39,7 +39,6 @@ __all__ = [
     "reason_phrase",
     "response_bytes",
     "response_key",
-    "server_key",
 ]
 
 
@@ -96,13 +95,6 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliverRequest:
-    """Hand this new request to the transaction user (never for retransmissions)."""
-
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
 class TimedOut:
     """Timer F fired: the TU should act as on a 408 (RFC 3261 §8.1.3.1)."""
 
@@ -117,7 +109,7 @@ class Terminated:
     """The transaction is over; always the last event it reports."""
 
 
-Event = Send | Deliver | DeliverRequest | TimedOut | TransportError | Terminated
+Event = Send | Deliver | TimedOut | TransportError | Terminated
 
 _TERMINATED_EVENTS: list[Event] = [Terminated()]
 
@@ -154,23 +146,6 @@ def client_key(request: Request) -> tuple[str, str]:
 def response_key(response: Response) -> tuple[str, str]:
     """(branch, CSeq method) of a response, to find its client transaction."""
     return parse_via(_top_via(response)).branch or "", _cseq(response)[1]
-
-
-def server_key(request: Request) -> tuple[str | int, ...]:
-    """Identity of a received request's transaction (RFC 3261 §17.2.3).
-
-    Magic-cookie branches: branch + sent-by + method. Otherwise the RFC 2543 way:
-    Call-ID, From tag, CSeq and sent-by.
-    """
-    via = parse_via(_top_via(request))
-    method = "INVITE" if request.method == "ACK" else request.method
-    branch = via.branch
-    if branch and branch.startswith(BRANCH_COOKIE):
-        return ("3261", branch, via.sent_by, method)
-    number, _ = _cseq(request)
-    from_value = request.get("From")
-    from_tag = parse_name_addr(from_value).tag if from_value is not None else None
-    return ("2543", request.get("Call-ID") or "", from_tag or "", number, method, via.sent_by)
 
 
 # --- transactions -------------------------------------------------------------------
@@ -303,110 +278,6 @@ class ClientTransaction:
         return f"<ClientTransaction {self.key} {self.state.value}>"
 
 
-class ServerTransaction:
-    """Non-INVITE server transaction (RFC 3261 §17.2.2), used for NOTIFY.
-
-    It keeps the bytes of the last response sent, so a retransmitted request is
-    answered with the same bytes and never reaches the TU again. A TransactionTable
-    drops `request` and `response` (None) once the final response is sent: for the
-    64*T1 of Timer J only the key, the response bytes and the deadline remain, so a
-    shard that answers thousands of NOTIFYs a second does not keep thousands of
-    parsed messages alive.
-    """
-
-    __slots__ = (
-        "_entry_at",
-        "_j",
-        "context",
-        "key",
-        "reliable",
-        "request",
-        "response",
-        "response_data",
-        "state",
-        "timer_seq",
-        "timers",
-    )
-
-    def __init__(
-        self,
-        request: Request,
-        *,
-        timers: TimerSettings = DEFAULT_TIMERS,
-        reliable: bool = False,
-        context: Any = None,
-        key: tuple[str | int, ...] | None = None,
-    ) -> None:
-        self.request: Request | None = request
-        self.key = server_key(request) if key is None else key
-        self.timers = timers
-        self.reliable = reliable
-        self.context = context
-        self.state = TransactionState.TRYING
-        self.response: Response | None = None
-        self.response_data: bytes | None = None
-        self._j: float | None = None
-        #: Sequence number (0: none) and deadline of its live entry in the timer queue.
-        self.timer_seq = 0
-        self._entry_at = 0.0
-
-    def receive(self, request: Request, now: float) -> list[Event]:
-        """A retransmission of the request: resend the last response, if any."""
-        if (
-            self.state is TransactionState.PROCEEDING or self.state is TransactionState.COMPLETED
-        ) and self.response_data is not None:
-            return [Retransmit(self.response_data)]
-        return []
-
-    def respond(self, response: Response, now: float) -> list[Event]:
-        """Send a response from the TU; a final one starts timer J."""
-        events = self.respond_data(response.status, response.to_bytes(), now)
-        self.response = response
-        return events
-
-    def forget_messages(self) -> None:
-        """Drop the parsed request and response; the response bytes stay."""
-        self.request = self.response = None
-
-    def respond_data(self, status: int, data: bytes, now: float) -> list[Event]:
-        """`respond` for a response the TU serialised itself (`data` is its wire form)."""
-        if self.state is TransactionState.COMPLETED or self.state is TransactionState.TERMINATED:
-            raise RuntimeError("the transaction already sent its final response")
-        self.response_data = data
-        if status < 200:
-            self.state = TransactionState.PROCEEDING
-            return [Send(data)]
-        if self.reliable:
-            self.state = TransactionState.TERMINATED
-            return [Send(data), Terminated()]
-        self.state = TransactionState.COMPLETED
-        self._j = now + self.timers.timeout
-        return [Send(data)]
-
-    def on_timer(self, now: float) -> list[Event]:
-        if self.state is TransactionState.COMPLETED and self._j is not None and now >= self._j:
-            self.state = TransactionState.TERMINATED
-            self._j = None
-            return list(_TERMINATED_EVENTS)
-        return []
-
-    def on_transport_error(self, now: float) -> list[Event]:
-        if self.state is TransactionState.TERMINATED:
-            return []
-        self.state = TransactionState.TERMINATED
-        self._j = None
-        return [TransportError(), Terminated()]
-
-    def next_deadline(self) -> float | None:
-        return self._j if self.state is TransactionState.COMPLETED else None
-
-    def __repr__(self) -> str:
-        return f"<ServerTransaction {self.key} {self.state.value}>"
-
-
-Transaction = ClientTransaction | ServerTransaction
-
-
 _SHRINK_MIN = 1024  # smaller dicts are left alone
 
 
@@ -417,9 +288,8 @@ class TransactionTable:
     lazy deletion, each transaction remembers which entry is current), its own or
     one shared with the caller's other timers.
     A dict does not shrink when emptied, so one that falls to a quarter of its
-    peak (after a burst) is copied into a smaller one. Completed transactions keep
-    no parsed messages: a server transaction keeps its response bytes for Timer J,
-    a client one nothing but its key for Timer K.
+    peak (after a burst) is copied into a smaller one. A completed transaction
+    keeps no parsed messages, nothing but its key for Timer K.
     """
 
     def __init__(
@@ -432,14 +302,12 @@ class TransactionTable:
         self.timers = timers
         self.reliable = reliable
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
-        self._servers: dict[tuple[str | int, ...], ServerTransaction] = {}
         self._clients_peak = 0
-        self._servers_peak = 0
         # Shared with the engine's subscription timers when it passes its own.
         self.queue: TimerQueue[Any] = TimerQueue() if queue is None else queue
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers)
+        return len(self._clients)
 
     @property
     def client_count(self) -> int:
@@ -447,9 +315,6 @@ class TransactionTable:
 
     def clients(self) -> Iterable[ClientTransaction]:
         return self._clients.values()
-
-    def servers(self) -> Iterable[ServerTransaction]:
-        return self._servers.values()
 
     def start_client(
         self,
@@ -485,41 +350,7 @@ class TransactionTable:
         self._after(txn)
         return txn, events
 
-    def receive_request(
-        self, request: Request, now: float, *, context: Any = None
-    ) -> tuple[ServerTransaction, list[Event]]:
-        """A new request yields DeliverRequest; a retransmission yields at most a
-        Retransmit of the response already sent."""
-        key = server_key(request)
-        txn = self._servers.get(key)
-        if txn is None:
-            txn = ServerTransaction(
-                request, timers=self.timers, reliable=self.reliable, context=context, key=key
-            )
-            self._servers[key] = txn
-            self._servers_peak = max(self._servers_peak, len(self._servers))
-            return txn, [DeliverRequest(request)]
-        return txn, txn.receive(request, now)
-
-    def respond(self, txn: ServerTransaction, response: Response, now: float) -> list[Event]:
-        """Send `response`; after a final one the transaction keeps only its bytes."""
-        events = txn.respond(response, now)
-        if response.status >= 200:
-            txn.forget_messages()
-        self._after(txn)
-        return events
-
-    def respond_data(
-        self, txn: ServerTransaction, status: int, data: bytes, now: float
-    ) -> list[Event]:
-        """`respond` with a response already serialised (see `response_bytes`)."""
-        events = txn.respond_data(status, data, now)
-        if status >= 200:
-            txn.forget_messages()
-        self._after(txn)
-        return events
-
-    def transport_error(self, txn: Transaction, now: float) -> list[Event]:
+    def transport_error(self, txn: ClientTransaction, now: float) -> list[Event]:
         events = txn.on_transport_error(now)
         self._after(txn)
         return events
@@ -528,40 +359,32 @@ class TransactionTable:
         """When on_timer should next be called, or None if no timer is armed."""
         return self.queue.next_deadline()
 
-    def on_timer(self, now: float) -> list[tuple[Transaction, Event]]:
+    def on_timer(self, now: float) -> list[tuple[ClientTransaction, Event]]:
         """Fire every timer due at `now`; events come paired with their transaction.
 
         Only for a table with a queue of its own: with a shared queue, its owner
         pops the due entries and hands each transaction to :meth:`fire`."""
-        out: list[tuple[Transaction, Event]] = []
+        out: list[tuple[ClientTransaction, Event]] = []
         for txn in self.queue.pop_due(now):
             out.extend(self.fire(txn, now))
         return out
 
-    def fire(self, txn: Transaction, now: float) -> list[tuple[Transaction, Event]]:
+    def fire(self, txn: ClientTransaction, now: float) -> list[tuple[ClientTransaction, Event]]:
         """Run one transaction's due timer (its queue entry was just popped)."""
         events = txn.on_timer(now)
         self._after(txn)
         return [(txn, ev) for ev in events]
 
-    def _after(self, txn: Transaction) -> None:
+    def _after(self, txn: ClientTransaction) -> None:
         """Drop a terminated transaction, or re-arm its current deadline."""
         if txn.state is TransactionState.TERMINATED:
             self.queue.cancel(txn)
-            if isinstance(txn, ClientTransaction):
-                clients = self._clients
-                if clients.get(txn.key) is txn:
-                    del clients[txn.key]
-                    if self._clients_peak > _SHRINK_MIN and len(clients) < self._clients_peak // 4:
-                        self._clients = dict(clients)
-                        self._clients_peak = len(clients)
-            else:
-                servers = self._servers
-                if servers.get(txn.key) is txn:
-                    del servers[txn.key]
-                    if self._servers_peak > _SHRINK_MIN and len(servers) < self._servers_peak // 4:
-                        self._servers = dict(servers)
-                        self._servers_peak = len(servers)
+            clients = self._clients
+            if clients.get(txn.key) is txn:
+                del clients[txn.key]
+                if self._clients_peak > _SHRINK_MIN and len(clients) < self._clients_peak // 4:
+                    self._clients = dict(clients)
+                    self._clients_peak = len(clients)
             return
         deadline = txn.next_deadline()
         if txn.timer_seq != 0 and txn._entry_at == deadline:

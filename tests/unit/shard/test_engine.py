@@ -50,6 +50,34 @@ def test_retransmitted_notify_gets_the_same_answer_and_no_second_status() -> Non
     assert len(h.delivered) == 2
 
 
+def test_retransmitted_notify_counts_as_a_retransmission_received() -> None:
+    h = Harness()
+    first = h.established()
+    again = h.notify(first, "active", PIDF_OPEN)
+    h.feed(again)
+    h.feed(again)
+    assert h.obs.counts["retransmission_received", ""] == 2
+    assert len(h.delivered) == 2
+
+
+def test_retransmitted_notify_after_an_unsubscribe_gets_the_teardown_answer_again() -> None:
+    h = Harness()
+    first = h.established()
+    h.engine.unsubscribe(1)
+    again = h.notify(first, "active", PIDF_OPEN)
+    h.feed(again)
+    assert [r.status for r in h.responses()][-2:] == [200, 200]
+    assert len(h.delivered) == 1  # the teardown takes no new status
+
+
+def test_retransmission_of_a_terminating_notify_gets_481_once_the_dialog_is_gone() -> None:
+    h = Harness()
+    first = h.established()
+    final = h.notify(first, "terminated;reason=noresource")
+    h.feed(final)
+    assert [r.status for r in h.responses()][-2:] == [200, 481]
+
+
 def test_notify_before_the_200_creates_the_dialog_and_is_delivered() -> None:
     h = Harness()
     h.subscribe(1, RECORD, SUBSCRIBER)

@@ -3,7 +3,7 @@ with much more than they brought (review of #15: memory and amplification)."""
 
 from __future__ import annotations
 
-from engine_harness import Harness, probe
+from engine_harness import PIDF_OPEN, Harness, probe
 
 
 def test_an_out_of_dialog_notify_gets_481_and_leaves_no_transaction() -> None:
@@ -21,10 +21,14 @@ def test_options_and_unknown_methods_leave_no_transaction() -> None:
     assert len(h.engine.table) == 0
 
 
-def test_a_notify_of_one_of_our_dialogs_keeps_its_transaction_for_retransmissions() -> None:
+def test_a_notify_of_one_of_our_dialogs_is_answered_without_a_transaction() -> None:
     h = Harness()
-    h.established()
-    assert len(list(h.engine.table.servers())) == 1
+    first = h.established()
+    held = len(h.engine.table)  # the SUBSCRIBE's, for Timer K
+    for _ in range(100):
+        h.notify(first, "active", PIDF_OPEN)
+    assert [r.status for r in h.responses()][-100:] == [200] * 100
+    assert len(h.engine.table) == held
 
 
 def test_an_answer_much_larger_than_its_request_is_not_sent() -> None:
