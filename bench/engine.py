@@ -227,8 +227,8 @@ def run_engine(n: int, window: int, measure_rss: bool, profile: bool, idle_wait:
             lambda i: bench.engine.subscribe(i, bench.record[i], bench.subscriber[i]), 1, timeout
         )
         if measure_rss:
-            # Idle means no transaction left: NOTIFY server transactions linger for
-            # Timer J (64*T1) and SUBSCRIBE client ones for Timer K (T4).
+            # Idle means no transaction left: SUBSCRIBE client transactions
+            # linger for Timer K (T4).
             idle_by = time.perf_counter() + idle_wait
             while len(bench.engine.table) and time.perf_counter() < idle_by:
                 bench.settle(0.25)
