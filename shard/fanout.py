@@ -26,6 +26,7 @@ import msgspec
 from ..ipc.messages import encode
 from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
+from ..presence.body import decode
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from .output import Output
 
@@ -61,22 +62,44 @@ class DialogEntry:
         self.interests = tuple(i for i in self.interests if i != interest)
 
     def remember(self, msg: StatusMessage) -> None:
-        """Keep ``msg`` for clients that join later."""
-        if isinstance(msg, Status) and msg.resource:
-            if self.resources is None:
-                self.resources = {}
-            if msg.state is SubscriptionState.TERMINATED and msg.reason == "removed":
-                self.resources.pop(msg.resource, None)
-            else:
-                self.resources[msg.resource] = msg
-            return
+        """Keep ``msg`` for clients that join later.
+
+        A status is kept without its parsed document: the body it came from is
+        kept anyway, and the parse (about half of an idle dialog's live bytes
+        for a small PIDF) is done again, from the same bytes by the same reader,
+        only when a client joins (:meth:`known`)."""
+        if isinstance(msg, Status):
+            if msg.resource:
+                if self.resources is None:
+                    self.resources = {}
+                if msg.state is SubscriptionState.TERMINATED and msg.reason == "removed":
+                    self.resources.pop(msg.resource, None)
+                else:
+                    self.resources[msg.resource] = msg
+                return
+            if not msg.list and (msg.presentity is not None or msg.document is not None):
+                msg = msgspec.structs.replace(msg, presentity=None, document=None)
         self.last = msg
+
+    @property
+    def last_parsed(self) -> StatusMessage | None:
+        """The last word as it was delivered, its body parsed again."""
+        last = self.last
+        if not isinstance(last, Status) or not last.body or last.list or last.error:
+            return last
+        decoded = decode(self.key[0], last.content_type, last.body)
+        if decoded.presentity is None and decoded.document is None:
+            return last
+        return msgspec.structs.replace(
+            last, presentity=decoded.presentity, document=decoded.document
+        )
 
     def known(self) -> list[StatusMessage]:
         """What a joining client is told: every resource's status, then the last word."""
         out: list[StatusMessage] = list(self.resources.values()) if self.resources else []
-        if self.last is not None:
-            out.append(self.last)
+        last = self.last_parsed
+        if last is not None:
+            out.append(last)
         return out
 
 
@@ -435,7 +458,7 @@ class FanOut:
         ]
 
     def describe(self, entry: DialogEntry) -> dict[str, Any]:
-        last = entry.last
+        last = entry.last_parsed
         return {
             "package": entry.key[0],
             "record": entry.key[1],

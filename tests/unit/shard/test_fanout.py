@@ -8,11 +8,13 @@ import os
 import sys
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from presence_b2b.ipc.messages import decode_status
 from presence_b2b.ipc.ring import Ring, RingReader
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
+from presence_b2b.presence.body import decode_body
 from presence_b2b.presence.status import (
     Failure,
     FailureKind,
@@ -386,3 +388,50 @@ def test_a_dialog_entry_keeps_its_one_client_subscription_in_a_small_tuple() -> 
     entry.join((2, 3))
     entry.leave((1, 7))
     assert entry.interests == ((2, 3),)
+
+
+PIDF_AWAY = (
+    b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" '
+    b'entity="sip:bob@example.com"><tuple id="t"><status><basic>closed</basic></status>'
+    b"</tuple><note>away</note></presence>"
+)
+
+
+def parsed(did: int, body: bytes = PIDF_AWAY) -> Status:
+    presentity, error = decode_body("application/pidf+xml", body)
+    return Status(
+        did, ACTIVE, presentity=presentity, content_type="application/pidf+xml",
+        body=body, error=error,
+    )
+
+
+def test_a_dialog_keeps_its_last_status_without_the_parsed_document() -> None:
+    entry = DialogEntry(1, ("presence", RECORD, WATCHER))
+    entry.remember(parsed(1))
+    assert isinstance(entry.last, Status)
+    assert entry.last.presentity is None and entry.last.body == PIDF_AWAY
+
+
+def test_a_late_joiner_gets_the_last_status_parsed_as_it_was_delivered(h: Harness) -> None:
+    a, b = h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.deliver(parsed(h.did()))
+    [first] = a.read()
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    [joined] = b.read()
+    assert isinstance(first, Status) and isinstance(joined, Status)
+    assert joined.presentity == first.presentity and joined.presentity is not None
+    assert msgspec.structs.replace(joined, id=10) == first
+
+
+def test_a_late_joiner_of_an_unreadable_body_gets_its_error_and_no_document(
+    h: Harness,
+) -> None:
+    b = h.attach(2)
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.deliver(parsed(h.did(), b"<presence"))
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    [joined] = b.read()
+    assert isinstance(joined, Status)
+    assert joined.presentity is None and joined.error and joined.body == b"<presence"

@@ -162,9 +162,10 @@ def test_a_client_asking_again_joins_the_restored_dialog_with_its_last_status(
         second.fanout.subscribe(7, 70, *KEY)
         (entry,) = second.fanout.dialogs.values()
         assert (7, 70) in entry.interests
-        assert isinstance(entry.last, Status)
-        assert entry.last.state is SubscriptionState.ACTIVE
-        assert entry.last.presentity is not None
+        last = entry.last_parsed
+        assert isinstance(last, Status)
+        assert last.state is SubscriptionState.ACTIVE
+        assert last.presentity is not None
         assert second.h.sent == []
         await second.persistence.close(forget=False)
 
