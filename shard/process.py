@@ -102,6 +102,7 @@ class ShardProcess:
         self.persistence: Persistence | None = None
         self._stop_flush: Any = None
         self._stopping = False
+        self._in_batch = False  # a channel Batch is being applied: one flush at its end
 
     async def run(self) -> int:
         self.channel.start(self.loop)
@@ -224,12 +225,14 @@ class ShardProcess:
     def _start_sub(self, did: int, record: str, subscriber: str, package: str) -> None:
         assert self.engine is not None and self.driver is not None
         self.engine.subscribe(did, record, subscriber, package)
-        self.driver.flush()
+        if not self._in_batch:
+            self.driver.flush()
 
     def _stop_sub(self, did: int) -> None:
         assert self.engine is not None and self.driver is not None
         self.engine.unsubscribe(did)
-        self.driver.flush()
+        if not self._in_batch:
+            self.driver.flush()
 
     def _ended(self, items: list[tuple[int, int, int]]) -> None:
         """Client subscriptions over without an unsubscribe: the registry must forget them."""
@@ -252,11 +255,19 @@ class ShardProcess:
         elif isinstance(msg, Unsub):
             fanout.unsubscribe(msg.client, msg.id, missed=msg.missed)
         elif isinstance(msg, Batch):
-            for item in msg.items:
-                if isinstance(item, Sub):
-                    self._sub(fanout, item)
-                else:
-                    fanout.unsubscribe(item.client, item.id, missed=item.missed)
+            # One flush for the whole batch: its SUBSCRIBEs leave together, and
+            # the engine's output and timer are taken once, not once per item.
+            self._in_batch = True
+            try:
+                for item in msg.items:
+                    if isinstance(item, Sub):
+                        self._sub(fanout, item)
+                    else:
+                        fanout.unsubscribe(item.client, item.id, missed=item.missed)
+            finally:
+                self._in_batch = False
+                if self.driver is not None:
+                    self.driver.flush()
         elif isinstance(msg, Attach):
             self._attach(fanout, msg, fds)
             return
