@@ -379,6 +379,7 @@ class RingWriter:
     __slots__ = (
         "_async_lock",
         "_async_waiters",
+        "_bell_later",
         "_broken",
         "_cap",
         "_data_bell",
@@ -387,6 +388,7 @@ class RingWriter:
         "_mask",
         "_max",
         "_mm",
+        "_owed",
         "_ring",
         "_space_bell",
         "_tail",
@@ -418,11 +420,32 @@ class RingWriter:
         self._broken = False
         self._async_lock: asyncio.Lock | None = None
         self._async_waiters = 0
+        self._bell_later: Callable[[Callable[[], None]], object] | None = None
+        self._owed = False
 
     @property
     def ring(self) -> Ring:
         """The ring written to."""
         return self._ring
+
+    def ring_later(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
+        """Wake a sleeping consumer once per call of ``schedule`` instead of once
+        per publish. ``schedule(fn)`` must run ``fn`` soon: an event loop's
+        ``call_soon``, so that every record published in one turn of the loop
+        costs the consumer one wake-up and the producer one eventfd write (a
+        system call that was a fifth of a shard's time at 6 500 statuses/s).
+        None rings at once again."""
+        self._bell_later = schedule
+
+    def _ring_owed(self) -> None:
+        """The deferred doorbell: ring if the consumer sleeps now. The head was
+        published and fenced before, so a consumer that went to sleep since
+        then saw it and did not sleep."""
+        self._owed = False
+        if self._broken or self._ring._closed:
+            return
+        if self._w[_W_SLEEPING]:
+            self._data_bell.ring()
 
     @property
     def max_record(self) -> int:
@@ -479,8 +502,13 @@ class RingWriter:
         self._head = head
         w[_W_HEAD] = head
         self._fence()
-        if w[_W_SLEEPING]:
-            self._data_bell.ring()
+        later = self._bell_later
+        if later is None:
+            if w[_W_SLEEPING]:
+                self._data_bell.ring()
+        elif not self._owed:
+            self._owed = True
+            later(self._ring_owed)
         return True
 
     def write_batch(self, payloads: Iterable[Payload]) -> int:
@@ -558,8 +586,13 @@ class RingWriter:
             self._head = head
             w[_W_HEAD] = head
             self._fence()
-            if w[_W_SLEEPING]:
-                self._data_bell.ring()
+            later = self._bell_later
+            if later is None:
+                if w[_W_SLEEPING]:
+                    self._data_bell.ring()
+            elif not self._owed:
+                self._owed = True
+                later(self._ring_owed)
         if too_big >= 0:
             raise ValueError(f"record of {too_big} bytes exceeds max_record {maxrec}")
         return count

@@ -129,10 +129,17 @@ class Outbox:
 
     __slots__ = ("client", "high", "m", "pending", "ring", "sent", "task", "writer")
 
-    def __init__(self, client: int, ring: Ring, metrics: ShardMetrics) -> None:
+    def __init__(
+        self,
+        client: int,
+        ring: Ring,
+        metrics: ShardMetrics,
+        wake_later: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
         self.client = client
         self.ring = ring
         self.writer: RingWriter = ring.writer()
+        self.writer.ring_later(wake_later)
         self.m = metrics
         self.pending: dict[tuple[int, str], tuple[StatusMessage, int]] = {}
         self.task: asyncio.Task[None] | None = None
@@ -226,8 +233,13 @@ class FanOut:
         start: Callable[[int, str, str, str], None],
         stop: Callable[[int], None],
         ended: Callable[[list[EndedItem]], None] | None = None,
+        *,
+        wake_later: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.m = metrics
+        #: How a client's doorbell is rung: at once (None) or once per turn of
+        #: the shard's loop (its ``call_soon``), however many statuses it got.
+        self._wake_later = wake_later
         self._start = start
         self._stop = stop
         self._ended = ended
@@ -249,7 +261,7 @@ class FanOut:
         old = self.outboxes.pop(client, None)
         if old is not None:
             old.close()
-        self.outboxes[client] = Outbox(client, ring, self.m)
+        self.outboxes[client] = Outbox(client, ring, self.m, self._wake_later)
 
     def detach(self, client: int) -> None:
         """The client is gone: drop its interests (ending dialogs nobody else uses)."""

@@ -155,7 +155,9 @@ class ShardProcess:
             log.error("shard %d: cannot open TCP/TLS listeners: %s", self.index, exc)
             self._exit(EXIT_BIND_FAILED)
             return
-        fanout = FanOut(self.m, self._start_sub, self._stop_sub, self._ended)
+        fanout = FanOut(
+            self.m, self._start_sub, self._stop_sub, self._ended, wake_later=self.loop.call_soon
+        )
         engine = Engine(
             cfg.presence_b2b,
             cfg.sip,

@@ -98,6 +98,65 @@ def test_write_batch_rings_once_for_the_whole_batch(small_ring: Ring) -> None:
     assert _eventfd_count(small_ring.fds()[1]) == 1
 
 
+def test_a_writer_that_rings_later_rings_once_for_every_write_of_a_turn(
+    small_ring: Ring,
+) -> None:
+    writer, reader = small_ring.writer(), small_ring.reader()
+    owed: list[Callable[[], None]] = []
+    writer.ring_later(owed.append)
+    assert reader.prepare_sleep()
+    writer.try_write(b"a")
+    writer.write_batch([b"b", b"c"])
+    writer.try_write(b"d")
+    assert len(owed) == 1
+    assert _eventfd_count(small_ring.fds()[1]) == 0  # published, not rung yet
+    assert reader.read_batch() == [b"a", b"b", b"c", b"d"]
+    owed.pop()()
+    assert _eventfd_count(small_ring.fds()[1]) == 1
+    writer.try_write(b"e")
+    assert len(owed) == 1  # the next turn owes a ring of its own
+
+
+def test_a_ring_owed_to_a_consumer_that_is_awake_is_not_rung(small_ring: Ring) -> None:
+    writer, _awake = small_ring.writer(), small_ring.reader()
+    owed: list[Callable[[], None]] = []
+    writer.ring_later(owed.append)
+    writer.try_write(b"a")
+    owed.pop()()
+    assert _eventfd_count(small_ring.fds()[1]) == 0
+
+
+def test_a_ring_owed_after_the_ring_closed_does_nothing() -> None:
+    ring = Ring.create(4096)
+    writer, reader = ring.writer(), ring.reader()
+    owed: list[Callable[[], None]] = []
+    writer.ring_later(owed.append)
+    assert reader.prepare_sleep()
+    writer.try_write(b"a")
+    ring.close()
+    owed.pop()()
+
+
+def test_the_async_reader_is_woken_once_for_a_turn_of_deferred_writes(
+    small_ring: Ring, loop: asyncio.AbstractEventLoop
+) -> None:
+    writer, reader = small_ring.writer(), small_ring.reader()
+    writer.ring_later(loop.call_soon)
+    got = Collected()
+    reader.attach_reader(loop, got)
+    loop.run_until_complete(_turns())  # drained and asleep
+    wakeups = reader.wakeups
+
+    async def three_writes() -> list[bytes]:
+        for record in (b"x", b"y", b"z"):
+            writer.try_write(record)
+        return await got.at_least(3)
+
+    assert loop.run_until_complete(three_writes()) == [b"x", b"y", b"z"]
+    assert reader.wakeups == wakeups + 1
+    reader.detach()
+
+
 def test_prepare_sleep_refuses_when_data_is_waiting(small_ring: Ring) -> None:
     writer, reader = small_ring.writer(), small_ring.reader()
     writer.try_write(b"x")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 import pytest
@@ -435,3 +435,23 @@ def test_a_late_joiner_of_an_unreadable_body_gets_its_error_and_no_document(
     [joined] = b.read()
     assert isinstance(joined, Status)
     assert joined.presentity is None and joined.error and joined.body == b"<presence"
+
+
+def test_statuses_of_one_turn_of_the_loop_ring_a_clients_doorbell_once() -> None:
+    owed: list[Callable[[], None]] = []
+    engine = FakeEngine()
+    fanout = FanOut(ShardMetrics(MetricsBlock.create("0")), engine.start, engine.stop,
+                    wake_later=owed.append)
+    client = Client()
+    fanout.attach(1, Ring.attach(*(os.dup(fd) for fd in client.ring.fds())))
+    try:
+        for sub_id in (10, 11, 12):
+            fanout.subscribe(1, sub_id, "presence", f"sip:r{sub_id}@example.com", WATCHER)
+        assert client.reader.prepare_sleep()
+        for entry in list(fanout.dialogs.values()):
+            fanout.deliver(active(entry.did))
+        assert len(owed) == 1
+        assert [m.id for m in client.read()] == [10, 11, 12]
+    finally:
+        fanout.close()
+        client.ring.close()
