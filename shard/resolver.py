@@ -57,6 +57,10 @@ SRV_PREFIX = {
 }
 DEFAULT_PORT = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS: 5061}
 _TRANSPORT_NAMES = frozenset(t.value for t in Transport)
+_LITERALS: dict[str, bool] = {}
+"""Host -> is it an IP address: every initial SUBSCRIBE asks, of a few hosts, and
+``ipaddress.ip_address`` costs a few microseconds. Emptied when full."""
+_LITERALS_MAX = 1024
 
 # Which failure to report when several look-ups failed: an error of the DNS
 # itself says more than "no such name", which says more than "no such record".
@@ -112,11 +116,18 @@ class SipTarget:
     @property
     def is_literal(self) -> bool:
         """The host is an IP address: nothing to look up."""
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        host = self.host
+        known = _LITERALS.get(host)
+        if known is None:
+            try:
+                ipaddress.ip_address(host)
+                known = True
+            except ValueError:
+                known = False
+            if len(_LITERALS) >= _LITERALS_MAX:
+                _LITERALS.clear()
+            _LITERALS[host] = known
+        return known
 
 
 @dataclass(frozen=True, slots=True)

@@ -367,3 +367,11 @@ def test_the_policy_takes_the_cache_size_from_the_dns_settings() -> None:
 def test_resolution_objects_carry_the_callers_context() -> None:
     resolution, _ = resolver().resolve(SipTarget("192.0.2.1"), 0.0, context="sub-7")
     assert isinstance(resolution, Resolution) and resolution.context == "sub-7"
+
+
+def test_an_address_is_literal_and_a_name_is_not_however_often_asked() -> None:
+    for _ in range(2):
+        assert SipTarget("192.0.2.7").is_literal
+        assert SipTarget("2001:db8::1").is_literal
+        assert not SipTarget("example.com").is_literal
+        assert not SipTarget("192.0.2.7.example.com").is_literal
