@@ -55,6 +55,7 @@ from ..sip.transaction import (
     TransactionTable,
     TransportError,
     response_bytes,
+    via_received,
 )
 from ..store.record import CSEQ_BLOCK, Change, DialogRecord
 from .auth import CredentialLookup
@@ -736,6 +737,16 @@ class Engine:
         response). Holding a transaction for Timer J (64 T1) per NOTIFY would keep
         ~64 000 of them alive during a set-up at 2 000/s, and their memory stays
         scattered among the long-lived dialogs set up meanwhile."""
+        try:
+            # The answer must be addressable before the dialog takes the NOTIFY's
+            # CSeq; a top Via that cannot be read leaves no way to answer at all
+            # (the usual Via is not parsed here).
+            via_received(first["Via"], addr)
+        except SipParseError as unreadable:
+            self.obs.parse_error(unreadable.kind)
+            self.obs.error("parse")
+            log.debug("NOTIFY from %s:%d with an unreadable Via dropped", addr[0], addr[1])
+            return
         if first.get("Require") is not None:
             # RFC 3261 §8.2.2.3; eventlist is the one extension we support.
             unsupported = _unsupported(req.get_all("Require"))

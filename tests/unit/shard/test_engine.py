@@ -360,3 +360,20 @@ def test_an_ended_subscription_lets_go_of_its_dialog() -> None:
     h.advance(5)
     assert 1 not in h.engine.usages
     assert usage.dialog is None and usage.lists is None and usage.auth is None
+
+
+def test_a_notify_whose_via_cannot_be_read_is_dropped_and_leaves_its_dialog_alone() -> None:
+    h = Harness()
+    first = h.established()
+    answered = len(h.responses())
+    broken = h.notify_request(first, "active", PIDF_OPEN)
+    broken.set("Via", "SIP/2.0/UDP ;rport")  # no answer can be addressed from it
+    h.feed(broken)
+    assert len(h.responses()) == answered
+    assert h.obs.counts["error", "parse"] == 1
+    assert len(h.delivered) == 1
+    again = h.notify_request(first, "active", PIDF_OPEN)
+    again.set("CSeq", broken.get("CSeq") or "")  # its CSeq was not taken
+    h.feed(again)
+    assert h.responses()[-1].status == 200
+    assert len(h.delivered) == 2
