@@ -26,7 +26,6 @@ The engine hears of failures through ``on_failed`` and is flushed by the caller.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from ..presence.status import FailureKind
 from ..sip.transaction import ClientTransaction
 from .connections import Connection, ConnectionPool, Received, SendFailure
-from .destination import Destination, Transport
+from .destination import Destination, Transport, address_family
 from .dns import ResolverDriver
 from .resolver import DnsFailure, Resolution, SipTarget
 from .routing import Hop
@@ -71,27 +70,6 @@ class _Walk:
     target: SipTarget | None
     dest: Destination
     since: float
-
-
-#: Address family by host literal: parsing the literal for every datagram sent
-#: cost ~5 % of a busy shard. Peers are few; the cache is emptied if it grows.
-_FAMILIES: dict[str, int] = {}
-_FAMILIES_MAX = 4096
-
-
-def _family_of(host: str) -> int:
-    """AF_INET or AF_INET6 for an address literal (brackets allowed); 0 if not one."""
-    family = _FAMILIES.get(host)
-    if family is None:
-        try:
-            addr = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return 0
-        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-        if len(_FAMILIES) >= _FAMILIES_MAX:
-            _FAMILIES.clear()
-        _FAMILIES[host] = family
-    return family
 
 
 def _walk_of(ref: ClientTransaction | None) -> _Walk | None:
@@ -262,7 +240,7 @@ class Network:
         return frozenset({self.family, *self._more_udp})
 
     def _sendto(self, data: bytes, dest: Destination) -> str:
-        family = _family_of(dest.host)
+        family = address_family(dest.host)
         if not family:
             return f"{dest.host!r} is not an address"
         transport = self.udp if family == self.family else self._more_udp.get(family)

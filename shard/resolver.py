@@ -28,7 +28,6 @@ on; a look-up asked together with others that did answer is not needed.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from typing import Any
 from ..config import DnsSettings
 from ..metrics.shard import ShardMetrics
 from ..sip.headers import parse_uri
-from .destination import Destination, Transport
+from .destination import Destination, Transport, address_family
 from .dns_answer import Answer, DnsStatus, Naptr, Query, RdType, Srv, normalise_name
 from .dns_cache import CacheLimits, DnsCache
 from .failover import FailedTargets, Failover
@@ -57,10 +56,6 @@ SRV_PREFIX = {
 }
 DEFAULT_PORT = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS: 5061}
 _TRANSPORT_NAMES = frozenset(t.value for t in Transport)
-_LITERALS: dict[str, bool] = {}
-"""Host -> is it an IP address: every initial SUBSCRIBE asks, of a few hosts, and
-``ipaddress.ip_address`` costs a few microseconds. Emptied when full."""
-_LITERALS_MAX = 1024
 
 # Which failure to report when several look-ups failed: an error of the DNS
 # itself says more than "no such name", which says more than "no such record".
@@ -116,18 +111,7 @@ class SipTarget:
     @property
     def is_literal(self) -> bool:
         """The host is an IP address: nothing to look up."""
-        host = self.host
-        known = _LITERALS.get(host)
-        if known is None:
-            try:
-                ipaddress.ip_address(host)
-                known = True
-            except ValueError:
-                known = False
-            if len(_LITERALS) >= _LITERALS_MAX:
-                _LITERALS.clear()
-            _LITERALS[host] = known
-        return known
+        return address_family(self.host) != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,8 +424,4 @@ def _records(answer: Answer | None) -> tuple[object, ...]:
 
 
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return address_family(host) != 0

@@ -12,7 +12,6 @@ kind: a failure of that request, never an exception.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
@@ -21,7 +20,7 @@ from typing import Any, cast
 
 from ..presence.status import FailureKind
 from ..sip.transaction import ClientTransaction
-from .destination import Destination, Transport
+from .destination import Destination, Transport, address_family
 from .engine import Engine
 from .network import Network
 from .output import Output
@@ -62,11 +61,10 @@ def unusable(dest: Hop, family: int) -> str:
         return f"{dest.host!r} is a name and there is no resolver"
     if dest.transport is not Transport.UDP:
         return f"no {dest.transport.value.upper()} transport"
-    try:
-        addr = ipaddress.ip_address(dest.host.strip("[]"))
-    except ValueError:
+    literal = address_family(dest.host)
+    if not literal:
         return f"{dest.host!r} is a name and there is no resolver"
-    if (addr.version == 6) != (family == socket.AF_INET6):
+    if literal != family:
         ours = 6 if family == socket.AF_INET6 else 4
         return f"{dest.host} is not reachable from an IPv{ours} socket"
     if dest.port is None:

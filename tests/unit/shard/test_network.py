@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import socket
 
-from presence_b2b.shard import network
-from presence_b2b.shard.destination import Transport
+from presence_b2b.shard import destination
+from presence_b2b.shard.destination import FAMILIES_MAX, Transport, address_family
 from presence_b2b.shard.network import via_for
 
 REQUEST = (
@@ -53,14 +53,14 @@ def test_without_a_listener_the_contact_stays_udp() -> None:
 
 
 def test_a_datagram_goes_out_with_the_family_of_its_address_literal() -> None:
-    assert network._family_of("127.0.0.1") == socket.AF_INET
-    assert network._family_of("[::1]") == network._family_of("::1") == socket.AF_INET6
-    assert network._family_of("example.com") == 0
-    assert network._family_of("example.com") == 0, "a name is never cached as an address"
+    assert address_family("127.0.0.1") == socket.AF_INET
+    assert address_family("[::1]") == address_family("::1") == socket.AF_INET6
+    assert address_family("example.com") == 0
+    assert address_family("example.com") == 0, "a name is never cached as an address"
 
 
 def test_the_family_cache_stays_bounded() -> None:
-    for i in range(network._FAMILIES_MAX + 10):
-        network._family_of(f"10.0.{i // 256}.{i % 256}")
-    assert len(network._FAMILIES) <= network._FAMILIES_MAX
-    assert network._family_of("10.0.0.1") == socket.AF_INET
+    for i in range(FAMILIES_MAX + 10):
+        address_family(f"10.0.{i // 256}.{i % 256}")
+    assert len(destination._FAMILIES) <= FAMILIES_MAX
+    assert address_family("10.0.0.1") == socket.AF_INET
