@@ -32,6 +32,9 @@ from .output import Output
 
 log = logging.getLogger(__name__)
 
+#: ``DialogEntry.client`` of an entry that serves nobody (client ids start at 1).
+_NOBODY = -1
+
 Key = tuple[str, str, str]  # package, record, subscriber
 Interest = tuple[int, int]  # client, the client's subscription id
 EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
@@ -42,24 +45,63 @@ class DialogEntry:
 
     ``last`` is what a client that joins is told at once; for a resource list
     that is one status per resource (``resources``, by resource URI) besides
-    the list's own last word."""
+    the list's own last word.
 
-    __slots__ = ("did", "interests", "key", "last", "resources")
+    Nearly every dialog serves one client subscription, so the first one lives
+    in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
+    supervisor's seq of its Sub, echoed when it ends on its own) and only the
+    others in a tuple: a tuple of tuples would cost 104 bytes per dialog more,
+    and a dict or set per interest more again."""
+
+    __slots__ = ("client", "did", "key", "last", "more", "resources", "seq", "sub_id")
 
     def __init__(self, did: int, key: Key) -> None:
         self.did = did
         self.key = key
-        #: A tuple, not a set: nearly every dialog serves one client subscription,
-        #: and a set costs 216 bytes where a one-item tuple costs 48.
-        self.interests: tuple[Interest, ...] = ()
+        self.client = _NOBODY
+        self.sub_id = 0
+        self.seq = 0
+        self.more: tuple[EndedItem, ...] = ()
         self.last: StatusMessage | None = None
         self.resources: dict[str, Status] | None = None
 
-    def join(self, interest: Interest) -> None:
-        self.interests = (*self.interests, interest)
+    @property
+    def interests(self) -> tuple[Interest, ...]:
+        """(client, id) of every client subscription served, the first first."""
+        if self.client == _NOBODY:
+            return ()
+        return ((self.client, self.sub_id), *[(c, i) for c, i, _ in self.more])
 
-    def leave(self, interest: Interest) -> None:
-        self.interests = tuple(i for i in self.interests if i != interest)
+    def members(self) -> list[EndedItem]:
+        """(client, id, seq) of every client subscription served."""
+        if self.client == _NOBODY:
+            return []
+        return [(self.client, self.sub_id, self.seq), *self.more]
+
+    def join(self, client: int, sub_id: int, seq: int) -> None:
+        if self.client == _NOBODY:
+            self.client, self.sub_id, self.seq = client, sub_id, seq
+        else:
+            self.more = (*self.more, (client, sub_id, seq))
+
+    def leave(self, client: int, sub_id: int) -> None:
+        if self.client == client and self.sub_id == sub_id:
+            if self.more:
+                self.client, self.sub_id, self.seq = self.more[0]
+                self.more = self.more[1:]
+            else:
+                self.clear()
+            return
+        self.more = tuple(m for m in self.more if m[0] != client or m[1] != sub_id)
+
+    @property
+    def serves(self) -> bool:
+        """Some client subscription is served."""
+        return self.client != _NOBODY
+
+    def clear(self) -> None:
+        """Serve nobody."""
+        self.client, self.sub_id, self.seq, self.more = _NOBODY, 0, 0, ()
 
     def remember(self, msg: StatusMessage) -> None:
         """Keep ``msg`` for clients that join later.
@@ -246,11 +288,10 @@ class FanOut:
         self.outboxes: dict[int, Outbox] = {}
         self.dialogs: dict[int, DialogEntry] = {}
         self._by_key: dict[Key, DialogEntry] = {}
-        self._by_interest: dict[Interest, DialogEntry] = {}
-        #: client -> its subscription ids with an interest here (detach's index).
-        self._by_client: dict[int, set[int]] = {}
-        #: The supervisor's seq of each interest's Sub, echoed when it ends on its own.
-        self._seqs: dict[Interest, int] = {}
+        #: client -> its subscription ids here -> the entry serving each: the
+        #: unsubscribe's and detach's index, one dict entry per interest.
+        self._clients: dict[int, dict[int, DialogEntry]] = {}
+        self._interests = 0
         self._next_did = 1
         self._ring_depth = metrics.qsa_ring_depth_bytes.labels("status")
         metrics.add_sampler(self.sample_rings)
@@ -267,8 +308,8 @@ class FanOut:
         """The client is gone: drop its interests (ending dialogs nobody else uses)."""
         # The client's own interests from the index: no scan of the shard's others
         # (a reconnect loop must not stall the shard).
-        for sub_id in list(self._by_client.get(client, ())):
-            self._remove((client, sub_id), tell=False)
+        for sub_id in list(self._clients.get(client, ())):
+            self._remove(client, sub_id, tell=False)
         box = self.outboxes.pop(client, None)
         if box is not None:
             box.close()
@@ -284,20 +325,18 @@ class FanOut:
         self, client: int, sub_id: int, package: str, record: str, subscriber: str, *,
         replay: bool = False, seq: int = 0,
     ) -> None:
-        interest = (client, sub_id)
-        if interest in self._by_interest:
+        if sub_id in self._clients.get(client, ()):
             self._send(client, sub_id, Failure(
                 sub_id, FailureKind.REFUSED, detail=f"subscription id {sub_id} is already in use"
             ))
             return
         if replay:
             self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
-        self._seqs[interest] = seq
         key = (package, record, subscriber)
         entry = self._by_key.get(key)
         if entry is not None:
-            entry.join(interest)
-            self._index(interest, entry)
+            entry.join(client, sub_id, seq)
+            self._index(client, sub_id, entry)
             for known in entry.known():
                 self._send(client, sub_id, known)
             self._gauges()
@@ -305,10 +344,10 @@ class FanOut:
         did = self._next_did
         self._next_did += 1
         entry = DialogEntry(did, key)
-        entry.join(interest)
+        entry.join(client, sub_id, seq)
         self.dialogs[did] = entry
         self._by_key[key] = entry
-        self._index(interest, entry)
+        self._index(client, sub_id, entry)
         self._gauges()
         self._start(did, record, subscriber, package)
 
@@ -335,7 +374,7 @@ class FanOut:
         released = 0
         for did in dids:
             entry = self.dialogs.get(did)
-            if entry is None or entry.interests or self._by_key.get(entry.key) is not entry:
+            if entry is None or entry.serves or self._by_key.get(entry.key) is not entry:
                 continue  # joined, or already ending (a client came and went)
             del self._by_key[entry.key]
             self._stop(did)
@@ -350,25 +389,24 @@ class FanOut:
         ``missed``: the subscription never reached this shard (it was down when
         the client subscribed and unsubscribed); only the final status is owed.
         """
-        if missed and (client, sub_id) not in self._by_interest:
+        if missed and sub_id not in self._clients.get(client, ()):
             self._send(client, sub_id, Status(
                 sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
             return False
-        return self._remove((client, sub_id), tell=True)
+        return self._remove(client, sub_id, tell=True)
 
-    def _remove(self, interest: Interest, *, tell: bool) -> bool:
-        entry = self._unindex(interest)
+    def _remove(self, client: int, sub_id: int, *, tell: bool) -> bool:
+        entry = self._unindex(client, sub_id)
         if entry is None:
             return False
-        self._seqs.pop(interest, None)
-        entry.leave(interest)
+        entry.leave(client, sub_id)
         if tell:
             # The client is told at once; the SIP teardown goes on without it.
-            self._send(interest[0], interest[1], Status(
-                interest[1], SubscriptionState.TERMINATED, "unsubscribed"
+            self._send(client, sub_id, Status(
+                sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
-        if not entry.interests:
+        if not entry.serves:
             if self._by_key.get(entry.key) is entry:
                 del self._by_key[entry.key]  # a new subscribe must not join a dying dialog
             self._stop(entry.did)
@@ -380,17 +418,17 @@ class FanOut:
         entry = self.dialogs.get(did)
         if entry is None:
             return []
-        gone = sorted(entry.interests)
-        for client, sub_id in gone:
-            self._unindex((client, sub_id))
+        members = sorted(entry.members())
+        for client, sub_id, _ in members:
+            self._unindex(client, sub_id)
             self._send(client, sub_id, Failure(sub_id, FailureKind.TERMINATED, detail=detail))
-        entry.interests = ()
+        entry.clear()
         if self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
-        self._report_ended(gone)
+        self._report_ended(members)
         self._stop(did)
         self._gauges()
-        return gone
+        return [(client, sub_id) for client, sub_id, _ in members]
 
     # ------------------------------------------------------------------ engine output
 
@@ -410,7 +448,11 @@ class FanOut:
         if entry is None:
             return
         entry.remember(msg)
-        for client, sub_id in entry.interests:
+        client = entry.client
+        if client == _NOBODY:
+            return
+        self._send(client, entry.sub_id, msg)
+        for client, sub_id, _ in entry.more:
             self._send(client, sub_id, msg)
 
     def finished(self, did: int) -> None:
@@ -418,32 +460,37 @@ class FanOut:
         entry = self.dialogs.pop(did, None)
         if entry is None:
             return
-        for interest in entry.interests:
-            self._unindex(interest)
+        members = sorted(entry.members())
+        for client, sub_id, _ in members:
+            self._unindex(client, sub_id)
         if self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
-        self._report_ended(sorted(entry.interests))
-        entry.interests = ()
+        self._report_ended(members)
+        entry.clear()
         self._gauges()
 
-    def _report_ended(self, interests: list[Interest]) -> None:
-        items = [(c, i, self._seqs.pop((c, i), 0)) for c, i in interests]
+    def _report_ended(self, items: list[EndedItem]) -> None:
         if items and self._ended is not None:
             self._ended(items)
 
     # ------------------------------------------------------------------ helpers
 
-    def _index(self, interest: Interest, entry: DialogEntry) -> None:
-        self._by_interest[interest] = entry
-        self._by_client.setdefault(interest[0], set()).add(interest[1])
+    def _index(self, client: int, sub_id: int, entry: DialogEntry) -> None:
+        ids = self._clients.get(client)
+        if ids is None:
+            ids = self._clients[client] = {}
+        ids[sub_id] = entry
+        self._interests += 1
 
-    def _unindex(self, interest: Interest) -> DialogEntry | None:
-        entry = self._by_interest.pop(interest, None)
-        ids = self._by_client.get(interest[0])
-        if ids is not None:
-            ids.discard(interest[1])
+    def _unindex(self, client: int, sub_id: int) -> DialogEntry | None:
+        ids = self._clients.get(client)
+        if ids is None:
+            return None
+        entry = ids.pop(sub_id, None)
+        if entry is not None:
+            self._interests -= 1
             if not ids:
-                del self._by_client[interest[0]]
+                del self._clients[client]
         return entry
 
     def _send(self, client: int, sub_id: int, msg: StatusMessage) -> None:
@@ -461,7 +508,7 @@ class FanOut:
 
     def _gauges(self) -> None:
         self.m.dialogs.set(len(self._by_key))
-        self.m.subscribers.set(len(self._by_interest))
+        self.m.subscribers.set(self._interests)
 
     def find(self, record: str = "", subscriber: str = "") -> list[DialogEntry]:
         return [

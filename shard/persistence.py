@@ -276,7 +276,7 @@ class Persistence:
                 continue
             moved += 1
             engine.abandon(did)
-            if entry.interests:
+            if entry.serves:
                 engine.subscribe(did, record, subscriber, entry.key[0])
             else:
                 fanout.finished(did)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import Callable, Iterator
 
 import msgspec
@@ -380,14 +379,41 @@ def test_detach_after_kill_and_unsubscribe_leaves_every_other_clients_interests(
     )
 
 
-def test_a_dialog_entry_keeps_its_one_client_subscription_in_a_small_tuple() -> None:
+def test_a_dialog_entry_keeps_its_one_client_subscription_in_its_own_slots() -> None:
     entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
-    entry.join((1, 7))
+    entry.join(1, 7, 70)
     assert entry.interests == ((1, 7),)
-    assert sys.getsizeof(entry.interests) <= 48  # a set would take 216 bytes
-    entry.join((2, 3))
-    entry.leave((1, 7))
-    assert entry.interests == ((2, 3),)
+    assert entry.members() == [(1, 7, 70)]
+    assert entry.more == ()  # the empty tuple is shared: nothing allocated per dialog
+
+
+def test_a_dialog_entry_moves_its_next_client_subscription_up_when_the_first_leaves() -> None:
+    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry.join(1, 7, 70)
+    entry.join(2, 3, 30)
+    entry.join(4, 5, 50)
+    entry.leave(1, 7)
+    assert entry.members() == [(2, 3, 30), (4, 5, 50)]
+    entry.leave(4, 5)
+    assert entry.members() == [(2, 3, 30)]
+    assert entry.more == ()
+
+
+def test_a_dialog_entry_whose_last_client_subscription_leaves_serves_nobody() -> None:
+    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry.join(1, 7, 70)
+    entry.leave(1, 7)
+    assert not entry.serves
+    assert entry.interests == ()
+    assert entry.members() == []
+
+
+def test_a_dialog_entry_ignores_the_leaving_of_a_client_subscription_it_does_not_serve() -> None:
+    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry.join(1, 7, 70)
+    entry.leave(1, 8)
+    entry.leave(2, 7)
+    assert entry.members() == [(1, 7, 70)]
 
 
 PIDF_AWAY = (
