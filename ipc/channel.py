@@ -33,26 +33,26 @@ BATCH_BYTES: Final = 48 * 1024
 """A replay batch is cut when its encoded commands pass this many bytes."""
 
 
-class Configure(msgspec.Struct, tag="configure", frozen=True):
+class Configure(msgspec.Struct, tag="configure", frozen=True, gc=False):
     """The first packet to a new shard: the whole validated configuration as tables."""
 
     config: dict[str, Any]
 
 
-class Attach(msgspec.Struct, tag="attach", frozen=True):
+class Attach(msgspec.Struct, tag="attach", frozen=True, gc=False):
     """A client connected: its status ring for this shard comes as 3 fds."""
 
     client: int
     name: str = ""
 
 
-class Detach(msgspec.Struct, tag="detach", frozen=True):
+class Detach(msgspec.Struct, tag="detach", frozen=True, gc=False):
     """A client is gone: drop its ring and its interest in every dialog."""
 
     client: int
 
 
-class Sub(msgspec.Struct, tag="sub", frozen=True):
+class Sub(msgspec.Struct, tag="sub", frozen=True, gc=False):
     """Client ``client`` asks for (package, record, subscriber) under its ``id``.
 
     ``replay`` marks a subscription re-sent to a restarted shard: the client first
@@ -73,7 +73,7 @@ class Sub(msgspec.Struct, tag="sub", frozen=True):
     refuse: str = ""
 
 
-class Unsub(msgspec.Struct, tag="unsub", frozen=True):
+class Unsub(msgspec.Struct, tag="unsub", frozen=True, gc=False):
     """Client ``client`` ends its subscription ``id``.
 
     ``missed`` marks an unsubscribe the shard never got the subscription for (it
@@ -86,7 +86,7 @@ class Unsub(msgspec.Struct, tag="unsub", frozen=True):
     missed: bool = False
 
 
-class Ended(msgspec.Struct, tag="ended", frozen=True):
+class Ended(msgspec.Struct, tag="ended", frozen=True, gc=False):
     """Shard → supervisor: these client subscriptions are over without an Unsub.
 
     The notifier ended them for good, the engine refused them, or an operator
@@ -97,13 +97,13 @@ class Ended(msgspec.Struct, tag="ended", frozen=True):
     items: list[tuple[int, int, int]]
 
 
-class Batch(msgspec.Struct, tag="batch", frozen=True):
+class Batch(msgspec.Struct, tag="batch", frozen=True, gc=False):
     """Several Sub/Unsub in one packet (replays after a restart)."""
 
     items: list[Sub | Unsub]
 
 
-class Query(msgspec.Struct, tag="query", frozen=True):
+class Query(msgspec.Struct, tag="query", frozen=True, gc=False):
     """An admin command for the shard; answered by an Answer with the same ``qid``."""
 
     qid: int
@@ -111,26 +111,26 @@ class Query(msgspec.Struct, tag="query", frozen=True):
     args: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Answer(msgspec.Struct, tag="answer", frozen=True):
+class Answer(msgspec.Struct, tag="answer", frozen=True, gc=False):
     qid: int
     ok: bool
     data: Any = None
     error: str = ""
 
 
-class Ping(msgspec.Struct, tag="ping", frozen=True):
+class Ping(msgspec.Struct, tag="ping", frozen=True, gc=False):
     """Liveness probe: a shard whose loop is stuck cannot answer it."""
 
     seq: int
 
 
-class Pong(msgspec.Struct, tag="pong", frozen=True):
+class Pong(msgspec.Struct, tag="pong", frozen=True, gc=False):
     seq: int
     subscriptions: int = 0
     dialogs: int = 0
 
 
-class Reload(msgspec.Struct, tag="reload", frozen=True):
+class Reload(msgspec.Struct, tag="reload", frozen=True, gc=False):
     """New [presence_b2b] parameters (as a table) and log level after SIGHUP;
     ``credentials``: the supervisor checked the credentials file, read it again."""
 
@@ -139,13 +139,13 @@ class Reload(msgspec.Struct, tag="reload", frozen=True):
     credentials: bool = False
 
 
-class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):
+class Shutdown(msgspec.Struct, tag="shutdown", frozen=True, gc=False):
     """Unsubscribe everything, wait at most ``grace`` seconds, then exit 0."""
 
     grace: float
 
 
-class Ready(msgspec.Struct, tag="ready", frozen=True):
+class Ready(msgspec.Struct, tag="ready", frozen=True, gc=False):
     """The shard is up: its SIP socket is bound and it takes commands."""
 
     shard: int

@@ -56,7 +56,7 @@ class ProtocolError(ValueError):
 # ---------------------------------------------------------------- requests
 
 
-class Subscribe(msgspec.Struct, tag="subscribe", frozen=True):
+class Subscribe(msgspec.Struct, tag="subscribe", frozen=True, gc=False):
     """Ask for the presence of ``record`` as ``subscriber``.
 
     ``id`` is chosen by the client, unique among its live subscriptions on this
@@ -69,7 +69,7 @@ class Subscribe(msgspec.Struct, tag="subscribe", frozen=True):
     subscriber: Uri
 
 
-class Unsubscribe(msgspec.Struct, tag="unsubscribe", frozen=True):
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", frozen=True, gc=False):
     """End subscription ``id``; a final ``Status(terminated, "unsubscribed")`` follows."""
 
     id: SubscriptionId
@@ -83,7 +83,7 @@ Request = Subscribe | Unsubscribe
 Role = Literal["client", "admin"]
 
 
-class Hello(msgspec.Struct, tag="hello", frozen=True):
+class Hello(msgspec.Struct, tag="hello", frozen=True, gc=False):
     """First packet from the connecting side; ``name`` shows up in admin listings."""
 
     version: int
@@ -91,7 +91,7 @@ class Hello(msgspec.Struct, tag="hello", frozen=True):
     name: str = ""
 
 
-class Welcome(msgspec.Struct, tag="welcome", frozen=True):
+class Welcome(msgspec.Struct, tag="welcome", frozen=True, gc=False):
     """Answer to a client Hello; the packet carries the ring fds (see the protocol doc).
 
     ``fds`` is the total number of fds the client is about to receive:
@@ -107,26 +107,26 @@ class Welcome(msgspec.Struct, tag="welcome", frozen=True):
     fds: int = 0
 
 
-class MoreFds(msgspec.Struct, tag="more-fds", frozen=True):
+class MoreFds(msgspec.Struct, tag="more-fds", frozen=True, gc=False):
     """Continuation of a Welcome whose fds do not fit in one packet."""
 
     offset: int
 
 
-class Refused(msgspec.Struct, tag="refused", frozen=True):
+class Refused(msgspec.Struct, tag="refused", frozen=True, gc=False):
     """Sent just before the service closes a connection it will not serve."""
 
     reason: str
 
 
-class AdminRequest(msgspec.Struct, tag="admin", frozen=True):
+class AdminRequest(msgspec.Struct, tag="admin", frozen=True, gc=False):
     """One command of ``presence-b2b ctl``: stats, list, show, kill, refresh."""
 
     command: str
     args: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class AdminReply(msgspec.Struct, tag="admin-reply", frozen=True):
+class AdminReply(msgspec.Struct, tag="admin-reply", frozen=True, gc=False):
     """Answer to one AdminRequest. ``data`` is any JSON-able value.
 
     A reply whose ``data`` is a list too long for one packet is split over

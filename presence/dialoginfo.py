@@ -37,7 +37,7 @@ __all__ = [
 DIALOG_INFO_NS: Final = "urn:ietf:params:xml:ns:dialog-info"
 
 
-class Participant(msgspec.Struct, frozen=True, omit_defaults=True):
+class Participant(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """``<local>`` or ``<remote>``: who, as the notifier names them."""
 
     identity: str | None = None
@@ -45,7 +45,7 @@ class Participant(msgspec.Struct, frozen=True, omit_defaults=True):
     target: str | None = None  # the ``<target uri=...>``, the contact the dialog reaches
 
 
-class Dialog(msgspec.Struct, frozen=True, omit_defaults=True):
+class Dialog(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<dialog>``. ``state`` is trying, proceeding, early, confirmed or terminated;
     ``event`` and ``code`` say why a dialog ended (e.g. ``rejected``, 486)."""
 
@@ -62,7 +62,7 @@ class Dialog(msgspec.Struct, frozen=True, omit_defaults=True):
     remote: Participant | None = None
 
 
-class DialogInfo(msgspec.Struct, tag="dialog-info", frozen=True, omit_defaults=True):
+class DialogInfo(msgspec.Struct, tag="dialog-info", frozen=True, gc=False, omit_defaults=True):
     """The whole document. ``state`` is ``full`` or ``partial`` (a partial document
     lists only the dialogs that changed since the previous ``version``)."""
 

@@ -14,14 +14,14 @@ import msgspec
 Basic = Literal["open", "closed"]
 
 
-class Note(msgspec.Struct, frozen=True, omit_defaults=True):
+class Note(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """A ``<note>``; ``lang`` is its ``xml:lang`` when given."""
 
     text: str
     lang: str | None = None
 
 
-class PresenceTuple(msgspec.Struct, frozen=True, omit_defaults=True):
+class PresenceTuple(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<tuple>``. ``basic`` is None when the tuple's status has no ``<basic>``."""
 
     id: str
@@ -33,7 +33,7 @@ class PresenceTuple(msgspec.Struct, frozen=True, omit_defaults=True):
     extensions: tuple[str, ...] = ()
 
 
-class Presentity(msgspec.Struct, frozen=True, omit_defaults=True):
+class Presentity(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The whole document: what a consumer needs to decide "is this person there"."""
 
     entity: str

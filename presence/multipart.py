@@ -50,7 +50,7 @@ _QUOTED_PAIR: Final = re.compile(r"\\(.)")
 _BLANKS: Final = b" \t"
 
 
-class Part(msgspec.Struct, frozen=True):
+class Part(msgspec.Struct, frozen=True, gc=False):
     """One body part: its media type (as written, parameters included; "" when the
     part had no Content-Type), its Content-ID (normalised, None when absent) and
     its body, transfer-decoded for base64 and quoted-printable."""
@@ -60,7 +60,7 @@ class Part(msgspec.Struct, frozen=True):
     body: bytes
 
 
-class Related(msgspec.Struct, frozen=True):
+class Related(msgspec.Struct, frozen=True, gc=False):
     """The parts in order, and the root: the part ``start=`` names, else the first."""
 
     root: Part

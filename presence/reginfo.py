@@ -32,7 +32,7 @@ __all__ = [
 REGINFO_NS: Final = "urn:ietf:params:xml:ns:reginfo"
 
 
-class RegContact(msgspec.Struct, frozen=True, omit_defaults=True):
+class RegContact(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<contact>``: ``state`` active or terminated, ``event`` what changed it
     (registered, created, refreshed, shortened, expired, deactivated, probation,
     unregistered, rejected). ``expires`` and ``duration_registered`` are seconds."""
@@ -50,7 +50,7 @@ class RegContact(msgspec.Struct, frozen=True, omit_defaults=True):
     cseq: int | None = None
 
 
-class Registration(msgspec.Struct, frozen=True, omit_defaults=True):
+class Registration(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<registration>`` of an address of record; ``state`` is init, active
     or terminated."""
 
@@ -60,7 +60,7 @@ class Registration(msgspec.Struct, frozen=True, omit_defaults=True):
     contacts: tuple[RegContact, ...] = ()
 
 
-class RegInfo(msgspec.Struct, tag="reginfo", frozen=True, omit_defaults=True):
+class RegInfo(msgspec.Struct, tag="reginfo", frozen=True, gc=False, omit_defaults=True):
     """The whole document; ``state`` is ``full`` or ``partial``."""
 
     state: str = "full"

@@ -50,7 +50,7 @@ MAX_RETAINED_BYTES: Final = 8 << 20
 _sizer: Final = msgspec.msgpack.Encoder()
 
 
-class ResourceState(msgspec.Struct, frozen=True, omit_defaults=True):
+class ResourceState(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One instance of one resource of a list, as a NOTIFY left it.
 
     ``state`` is the instance's active, pending or terminated ("" when the
@@ -75,7 +75,7 @@ class ResourceState(msgspec.Struct, frozen=True, omit_defaults=True):
     removed: bool = False
 
 
-class ResourceList(msgspec.Struct, tag="resource-list", frozen=True, omit_defaults=True):
+class ResourceList(msgspec.Struct, tag="resource-list", frozen=True, gc=False, omit_defaults=True):
     """What one list NOTIFY says, or what the tracker knows (``snapshot``).
 
     ``needs_refresh``: a notification was lost (a gap in ``version``), a partial

@@ -40,7 +40,7 @@ RLMI_NS: Final = "urn:ietf:params:xml:ns:rlmi"
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
-class RlmiInstance(msgspec.Struct, frozen=True, omit_defaults=True):
+class RlmiInstance(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<instance>``: ``state`` active, pending or terminated; ``reason`` when
     terminated (RFC 6665's reasons); ``cid`` names the part holding its document,
     without angle brackets or a ``cid:`` prefix."""
@@ -51,7 +51,7 @@ class RlmiInstance(msgspec.Struct, frozen=True, omit_defaults=True):
     cid: str | None = None
 
 
-class RlmiResource(msgspec.Struct, frozen=True, omit_defaults=True):
+class RlmiResource(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<resource>``; ``names`` are its display names (a Note is text + lang)."""
 
     uri: str
@@ -59,7 +59,7 @@ class RlmiResource(msgspec.Struct, frozen=True, omit_defaults=True):
     instances: tuple[RlmiInstance, ...] = ()
 
 
-class RlmiList(msgspec.Struct, frozen=True, omit_defaults=True):
+class RlmiList(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The whole document: the list's URI, ``version`` (counts notifications, +1 each)
     and ``full_state`` (False: only the resources that changed are listed)."""
 

@@ -29,7 +29,7 @@ class SubscriptionState(StrEnum):
     TERMINATED = "terminated"
 
 
-class Status(msgspec.Struct, tag="status", frozen=True, omit_defaults=True):
+class Status(msgspec.Struct, tag="status", frozen=True, gc=False, omit_defaults=True):
     """One NOTIFY's worth of presence, or a state change the service itself decided.
 
     ``reason`` is the Subscription-State reason from the notifier (``timeout``,
@@ -86,7 +86,7 @@ class FailureKind(StrEnum):
     TOO_LARGE = "too-large"  # a document over the service's limits
 
 
-class Failure(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
+class Failure(msgspec.Struct, tag="error", frozen=True, gc=False, omit_defaults=True):
     """A failure of one subscription. ``retry_in`` is the seconds until the service
     tries again on its own; None means final: the subscription is over and the
     consumer will get nothing more for this id."""

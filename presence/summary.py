@@ -47,7 +47,7 @@ _COUNTS: Final = re.compile(
 )
 
 
-class MessageCounts(msgspec.Struct, frozen=True, omit_defaults=True):
+class MessageCounts(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The counts of one message class; the urgent counts are None when not given."""
 
     message_class: str  # lower case: voice-message, fax-message, ...
@@ -57,7 +57,9 @@ class MessageCounts(msgspec.Struct, frozen=True, omit_defaults=True):
     old_urgent: int | None = None
 
 
-class MessageSummary(msgspec.Struct, tag="message-summary", frozen=True, omit_defaults=True):
+class MessageSummary(
+    msgspec.Struct, tag="message-summary", frozen=True, gc=False, omit_defaults=True
+):
     """The whole summary. ``waiting`` is None when the body did not say."""
 
     waiting: bool | None = None

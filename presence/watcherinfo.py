@@ -35,7 +35,7 @@ __all__ = [
 WATCHERINFO_NS: Final = "urn:ietf:params:xml:ns:watcherinfo"
 
 
-class Watcher(msgspec.Struct, frozen=True, omit_defaults=True):
+class Watcher(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One ``<watcher>``: ``uri`` is its text, the watcher's address."""
 
     id: str
@@ -48,7 +48,7 @@ class Watcher(msgspec.Struct, frozen=True, omit_defaults=True):
     duration_subscribed: int | None = None
 
 
-class WatcherList(msgspec.Struct, frozen=True, omit_defaults=True):
+class WatcherList(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """The watchers of one ``resource`` for one event ``package``."""
 
     resource: str
@@ -56,7 +56,7 @@ class WatcherList(msgspec.Struct, frozen=True, omit_defaults=True):
     watchers: tuple[Watcher, ...] = ()
 
 
-class WatcherInfo(msgspec.Struct, tag="watcherinfo", frozen=True, omit_defaults=True):
+class WatcherInfo(msgspec.Struct, tag="watcherinfo", frozen=True, gc=False, omit_defaults=True):
     """The whole document; ``state`` is ``full`` or ``partial``."""
 
     state: str = "full"
