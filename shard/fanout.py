@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -143,6 +144,15 @@ class DialogEntry:
         if last is not None:
             out.append(last)
         return out
+
+
+def _kept_key(package: str, record: str, subscriber: str) -> Key:
+    """The key a dialog is kept under, its strings shared with every other dialog's.
+
+    Each Sub is decoded from the channel into new strings; kept as they come, a
+    watcher with a thousand buddies would hold a thousand copies of its URI and
+    every dialog one of its package's name (the supervisor interns them too)."""
+    return (sys.intern(package), record, sys.intern(subscriber))
 
 
 def _merge_key(sub_id: int, msg: StatusMessage) -> tuple[int, str]:
@@ -332,7 +342,7 @@ class FanOut:
             return
         if replay:
             self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
-        key = (package, record, subscriber)
+        key = _kept_key(package, record, subscriber)
         entry = self._by_key.get(key)
         if entry is not None:
             entry.join(client, sub_id, seq)
@@ -349,14 +359,14 @@ class FanOut:
         self._by_key[key] = entry
         self._index(client, sub_id, entry)
         self._gauges()
-        self._start(did, record, subscriber, package)
+        self._start(did, record, key[2], key[0])
 
     def restore(self, key: Key, last: StatusMessage | None) -> int:
         """A dialog the store gave back, with no client yet: a client that asks
         for ``key`` joins it and gets ``last`` at once. Returns its id."""
         did = self._next_did
         self._next_did += 1
-        entry = DialogEntry(did, key)
+        entry = DialogEntry(did, _kept_key(*key))
         if last is not None:
             entry.remember(msgspec.structs.replace(last, id=did))
         self.dialogs[did] = entry

@@ -379,6 +379,18 @@ def test_detach_after_kill_and_unsubscribe_leaves_every_other_clients_interests(
     )
 
 
+def test_dialogs_of_one_subscriber_share_its_uri_and_package_name(h: Harness) -> None:
+    h.attach(1)
+    # As decoded from the channel: equal strings, each a new object.
+    for i in range(3):
+        h.fanout.subscribe(1, i, "".join(["pres", "ence"]), f"sip:r{i}@x", "".join([WATCHER]))
+    entries = list(h.fanout.dialogs.values())
+    assert len({id(e.key[0]) for e in entries}) == 1
+    assert len({id(e.key[2]) for e in entries}) == 1
+    # The engine keeps the same objects, not copies of its own.
+    assert all(s[2] is entries[0].key[2] and s[3] is entries[0].key[0] for s in h.engine.started)
+
+
 def test_a_dialog_entry_keeps_its_one_client_subscription_in_its_own_slots() -> None:
     entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
     entry.join(1, 7, 70)
