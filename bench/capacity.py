@@ -11,8 +11,9 @@ docstring). Phases:
   establish   subscribe M pairs (at most --window not yet active; the service's
               token bucket sets the pace) -> establish_s, from the first
               subscribe to the last first-active status.
-  idle        wait --idle-wait seconds (the NOTIFY server transactions end after
-              64*T1 = 32 s) -> RSS of supervisor + shards (psutil) over M =
+  idle        wait --idle-wait seconds (client transactions end after 64*T1 = 32 s,
+              and a subscription quiet for 64*T1 + T4 + 1 = 38 s rests, packed)
+              -> RSS of supervisor + shards (psutil) over M =
               rss_bytes_per_sub; also the RSS above the empty service, over M.
   refresh     the stub grants an Expires chosen so the first refreshes come
               after the idle phase; watch until M refreshes were sent (from
@@ -284,7 +285,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rate", type=float, default=1000.0, help="sip.subscribe_rate (/s)")
     ap.add_argument("--window", type=int, default=2000, help="subscriptions not yet active")
-    ap.add_argument("--idle-wait", type=float, default=35.0, help="seconds before the RSS")
+    ap.add_argument("--idle-wait", type=float, default=45.0, help="seconds before the RSS")
     ap.add_argument("--delta", type=int, default=10, help="presence_b2b.resubscribe_delta")
     ap.add_argument("--no-refresh", action="store_true", help="skip the refresh phase")
     ap.add_argument("--sample", type=float, default=1.0, help="seconds between scrapes")

@@ -16,15 +16,16 @@ Figures (medians over ``--repeat`` measurements of ``--rounds`` rounds each):
 
   notify_per_s        NOTIFYs per second of one core, including the work of any
                       timer they leave behind: after the rounds the clock moves
-                      past 64*T1 and what expires is timed and added (nothing
-                      since NOTIFYs are answered without a server transaction).
+                      past the engine's rest_after (longer than any transaction)
+                      and what runs then is timed and added: putting the
+                      dialogs the NOTIFYs woke back to rest.
                       Like the shard's driver, the loop takes the engine's
                       output (and deadline) after every input.
   us_per_notify       the same as microseconds per NOTIFY.
   setup_per_s         subscriptions established per second of engine time
                       (subscribe -> SUBSCRIBE, 200 -> dialog, NOTIFY -> 200 + Status).
   bytes_per_sub_*     at ``--mem-subs`` (default 100 000) subscriptions established
-                      and idle (every transaction ended), each in a fresh child
+                      and idle (every transaction ended, every one at rest), each in a fresh child
                       process: live Python objects per subscription from tracemalloc,
                       and the RSS growth per subscription from psutil.
 
@@ -221,11 +222,17 @@ class Harness:
             timed.append(spent)
 
     def idle(self) -> float:
-        """Move the clock past every transaction timer and let each end; seconds spent."""
+        """Move the clock past every transaction timer and past the engine's
+        ``rest_after``, and let each timer end and each quiet subscription rest
+        (a batch per timer turn, as in the shard); seconds spent."""
         t0 = time.process_time()
-        self.clock.now += 64 * SipSettings().t1 + 1.0
-        self.engine.on_timer()
-        self.take()
+        engine = self.engine
+        self.clock.now += engine.rest_after + 2.0
+        while True:
+            engine.on_timer()
+            deadline = self.take()
+            if deadline is None or deadline > self.clock.now:
+                break
         self.out.clear()
         return time.process_time() - t0
 

@@ -363,6 +363,10 @@ CATALOG: tuple[Family, ...] = (
     ),
     Family("dialogs", "gauge", "SIP dialogs kept (one per distinct record and subscriber)."),
     Family(
+        "dialogs_resting", "gauge",
+        "Subscriptions kept packed: confirmed, and quiet for longer than any transaction lives.",
+    ),
+    Family(
         "subscribers", "gauge",
         "Client subscriptions attached to those dialogs; above dialogs when clients share.",
     ),

@@ -252,6 +252,7 @@ class ShardMetrics:
     subscriptions_failed: CounterVec
     subscriptions_terminated: CounterVec
     dialogs: Gauge
+    dialogs_resting: Gauge
     subscribers: Gauge
     notify_to_client_seconds: Histogram
     # digest authentication

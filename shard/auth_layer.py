@@ -17,7 +17,7 @@ from ..sip.digest import DigestCredential
 from ..sip.message import Request, Response, parse_message
 from .auth import AuthRefusal, AuthRetry, ClientAuth, CredentialLookup, set_auth_headers
 from .observer import EngineObserver
-from .usage import Usage
+from .usage import RestingUsage, Usage
 
 __all__ = ["NO_CREDENTIALS", "AuthLayer"]
 
@@ -49,7 +49,9 @@ class AuthLayer:
     def lookup(self, subscriber: str, realm: str) -> DigestCredential | None:
         return self._credentials.lookup(subscriber, realm)
 
-    def configure(self, credentials: CredentialLookup | None, usages: list[Usage]) -> None:
+    def configure(
+        self, credentials: CredentialLookup | None, usages: list[Usage | RestingUsage]
+    ) -> None:
         """New credentials (SIGHUP): cached nonces were computed with the old ones."""
         self._credentials = credentials or NO_CREDENTIALS
         for usage in usages:

@@ -10,7 +10,7 @@ in the order of the hot path's costs: the common NOTIFY parses only its tags.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..sip.dialog import CSeqOutOfOrder
 from ..sip.headers import parse_event, parse_subscription_state, parse_tag
@@ -18,7 +18,7 @@ from ..sip.message import Request, SipParseError
 from .observer import EngineObserver
 from .output import valid_text
 from .subscription import NotifyInfo
-from .usage import Usage
+from .usage import RestingUsage, Usage
 
 __all__ = ["PACKAGE", "DialogSet", "NotifyMatch"]
 
@@ -44,12 +44,16 @@ def _refuse(code: int, reason: str) -> NotifyMatch:
 class DialogSet:
     """The live dialogs of one shard, by Call-ID."""
 
-    __slots__ = ("_by_call_id", "_obs", "_sub_states")
+    __slots__ = ("_by_call_id", "_obs", "_sub_states", "_wake")
 
-    def __init__(self, observer: EngineObserver) -> None:
-        self._by_call_id: dict[str, Usage] = {}
+    def __init__(
+        self, observer: EngineObserver, wake: Callable[[RestingUsage], Usage] | None = None
+    ) -> None:
+        self._by_call_id: dict[str, Usage | RestingUsage] = {}
         self._sub_states: dict[str, _SubState] = {}
         self._obs = observer
+        #: How the engine wakes a resting subscription a NOTIFY is for.
+        self._wake = wake
 
     def __len__(self) -> int:
         return len(self._by_call_id)
@@ -58,6 +62,16 @@ class DialogSet:
         """Index the usage's (new) dialog."""
         assert usage.dialog is not None
         self._by_call_id[usage.dialog.call_id] = usage
+
+    def rested(self, usage: Usage, resting: RestingUsage) -> None:
+        """``usage`` went to rest as ``resting``: its Call-ID now leads there."""
+        if self._by_call_id.get(resting.call_id) is usage:
+            self._by_call_id[resting.call_id] = resting
+
+    def woken(self, resting: RestingUsage, usage: Usage) -> None:
+        """``resting`` woke up as ``usage``."""
+        if self._by_call_id.get(resting.call_id) is resting:
+            self._by_call_id[resting.call_id] = usage
 
     def knows(self, call_id: str) -> bool:
         """Is ``call_id`` one of our dialogs' (a NOTIFY for it gets a transaction)?"""
@@ -86,7 +100,10 @@ class DialogSet:
         except SipParseError as exc:
             self._obs.parse_error(exc.kind)
             return _refuse(400, f"Bad Request ({exc})")
-        usage = self._by_call_id.get(first["Call-ID"])
+        found = self._by_call_id.get(first["Call-ID"])
+        if isinstance(found, RestingUsage):
+            found = None if self._wake is None else self._wake(found)
+        usage = found
         if usage is None or usage.dialog is None or usage.dialog.local_tag != (to_tag or ""):
             return _NO_DIALOG
         dialog = usage.dialog

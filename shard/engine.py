@@ -80,7 +80,7 @@ from .subscription import (
     SendInitial,
     State,
 )
-from .usage import Usage
+from .usage import RestingUsage, Usage, rest
 
 __all__ = ["PACKAGE", "Engine", "LocalEndpoint", "machine_params"]
 
@@ -94,6 +94,12 @@ _MANDATORY_SET = frozenset(_MANDATORY)
 _ALLOW = (("Allow", ALLOW),)
 _OPTIONS_200 = (("Allow", ALLOW), ("Accept", ACCEPT))
 _DEST_CACHE = 1024  # source addresses whose Destination is kept for responses
+#: Subscriptions put to rest in one timer turn at most: a wave of them (the
+#: set-up of many, 40 s on) must not hold up the loop.
+REST_BATCH = 2000
+#: Seconds the oldest awake subscription may wait past its time to rest, so
+#: that they are put to rest in batches, not one timer turn each.
+REST_SLACK = 1.0
 
 
 class _Pending:
@@ -196,8 +202,16 @@ class Engine:
             self.obs.pace(self.pace.rate)
         self.queue: TimerQueue[Any] = TimerQueue()
         self.table = TransactionTable(TimerSettings(sip.t1, sip.t2, sip.t4), queue=self.queue)
-        self.usages: dict[int, Usage] = {}
-        self.dialogs = DialogSet(self.obs)
+        #: Every subscription, awake (a :class:`Usage`) or at rest.
+        self.usages: dict[int, Usage | RestingUsage] = {}
+        #: The awake ones, least recently touched first: who may rest next.
+        self._awake: dict[int, Usage] = {}
+        self._resting = 0
+        #: Quiet for this long, a subscription rests: longer than any client
+        #: transaction lives (Timer F, then Timer K), so none still holds the
+        #: usage it was when it rests.
+        self.rest_after = 64 * sip.t1 + sip.t4 + 1.0
+        self.dialogs = DialogSet(self.obs, self._wake)
         self.requester = Requester(params, sip, local)
         self.auth = AuthLayer(credentials, self.obs)
         self._hostport = local.hostport
@@ -224,6 +238,11 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         deadline = self.queue.next_deadline()
+        awake = self._awake
+        if awake:
+            rest_at = next(iter(awake.values())).touched + self.rest_after + REST_SLACK
+            if deadline is None or rest_at < deadline:
+                deadline = rest_at
         if self.hold is not None and len(self.hold):
             release = self.hold.next_release(self.clock())
             if release is not None and (deadline is None or release < deadline):
@@ -270,7 +289,7 @@ class Engine:
 
     def unsubscribe(self, sub_id: int) -> bool:
         """End a subscription; the consumer gets one final TERMINATED status."""
-        usage = self.usages.get(sub_id)
+        usage = self.usage(sub_id)
         if usage is None:
             return False
         now = self.clock()
@@ -286,7 +305,7 @@ class Engine:
 
     def refresh(self, sub_id: int) -> bool:
         """Operator's refresh: refresh a dialog now, or end a retry wait now."""
-        usage = self.usages.get(sub_id)
+        usage = self.usage(sub_id)
         if usage is None:
             return False
         now = self.clock()
@@ -300,7 +319,8 @@ class Engine:
         self._machine_params = machine_params(params, self.sip.t1)
         self.requester.configure(params)
         for usage in self.usages.values():
-            usage.params = self._machine_params
+            if isinstance(usage, Usage):  # one at rest takes them when it wakes
+                usage.params = self._machine_params
 
     def set_credentials(self, credentials: CredentialLookup | None) -> None:
         """New credentials (SIGHUP): the next challenge is answered with them."""
@@ -354,9 +374,11 @@ class Engine:
     def abandon(self, sub_id: int) -> bool:
         """Forget a subscription without a word to anyone: no SIP, no status, no
         finished id (its dialog now belongs to another host)."""
-        usage = self.usages.pop(sub_id, None)
-        if usage is None:
+        if self.usage(sub_id) is None:
             return False
+        usage = self.usages.pop(sub_id)
+        assert isinstance(usage, Usage)
+        self._awake.pop(sub_id, None)
         if usage.counted is not None:
             self.obs.state_changed(usage.counted, None)
         self.dialogs.forget(usage)
@@ -393,11 +415,23 @@ class Engine:
     def __len__(self) -> int:
         return len(self.usages)
 
-    def __iter__(self) -> Iterator[Usage]:
+    def __iter__(self) -> Iterator[Usage | RestingUsage]:
         return iter(self.usages.values())
 
+    def usage(self, sub_id: int) -> Usage | None:
+        """The subscription ``sub_id``, woken if it was at rest."""
+        found = self.usages.get(sub_id)
+        if found is None or isinstance(found, Usage):
+            return found
+        return self._wake(found)
+
+    @property
+    def resting(self) -> int:
+        """Subscriptions at rest."""
+        return self._resting
+
     def snapshot(self, sub_id: int) -> dict[str, Any] | None:
-        usage = self.usages.get(sub_id)
+        usage = self.usage(sub_id)
         if usage is None:
             return None
         out: dict[str, Any] = usage.snapshot()
@@ -440,6 +474,9 @@ class Engine:
             try:
                 if isinstance(owner, Usage):
                     self._usage_timer(owner, now)
+                elif isinstance(owner, RestingUsage):
+                    if self.usages.get(owner.sub_id) is owner:
+                        self._usage_timer(self._wake(owner), now)
                 else:
                     for txn, event in self.table.fire(owner, now):
                         self._client_event(txn, event, now)
@@ -447,6 +484,53 @@ class Engine:
                 self._unowned_error("timer", exc)
         if self.hold is not None and len(self.hold):
             self._release_held(now)
+        if self._awake:
+            self._rest_quiet(now)
+
+    # ------------------------------------------------------------------ rest
+
+    def _rest_quiet(self, now: float) -> None:
+        """Put the subscriptions quiet for ``rest_after`` to rest, oldest first.
+        One that cannot rest (a retry wait, a resource list) leaves the queue of
+        candidates until its next event."""
+        awake = self._awake
+        quiet_since = now - self.rest_after
+        due: list[int] = []
+        for sub_id, usage in awake.items():
+            if usage.touched > quiet_since or len(due) >= REST_BATCH:
+                break
+            due.append(sub_id)
+        for sub_id in due:
+            usage = awake.pop(sub_id)
+            if self.usages.get(sub_id) is not usage:
+                continue
+            try:
+                resting = rest(usage)
+                if resting is None:
+                    continue
+                assert usage.armed_at is not None  # rest() asks for an armed timer
+                self.queue.hand_over(usage, resting, usage.armed_at)
+                self.usages[sub_id] = resting
+                self.dialogs.rested(usage, resting)
+                self._resting += 1
+            except Exception as exc:
+                # It stays awake and whole: rest is an economy, never a step.
+                self._unowned_error("rest", exc)
+
+    def _wake(self, resting: RestingUsage) -> Usage:
+        """The usage of a resting subscription, in its place again."""
+        usage = resting.wake(self._machine_params, self.rng)
+        sub_id = usage.sub_id
+        self.usages[sub_id] = usage
+        self.dialogs.woken(resting, usage)
+        self._resting -= 1
+        if resting.timer_seq:
+            self.queue.hand_over(resting, usage, resting.deadline)
+        else:
+            usage.armed_at = None  # its timer fired: the caller runs it
+        usage.touched = self.clock()
+        self._awake[sub_id] = usage
+        return usage
 
     def _usage_timer(self, usage: Usage, now: float) -> None:
         if self.usages.get(usage.sub_id) is not usage:
@@ -908,6 +992,12 @@ class Engine:
         if usage.counted is not after:
             self.obs.state_changed(usage.counted, after)
             usage.counted = after
+        # To the end of the awake queue: rest waits for rest_after of quiet.
+        usage.touched = self.clock()
+        awake = self._awake
+        sub_id = usage.sub_id
+        awake.pop(sub_id, None)
+        awake[sub_id] = usage
 
     def _apply(
         self, usage: Usage, actions: list[Action], notify: tuple[bytes, str] | None
@@ -1106,4 +1196,5 @@ class Engine:
         if self.usages.get(usage.sub_id) is usage:
             del self.usages[usage.sub_id]
             self._out.finished.append(usage.sub_id)
+        self._awake.pop(usage.sub_id, None)
         _release(usage)

@@ -32,7 +32,7 @@ from ..store.partition import partition_of
 from ..store.record import Change, DialogKey, DialogRecord
 from .engine import Engine
 from .fanout import FanOut
-from .usage import Usage
+from .usage import RestingUsage, Usage
 
 __all__ = ["JOURNAL_TICK", "Persistence", "record_of"]
 
@@ -166,21 +166,23 @@ class Persistence:
 
     def _write(self, changes: dict[int, tuple[Usage, Change]]) -> None:
         to_wall = self._wall() - self.engine.clock()
-        live = self.engine.usages
         for did, (usage, change) in changes.items():
             key = _key(usage)
+            # What the engine holds for it now (ids are never reused): the
+            # journaled object itself, or the same subscription woken from rest.
+            live = self.engine.usage(did)
             if not self.store.owns(key):
-                if live.get(did) is usage:
-                    self._deferred[did] = (usage, change)
+                if live is not None:
+                    self._deferred[did] = (live, change)
                 continue  # not (yet) this node's partition: the row is not ours
             entry = self.fanout.dialogs.get(did)
             record = None
-            if live.get(did) is usage:
-                if usage.refresh_due is None and usage.dialog is not None and not (
-                    usage.dialog.confirmed
+            if live is not None:
+                if live.refresh_due is None and live.dialog is not None and not (
+                    live.dialog.confirmed
                 ):
                     continue  # a new dialog on its way: written once confirmed
-                record = record_of(usage, None if entry is None else entry.last, to_wall)
+                record = record_of(live, None if entry is None else entry.last, to_wall)
             if record is not None:
                 self.store.put(record, change)
             elif self.fanout.serving(key) in (None, did):
@@ -220,7 +222,7 @@ class Persistence:
             if serving is not None:
                 # A client here has a dialog of its own for the pair already:
                 # that one is kept, and its record replaces the stored one.
-                usage = engine.usages.get(serving)
+                usage = engine.usage(serving)
                 if usage is not None:
                     self._deferred[serving] = (usage, Change.ROUTE)
                     self._held_seen = -1
@@ -285,5 +287,5 @@ class Persistence:
         self._flush()
 
 
-def _key(usage: Usage) -> DialogKey:
+def _key(usage: Usage | RestingUsage) -> DialogKey:
     return (usage.package, usage.record, usage.subscriber)

@@ -171,6 +171,8 @@ class ShardProcess:
         driver.engine = engine
         driver.consumer = fanout.consume
         self.driver, self.engine, self.fanout = driver, engine, fanout
+        resting = self.m.dialogs_resting
+        self.m.add_sampler(lambda: resting.set(engine.resting))
         if cfg.store.url:
             # Before Ready: the supervisor's replay must find the restored dialogs.
             self.persistence = await self._open_store(cfg, engine, fanout, driver)
@@ -359,6 +361,7 @@ class ShardProcess:
                     "compiled": compiled.is_compiled(),
                     "dialogs": len(fanout.dialogs),
                     "subscriptions": len(engine),
+                    "resting": engine.resting,
                     "clients": len(fanout.outboxes),
                     "states": engine.state_counts(),
                     "pending_statuses": sum(len(b.pending) for b in fanout.outboxes.values()),

@@ -4,18 +4,25 @@ The state machine (:class:`Subscription`) stays free of SIP objects; the
 engine's fields are slots of the same object rather than a second object that
 points at it, which saves an object and a reference per subscription (there
 may be a million).
+
+A confirmed subscription with nothing in flight can rest: :func:`rest` packs
+it into a :class:`RestingUsage` (a few shared references and one bytes
+object), and :meth:`RestingUsage.wake` gives back an equal :class:`Usage`.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import struct
 
 from ..presence.resourcelist import ListTracker
+from ..presence.status import FailureKind
 from ..sip.dialog import Dialog
 from .auth import ClientAuth
-from .subscription import MachineParams, State, Subscription
+from .subscription import MachineParams, State, Subscription, TimerKind
 
-__all__ = ["Usage"]
+__all__ = ["RestingUsage", "Usage", "rest"]
 
 
 class Usage(Subscription):
@@ -28,9 +35,13 @@ class Usage(Subscription):
     new dialog: versions start again. ``auth`` is made on the first challenge
     and kept across dialogs (a nonce is not bound to one). ``cseq_high`` is
     the CSeq mark of the dialog store (store/record.py): no CSeq above it is
-    sent before a higher mark was asked for."""
+    sent before a higher mark was asked for. ``touched`` is when the engine
+    last ran an event of it (engine clock): long quiet, it may rest
+    (:class:`RestingUsage`)."""
 
-    __slots__ = ("armed_at", "auth", "counted", "cseq_high", "dialog", "lists", "package")
+    __slots__ = (
+        "armed_at", "auth", "counted", "cseq_high", "dialog", "lists", "package", "touched"
+    )
 
     def __init__(
         self,
@@ -51,3 +62,198 @@ class Usage(Subscription):
         self.counted: State | None = None  # the state the observer last counted it in
         #: The dialog's highest local CSeq reserved in the store (0: not stored).
         self.cseq_high = 0
+        self.touched = 0.0
+
+
+#: The numbers of a resting subscription, little-endian, no padding: deadline,
+#: refresh and expiry, last at-once re-subscribe (NaN: none), T1; asked
+#: Expires, SUBSCRIBEs sent, 3xx in a row, errors, ignored, last code,
+#: NOTIFYs, retries, CSeq mark, local CSeq, remote CSeq (-1: none); timer
+#: kind and last failure (255: none), flags, routes.
+_NUMBERS = struct.Struct("<5dIIHIIHQIQIqBBBH")
+_NONE = 255
+_KINDS = tuple(TimerKind)
+_FAILURES = tuple(FailureKind)
+_GOT_NOTIFY = 1
+_KEEP_PRESET_ROUTE = 2
+_OWN_LOCAL_URI = 4  # the dialog's local URI is not the subscriber's string
+_OWN_REMOTE_URI = 8  # nor its remote URI the record's
+_REDIRECTED = 16  # went to a 3xx Contact (``_target``)
+
+
+def _strings(*values: str) -> bytes:
+    out = bytearray()
+    for value in values:
+        data = value.encode()
+        out += len(data).to_bytes(2, "little")
+        out += data
+    return bytes(out)
+
+
+def _unstrings(data: bytes, offset: int) -> list[str]:
+    out: list[str] = []
+    end = len(data)
+    while offset < end:
+        size = int.from_bytes(data[offset : offset + 2], "little")
+        offset += 2
+        out.append(data[offset : offset + size].decode())
+        offset += size
+    return out
+
+
+class RestingUsage:
+    """A confirmed subscription with nothing in flight, packed.
+
+    Most of a shard's subscriptions are quiet most of the time: a refresh an
+    hour away, now and then a NOTIFY. At rest, one is this object (the strings
+    other layers share by reference: ids, record, subscriber, package, Call-ID,
+    target) and one bytes object for everything else, a third of a
+    :class:`Usage` with its :class:`Dialog`, tags and boxed numbers. The engine
+    wakes it (:meth:`wake`) for any event and lets it rest again once it has
+    been quiet for longer than any transaction lives.
+
+    It owns the timer entry of the usage it was (``timer_seq``)."""
+
+    __slots__ = (
+        "auth",
+        "call_id",
+        "data",
+        "package",
+        "record",
+        "remote_target",
+        "sub_id",
+        "subscriber",
+        "timer_seq",
+    )
+
+    def __init__(self, usage: Usage, dialog: Dialog, data: bytes) -> None:
+        self.sub_id = usage.sub_id
+        self.record = usage.record
+        self.subscriber = usage.subscriber
+        self.package = usage.package
+        self.auth = usage.auth
+        self.call_id = dialog.call_id
+        self.remote_target = dialog.remote_target
+        self.data = data
+        self.timer_seq = 0
+
+    @property
+    def state(self) -> State:
+        return State.CONFIRMED
+
+    @property
+    def deadline(self) -> float:
+        """The deadline its timer entry is armed with."""
+        return float(_NUMBERS.unpack_from(self.data)[0])
+
+    def wake(self, params: MachineParams, rng: random.Random | None) -> Usage:
+        """The usage again, equal to the one that went to rest (its timer entry
+        is the caller's to hand over)."""
+        (
+            deadline, refresh_at, expires_at, last_resubscribe, t1,
+            expires, txn, redirects, errors, ignored, last_code,
+            notifies, retries, cseq_high, local_cseq, remote_cseq,
+            kind, failure, flags, routes,
+        ) = _NUMBERS.unpack_from(self.data)
+        strings = _unstrings(self.data, _NUMBERS.size)
+        local_tag, remote_tag = strings[0], strings[1]
+        route_set = strings[2 : 2 + routes]
+        rest = strings[2 + routes :]
+        local_uri = rest.pop(0) if flags & _OWN_LOCAL_URI else self.subscriber
+        remote_uri = rest.pop(0) if flags & _OWN_REMOTE_URI else self.record
+        usage = Usage(
+            self.sub_id, self.record, self.subscriber, params, rng=rng, package=self.package
+        )
+        dialog = Dialog(
+            call_id=self.call_id,
+            local_tag=local_tag,
+            local_uri=local_uri,
+            remote_uri=remote_uri,
+            remote_target=self.remote_target,
+            route_set=route_set,
+            local_cseq=local_cseq,
+            remote_tag=remote_tag,
+            remote_cseq=None if remote_cseq < 0 else remote_cseq,
+            keep_preset_route=bool(flags & _KEEP_PRESET_ROUTE),
+        )
+        dialog.confirmed = True
+        usage.dialog = dialog
+        usage.auth = self.auth
+        usage.cseq_high = cseq_high
+        usage.state = State.CONFIRMED
+        usage.counted = State.CONFIRMED
+        usage.deadline = deadline
+        usage.armed_at = deadline
+        usage.timer_kind = None if kind == _NONE else _KINDS[kind]
+        usage.t1 = t1
+        usage._expires = expires
+        usage._txn = txn
+        usage._refresh_at = refresh_at
+        usage._expires_at = expires_at
+        usage._got_notify = bool(flags & _GOT_NOTIFY)
+        usage._target = rest.pop(0) if flags & _REDIRECTED else None
+        usage._redirects = redirects
+        usage._last_resubscribe = None if math.isnan(last_resubscribe) else last_resubscribe
+        usage.notifies = notifies
+        usage.errors = errors
+        usage.retries = retries
+        usage.ignored = ignored
+        usage.last_code = last_code
+        usage.last_failure = None if failure == _NONE else _FAILURES[failure]
+        return usage
+
+
+def rest(usage: Usage) -> RestingUsage | None:
+    """``usage`` packed, if it can rest: confirmed, settled, its timer armed,
+    nothing outstanding and nothing that only an object can hold (a resource
+    list's tracker, untried 3xx Contacts, a failed refresh to report, Timer N).
+    None: it stays as it is."""
+    dialog = usage.dialog
+    deadline = usage.armed_at
+    if (
+        usage.state is not State.CONFIRMED
+        or usage.counted is not State.CONFIRMED
+        or usage._outstanding
+        or dialog is None
+        or not dialog.confirmed
+        or dialog.remote_tag is None
+        or usage.lists is not None
+        or usage._contacts
+        or usage._refresh_failure is not None
+        or usage._no_notify_by is not None
+        or deadline is None
+        or usage.deadline != deadline
+        or usage.timer_seq == 0
+    ):
+        return None
+    flags = _GOT_NOTIFY if usage._got_notify else 0
+    if dialog.keep_preset_route:
+        flags |= _KEEP_PRESET_ROUTE
+    routes = dialog.route_set
+    extra: list[str] = []
+    if dialog.local_uri is not usage.subscriber:
+        flags |= _OWN_LOCAL_URI
+        extra.append(dialog.local_uri)
+    if dialog.remote_uri is not usage.record:
+        flags |= _OWN_REMOTE_URI
+        extra.append(dialog.remote_uri)
+    if usage._target is not None:
+        flags |= _REDIRECTED
+        extra.append(usage._target)
+    kind = usage.timer_kind
+    failure = usage.last_failure
+    last = usage._last_resubscribe
+    try:
+        data = _NUMBERS.pack(
+            deadline, usage._refresh_at, usage._expires_at,
+            math.nan if last is None else last, usage.t1,
+            usage._expires, usage._txn, usage._redirects, usage.errors, usage.ignored,
+            usage.last_code, usage.notifies, usage.retries, usage.cseq_high,
+            dialog.local_cseq, -1 if dialog.remote_cseq is None else dialog.remote_cseq,
+            _NONE if kind is None else _KINDS.index(kind),
+            _NONE if failure is None else _FAILURES.index(failure),
+            flags, len(routes),
+        ) + _strings(dialog.local_tag, dialog.remote_tag, *routes, *extra)
+    except (struct.error, OverflowError):
+        return None  # a number or string beyond the packed widths: it stays awake
+    return RestingUsage(usage, dialog, data)

@@ -172,6 +172,45 @@ class TimerQueue(Generic[Owner]):
             owner.timer_seq = 0
             self._live -= 1
 
+    def hand_over(self, old: Owner, new: Owner, deadline: float) -> None:
+        """Give ``old``'s live entry, armed with ``deadline``, to ``new``: the
+        same deadline and place in the queue, with no entry added and none left
+        pinning ``old``. A subscription going to rest (or waking) changes object
+        but not deadline."""
+        seq = old.timer_seq
+        if seq == 0:
+            return
+        if deadline < self._near or not math.isfinite(deadline):
+            heap = self._heap
+            for i, (at, entry_seq, owner) in enumerate(heap):
+                if owner is old and entry_seq == seq:
+                    heap[i] = (at, seq, new)  # same key: the heap stays ordered
+                    break
+            else:
+                self._lost_entry(old, new, deadline)
+                return
+        else:
+            bucket = self._buckets.get(int(deadline // GRAIN))
+            owners = [] if bucket is None else bucket.owners
+            i = -1
+            while True:
+                try:
+                    i = owners.index(old, i + 1)
+                except ValueError:
+                    self._lost_entry(old, new, deadline)
+                    return
+                assert bucket is not None
+                if bucket.seqs[i] == seq:
+                    owners[i] = new
+                    break
+        new.timer_seq = seq
+        old.timer_seq = 0
+
+    def _lost_entry(self, old: Owner, new: Owner, deadline: float) -> None:
+        """No entry where ``deadline`` says (a caller's mistake): arm anew."""
+        self.cancel(old)
+        self.schedule(new, deadline)
+
     def pop_due(self, now: float, limit: int | None = None) -> list[Owner]:
         """Owners whose deadline is <= now, earliest first; each is disarmed.
 

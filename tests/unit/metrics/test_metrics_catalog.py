@@ -42,6 +42,7 @@ REQUIRED = {
         "deactivated", "probation", "rejected", "timeout", "giveup", "noresource",
         "invariant", "unsubscribed", "other"}},
     "dialogs": {},
+    "dialogs_resting": {},
     "subscribers": {},
     "notify_to_client_seconds": {},
     "errors_total": {"kind": {"parse", "pidf", "body", "list", "transport", "internal",

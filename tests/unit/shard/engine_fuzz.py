@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from engine_harness import RECORD, Harness, probe, response_to
 from presence_b2b.ipc.messages import encode
 from presence_b2b.shard.transport import unusable
+from presence_b2b.shard.usage import RestingUsage
 from presence_b2b.sip.message import Request, Response
 
 _SUBS = 4
@@ -112,6 +113,10 @@ def check(h: Harness) -> None:
         if txn.state.value in ("trying", "proceeding")
     }
     for usage in engine:
+        if isinstance(usage, RestingUsage):
+            if usage.timer_seq == 0:
+                raise AssertionError(f"subscription {usage.sub_id} rests with no timer")
+            continue
         if usage.finished:
             raise AssertionError(f"finished subscription {usage.sub_id} still in the engine")
         armed = usage.deadline is not None and usage.timer_seq != 0

@@ -352,7 +352,7 @@ def test_in_dialog_requests_are_not_rate_limited() -> None:
 def test_an_ended_subscription_lets_go_of_its_dialog() -> None:
     h = Harness()
     first = h.established()
-    usage = h.engine.usages[1]
+    usage = h.engine.usage(1)
     h.unsubscribe(1)
     unsub = h.requests()[-1]
     h.answer(unsub, 200, ("Expires", "0"))

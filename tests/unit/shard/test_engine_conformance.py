@@ -128,7 +128,7 @@ def test_a_2xx_with_an_unusable_record_route_refuses_the_dialog_cleanly() -> Non
     h.answer(h.requests()[-1], 200, ("Record-Route", "<tel:+123>"))
     [failure] = h.delivered
     assert isinstance(failure, Failure) and failure.kind is FailureKind.TRANSPORT
-    assert h.engine.usages[1].dialog is None  # dropped: later NOTIFYs get 481
+    assert h.engine.usage(1).dialog is None  # dropped: later NOTIFYs get 481
     h.advance(200)
     assert len(h.requests()) >= 2  # retried on a new dialog
 

@@ -53,7 +53,7 @@ def test_a_destination_the_driver_cannot_use_is_a_transport_failure_with_retry(
     [failure] = h.delivered
     assert isinstance(failure, Failure) and failure.kind is FailureKind.TRANSPORT
     assert why in failure.detail and failure.retry_in is not None
-    assert h.engine.usages[1].deadline is not None
+    assert h.engine.usage(1).deadline is not None
 
 
 def test_a_send_error_in_a_refresh_touches_only_that_subscription() -> None:
@@ -65,9 +65,9 @@ def test_a_send_error_in_a_refresh_touches_only_that_subscription() -> None:
     h.refresh(1)
     # RFC 6665 4.1.2.2: the dialog lives until its expiry; the refresh is retried in it.
     assert h.delivered[delivered:] == []
-    assert h.engine.usages[1].snapshot()["refresh_failed"]
-    assert h.engine.usages[1].state is State.CONFIRMED
-    assert h.engine.usages[2].state is State.CONFIRMED
+    assert h.engine.usage(1).snapshot()["refresh_failed"]
+    assert h.engine.usage(1).state is State.CONFIRMED
+    assert h.engine.usage(2).state is State.CONFIRMED
 
 
 class _TimeoutBug(Usage):
@@ -102,7 +102,7 @@ def test_an_exception_in_a_timer_event_fails_that_subscription_and_the_batch_goe
     h = Harness()
     h.subscribe(1)
     h.subscribe(2, "sip:carol@127.0.0.1:5090")
-    h.engine.usages[1].__class__ = _TimeoutBug
+    h.engine.usage(1).__class__ = _TimeoutBug
     h.advance(40)  # both Timer Fs fall due in one batch
     kinds = {(m.id, getattr(m, "kind", None)) for m in h.delivered}
     assert (1, FailureKind.INTERNAL) in kinds
@@ -118,7 +118,7 @@ def test_an_exception_in_a_timer_event_fails_that_subscription_and_the_batch_goe
 def test_an_unexpected_event_from_the_machine_is_an_internal_failure() -> None:
     h = Harness()
     first = h.established()
-    usage = h.engine.usages[1]
+    usage = h.engine.usage(1)
     usage.__class__ = _NoNotifyRow
     h.notify(first, "active;expires=600")
     assert h.responses()[-1].status == 500
@@ -133,7 +133,7 @@ def test_an_exception_while_building_a_request_is_an_internal_failure_not_a_stal
     h.subscribe(1)
     [failure] = h.delivered
     assert isinstance(failure, Failure) and failure.kind is FailureKind.INTERNAL
-    assert h.engine.usages[1].deadline is not None
+    assert h.engine.usage(1).deadline is not None
 
 
 def test_the_driver_refuses_names_other_families_and_other_transports() -> None:

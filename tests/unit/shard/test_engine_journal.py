@@ -17,7 +17,7 @@ TO_WALL = WALL - 1000.0
 
 
 def stored(h: Harness, sub_id: int = 1) -> DialogRecord:
-    usage = h.engine.usages[sub_id]
+    usage = h.engine.usage(sub_id)
     record = record_of(usage, None, TO_WALL)
     assert record is not None
     return record
@@ -88,7 +88,7 @@ def test_the_record_times_are_wall_clock() -> None:
 def test_an_unconfirmed_subscription_has_no_record() -> None:
     h = Harness(journal=True)
     h.subscribe(1)
-    assert record_of(h.engine.usages[1], None, TO_WALL) is None
+    assert record_of(h.engine.usage(1), None, TO_WALL) is None
 
 
 def test_the_cseq_mark_keeps_half_a_block_ahead_of_the_cseqs_sent() -> None:
@@ -98,7 +98,7 @@ def test_the_cseq_mark_keeps_half_a_block_ahead_of_the_cseqs_sent() -> None:
         h.refresh(1)
         req = h.requests()[-1]
         h.answer(req, 200, ("Expires", "600"))
-        usage = h.engine.usages[1]
+        usage = h.engine.usage(1)
         assert usage.dialog is not None
         assert usage.cseq_high >= usage.dialog.local_cseq + CSEQ_BLOCK // 2
 
@@ -133,7 +133,7 @@ def test_a_restored_dialog_sends_nothing_before_its_refresh() -> None:
     h, _ = _restored()
     h.advance(99)
     assert h.sent == []
-    assert h.engine.usages[5].state is State.CONFIRMED
+    assert h.engine.usage(5).state is State.CONFIRMED
 
 
 def test_a_restored_dialog_refreshes_in_the_same_dialog_above_the_mark() -> None:

@@ -284,3 +284,42 @@ def test_a_deadline_an_hour_away_costs_no_heap_entry_until_its_time() -> None:
     # (deadline, seq, owner) tuple in the heap with its float came to ~130.
     assert used / len(owners) < 72
     assert q.pop_due(3700.0) == owners
+
+
+def test_a_far_entry_handed_over_fires_for_its_new_owner_only() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    old, new = Owner("old"), Owner("new")
+    q.pop_due(0.0)
+    q.schedule(old, 3600.0)
+    size = q.heap_size()
+    q.hand_over(old, new, 3600.0)
+    assert (old.timer_seq == 0, new.timer_seq != 0) == (True, True)
+    assert (len(q), q.heap_size()) == (1, size)
+    assert q.pop_due(3600.0) == [new]
+
+
+def test_a_near_entry_handed_over_keeps_its_place_among_equal_deadlines() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    a, old, c, new = Owner("a"), Owner("old"), Owner("c"), Owner("new")
+    q.pop_due(10.0)
+    for o in (a, old, c):
+        q.schedule(o, 11.0)
+    q.hand_over(old, new, 11.0)
+    assert q.pop_due(11.0) == [a, new, c]
+
+
+def test_handing_over_an_unarmed_owner_arms_nothing() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    old, new = Owner("old"), Owner("new")
+    q.hand_over(old, new, 5.0)
+    assert len(q) == 0 and new.timer_seq == 0
+
+
+def test_handing_over_with_a_deadline_the_entry_does_not_have_arms_the_new_owner_anew() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    old, new = Owner("old"), Owner("new")
+    q.schedule(old, 100.0)
+    q.hand_over(old, new, 200.0)
+    assert len(q) == 1
+    assert q.pop_due(150.0) == []
+    assert q.pop_due(200.0) == [new]

@@ -1,0 +1,243 @@
+"""Subscriptions at rest: a quiet confirmed subscription is kept packed and
+woken, unchanged, by whatever it has to do next; on a virtual clock."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from engine_harness import PIDF_OPEN, Harness
+from presence_b2b.presence.status import FailureKind, Status, SubscriptionState
+from presence_b2b.shard.subscription import State, TimerKind
+from presence_b2b.shard.usage import RestingUsage, Usage, rest
+from presence_b2b.sip.headers import parse_cseq, parse_tag
+from presence_b2b.sip.message import Request
+
+PIDF_CLOSED = PIDF_OPEN.replace(b"<basic>open</basic>", b"<basic>closed</basic>")
+
+
+def quiet(h: Harness) -> None:
+    """Long enough for every transaction to end and the engine to let it rest."""
+    h.advance(h.engine.rest_after + 2)
+
+
+def test_a_confirmed_subscription_rests_once_quiet_for_longer_than_any_transaction() -> None:
+    h = Harness()
+    h.established()
+    h.advance(h.engine.rest_after - 1)
+    assert isinstance(h.engine.usages[1], Usage)
+    h.advance(3)
+    assert isinstance(h.engine.usages[1], RestingUsage)
+    assert h.engine.resting == 1
+
+
+def test_a_subscription_at_rest_wakes_for_a_notify_and_delivers_it() -> None:
+    h = Harness()
+    first = h.established()
+    quiet(h)
+    h.delivered.clear()
+    h.notify(first, "active;expires=500", PIDF_CLOSED)
+    assert h.responses()[-1].status == 200
+    (status,) = h.delivered
+    assert isinstance(status, Status) and status.presentity is not None
+    assert isinstance(h.engine.usages[1], Usage)
+    assert h.engine.resting == 0
+
+
+def test_a_subscription_at_rest_still_rejects_an_older_notify() -> None:
+    h = Harness()
+    first = h.established()
+    old = h.notify_request(first, "active;expires=500", PIDF_CLOSED)  # CSeq 2, held back
+    h.notify(first, "active;expires=500", PIDF_OPEN)  # CSeq 3
+    quiet(h)
+    h.delivered.clear()
+    h.feed(old)
+    assert h.responses()[-1].status == 500
+    assert h.delivered == []
+
+
+def test_a_subscription_at_rest_refreshes_in_its_dialog_on_time() -> None:
+    h = Harness()
+    first = h.established()
+    quiet(h)
+    refresh_at = h.engine.usages[1].deadline
+    h.advance(refresh_at - h.clock.now - 0.01)
+    assert len(h.requests()) == 1
+    h.advance(0.02)
+    again = h.requests()[-1]
+    assert again.get("Call-ID") == first.get("Call-ID")
+    assert parse_tag(again.get("From") or "") == parse_tag(first.get("From") or "")
+    assert parse_tag(again.get("To") or "") == "srv1"
+    assert parse_cseq(again.get("CSeq") or "").number == 2
+    assert again.uri == "sip:127.0.0.1:5090"
+
+
+def test_a_subscription_at_rest_unsubscribes_in_its_dialog() -> None:
+    h = Harness()
+    first = h.established()
+    quiet(h)
+    assert h.unsubscribe(1)
+    bye = h.requests()[-1]
+    assert bye.get("Expires") == "0"
+    assert bye.get("Call-ID") == first.get("Call-ID")
+    h.answer(bye, 200, ("Expires", "0"))
+    h.notify(bye, "terminated;reason=timeout")
+    status = h.delivered[-1]
+    assert isinstance(status, Status) and status.state is SubscriptionState.TERMINATED
+
+
+def test_waking_gives_back_the_subscription_that_went_to_rest() -> None:
+    h = Harness()
+    h.established()
+    h.notify(h.requests()[-1], "active;expires=600", PIDF_CLOSED)
+    before = h.engine.snapshot(1)
+    quiet(h)
+    assert isinstance(h.engine.usages[1], RestingUsage)
+    after = h.engine.snapshot(1)
+    assert after == before
+
+
+def test_a_subscription_waiting_to_retry_a_refresh_stays_awake() -> None:
+    h = Harness()
+    h.established()
+    h.advance(h.engine.usages[1].deadline - h.clock.now)  # the refresh goes out
+    h.answer(h.requests()[-1], 500)  # and fails: retried before the expiry
+    quiet(h)
+    assert isinstance(h.engine.usages[1], Usage)
+
+
+def test_a_resting_subscription_costs_under_three_quarters_of_an_awake_one() -> None:
+    # Both with the record and subscriber strings it shares with the fan-out.
+    h = Harness()
+    for i in range(100):
+        h.established(i)
+    quiet(h)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(100, 1100):
+        h.established(i)
+    h.advance(6)  # the set-up's transactions have ended
+    h.sent.clear()
+    h.delivered.clear()
+    awake = tracemalloc.get_traced_memory()[0] - before
+    quiet(h)
+    resting = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert h.engine.resting == 1100
+    assert resting < awake * 3 / 4
+
+
+def _usage_with_everything(h: Harness) -> Usage:
+    h.established()
+    usage = h.engine.usage(1)
+    assert usage is not None and usage.dialog is not None
+    usage.notifies, usage.errors, usage.retries, usage.ignored = 7, 2, 3, 4
+    usage.last_code, usage.last_failure = 503, FailureKind.SIP_ERROR
+    usage._target = "sip:other@127.0.0.1:5091"
+    usage._redirects = 1
+    usage._last_resubscribe = 1234.5
+    usage.cseq_high = 99
+    usage.dialog.route_set = ["sip:p1@127.0.0.1;lr", "sip:p2@127.0.0.1;lr"]
+    usage.dialog.local_uri = "sip:alias@example.com"
+    return usage
+
+
+def test_rest_and_wake_keep_every_field_of_a_subscription_and_its_dialog() -> None:
+    h = Harness()
+    usage = _usage_with_everything(h)
+    resting = rest(usage)
+    assert resting is not None
+    woken = resting.wake(usage.params, usage.rng)
+    for name in _packed_slots():
+        assert getattr(woken, name) == getattr(usage, name), name
+    assert woken.dialog is not None and usage.dialog is not None
+    for name in _DIALOG_SLOTS:
+        assert getattr(woken.dialog, name) == getattr(usage.dialog, name), name
+
+
+_DIALOG_SLOTS = (
+    "_routes", "call_id", "confirmed", "keep_preset_route", "local_cseq", "local_tag",
+    "local_uri", "remote_cseq", "remote_tag", "remote_target", "remote_uri",
+)
+#: Slots that are not kept, and why.
+_NOT_KEPT = {
+    "dialog": "compared field by field",
+    "timer_seq": "the timer entry is handed over by the engine",
+    "touched": "the engine touches what it wakes",
+    "lists": "a resource list does not rest",
+    "_contacts": "untried 3xx Contacts do not rest",
+    "_refresh_failure": "a failed refresh does not rest",
+    "_no_notify_by": "Timer N does not rest",
+    "_outstanding": "a SUBSCRIBE in flight does not rest",
+}
+
+
+def _attributes(cls: type) -> set[str]:
+    """The instance attributes of a class, interpreted (slots) or compiled."""
+    compiled = getattr(cls, "__mypyc_attrs__", None)
+    if compiled is not None:
+        return set(compiled)
+    return {s for c in cls.__mro__ for s in getattr(c, "__slots__", ())}
+
+
+def _packed_slots() -> list[str]:
+    return sorted(_attributes(Usage) - set(_NOT_KEPT))
+
+
+def test_every_slot_of_a_usage_and_its_dialog_is_kept_at_rest_or_named_as_not() -> None:
+    # A slot added later must be packed by rest() or listed in _NOT_KEPT with a reason.
+    from presence_b2b.sip.dialog import Dialog
+
+    assert _attributes(Dialog) == set(_DIALOG_SLOTS)
+    assert len(_packed_slots()) > 20
+    h = Harness()
+    usage = _usage_with_everything(h)
+    resting = rest(usage)
+    assert resting is not None
+    woken = resting.wake(usage.params, usage.rng)
+    assert [n for n in _packed_slots() if getattr(woken, n) != getattr(usage, n)] == []
+
+
+def test_a_subscription_with_a_request_in_flight_does_not_rest() -> None:
+    h = Harness()
+    h.established()
+    h.refresh(1)  # operator's refresh: a SUBSCRIBE is out, unanswered
+    usage = h.engine.usage(1)
+    assert usage is not None and usage.outstanding
+    assert rest(usage) is None
+
+
+def test_a_subscription_whose_numbers_do_not_fit_stays_awake() -> None:
+    h = Harness()
+    h.established()
+    usage = h.engine.usage(1)
+    assert usage is not None
+    usage.errors = 2**40
+    assert rest(usage) is None
+
+
+def test_a_woken_subscription_keeps_its_timer_and_its_kind() -> None:
+    h = Harness()
+    h.established()
+    deadline = h.engine.usage(1).deadline  # type: ignore[union-attr]
+    quiet(h)
+    usage = h.engine.usage(1)
+    assert usage is not None
+    assert usage.deadline == deadline and usage.timer_kind is TimerKind.REFRESH
+    assert usage.timer_seq != 0 and usage.state is State.CONFIRMED
+    assert h.engine.next_deadline() is not None
+
+
+def test_a_notify_for_a_resting_dialog_from_another_fork_is_refused_and_it_rests_on() -> None:
+    h = Harness()
+    first = h.established()
+    quiet(h)
+    h.notify(first, "active;expires=600", PIDF_OPEN, tag="other")
+    assert h.responses()[-1].status == 481
+    quiet(h)
+    assert isinstance(h.engine.usages[1], RestingUsage)
+
+
+def test_requests_of_the_harness_are_requests() -> None:
+    h = Harness()
+    h.established()
+    assert all(isinstance(r, Request) for r in h.requests())
