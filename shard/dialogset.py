@@ -47,7 +47,7 @@ class DialogSet:
     __slots__ = ("_by_call_id", "_obs", "_sub_states", "_wake")
 
     def __init__(
-        self, observer: EngineObserver, wake: Callable[[RestingUsage], Usage] | None = None
+        self, observer: EngineObserver, wake: Callable[[RestingUsage], Usage | None] | None = None
     ) -> None:
         self._by_call_id: dict[str, Usage | RestingUsage] = {}
         self._sub_states: dict[str, _SubState] = {}
@@ -72,6 +72,11 @@ class DialogSet:
         """``resting`` woke up as ``usage``."""
         if self._by_call_id.get(resting.call_id) is resting:
             self._by_call_id[resting.call_id] = usage
+
+    def lost(self, resting: RestingUsage) -> None:
+        """``resting`` could not wake and is gone: later NOTIFYs get 481."""
+        if self._by_call_id.get(resting.call_id) is resting:
+            del self._by_call_id[resting.call_id]
 
     def knows(self, call_id: str) -> bool:
         """Is ``call_id`` one of our dialogs' (a NOTIFY for it gets a transaction)?"""

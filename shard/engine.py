@@ -206,6 +206,10 @@ class Engine:
         self.usages: dict[int, Usage | RestingUsage] = {}
         #: The awake ones, least recently touched first: who may rest next.
         self._awake: dict[int, Usage] = {}
+        #: When the oldest awake one may rest, or a little earlier (None: none
+        #: awake). Kept, not looked up: the front of a dict that is popped and
+        #: appended at every event lies behind a run of deleted slots.
+        self._rest_at: float | None = None
         self._resting = 0
         #: Quiet for this long, a subscription rests: longer than any client
         #: transaction lives (Timer F, then Timer K), so none still holds the
@@ -238,11 +242,9 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         deadline = self.queue.next_deadline()
-        awake = self._awake
-        if awake:
-            rest_at = next(iter(awake.values())).touched + self.rest_after + REST_SLACK
-            if deadline is None or rest_at < deadline:
-                deadline = rest_at
+        rest_at = self._rest_at
+        if rest_at is not None and (deadline is None or rest_at < deadline):
+            deadline = rest_at
         if self.hold is not None and len(self.hold):
             release = self.hold.next_release(self.clock())
             if release is not None and (deadline is None or release < deadline):
@@ -419,7 +421,8 @@ class Engine:
         return iter(self.usages.values())
 
     def usage(self, sub_id: int) -> Usage | None:
-        """The subscription ``sub_id``, woken if it was at rest."""
+        """The subscription ``sub_id``, woken if it was at rest (None: there is
+        none, or it could not wake and has just failed)."""
         found = self.usages.get(sub_id)
         if found is None or isinstance(found, Usage):
             return found
@@ -475,8 +478,9 @@ class Engine:
                 if isinstance(owner, Usage):
                     self._usage_timer(owner, now)
                 elif isinstance(owner, RestingUsage):
-                    if self.usages.get(owner.sub_id) is owner:
-                        self._usage_timer(self._wake(owner), now)
+                    woken = self._wake(owner) if self.usages.get(owner.sub_id) is owner else None
+                    if woken is not None:
+                        self._usage_timer(woken, now)
                 else:
                     for txn, event in self.table.fire(owner, now):
                         self._client_event(txn, event, now)
@@ -484,7 +488,7 @@ class Engine:
                 self._unowned_error("timer", exc)
         if self.hold is not None and len(self.hold):
             self._release_held(now)
-        if self._awake:
+        if self._rest_at is not None and self._rest_at <= now:
             self._rest_quiet(now)
 
     # ------------------------------------------------------------------ rest
@@ -496,8 +500,13 @@ class Engine:
         awake = self._awake
         quiet_since = now - self.rest_after
         due: list[int] = []
+        self._rest_at = None
         for sub_id, usage in awake.items():
-            if usage.touched > quiet_since or len(due) >= REST_BATCH:
+            if len(due) >= REST_BATCH:
+                self._rest_at = now  # more at the next turn
+                break
+            if usage.touched > quiet_since:
+                self._rest_at = usage.touched + self.rest_after + REST_SLACK
                 break
             due.append(sub_id)
         for sub_id in due:
@@ -517,10 +526,16 @@ class Engine:
                 # It stays awake and whole: rest is an economy, never a step.
                 self._unowned_error("rest", exc)
 
-    def _wake(self, resting: RestingUsage) -> Usage:
-        """The usage of a resting subscription, in its place again."""
-        usage = resting.wake(self._machine_params, self.rng)
-        sub_id = usage.sub_id
+    def _wake(self, resting: RestingUsage) -> Usage | None:
+        """The usage of a resting subscription, in its place again. None: it
+        could not be unpacked, and has ended with an internal failure."""
+        sub_id = resting.sub_id
+        try:
+            usage = resting.wake(self._machine_params, self.rng)
+        except Exception as exc:
+            self._unowned_error("wake", exc)
+            self._lose_resting(resting)
+            return None
         self.usages[sub_id] = usage
         self.dialogs.woken(resting, usage)
         self._resting -= 1
@@ -528,9 +543,30 @@ class Engine:
             self.queue.hand_over(resting, usage, resting.deadline)
         else:
             usage.armed_at = None  # its timer fired: the caller runs it
-        usage.touched = self.clock()
-        self._awake[sub_id] = usage
+        self._touch(usage)
         return usage
+
+    def _lose_resting(self, resting: RestingUsage) -> None:
+        """End a resting subscription that cannot wake: its client is told."""
+        sub_id = resting.sub_id
+        self.obs.failed(FailureKind.INTERNAL)
+        self.obs.state_changed(State.CONFIRMED, None)
+        self._emit(Failure(sub_id, FailureKind.INTERNAL, detail="internal error: cannot wake"))
+        self.queue.cancel(resting)
+        self.dialogs.lost(resting)
+        del self.usages[sub_id]
+        self._resting -= 1
+        self._out.finished.append(sub_id)
+
+    def _touch(self, usage: Usage) -> None:
+        """To the end of the awake queue: rest waits for rest_after of quiet."""
+        now = usage.touched = self.clock()
+        awake = self._awake
+        sub_id = usage.sub_id
+        awake.pop(sub_id, None)
+        awake[sub_id] = usage
+        if self._rest_at is None:
+            self._rest_at = now + self.rest_after + REST_SLACK
 
     def _usage_timer(self, usage: Usage, now: float) -> None:
         if self.usages.get(usage.sub_id) is not usage:
@@ -992,12 +1028,7 @@ class Engine:
         if usage.counted is not after:
             self.obs.state_changed(usage.counted, after)
             usage.counted = after
-        # To the end of the awake queue: rest waits for rest_after of quiet.
-        usage.touched = self.clock()
-        awake = self._awake
-        sub_id = usage.sub_id
-        awake.pop(sub_id, None)
-        awake[sub_id] = usage
+        self._touch(usage)
 
     def _apply(
         self, usage: Usage, actions: list[Action], notify: tuple[bytes, str] | None

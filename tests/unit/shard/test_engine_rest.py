@@ -6,7 +6,7 @@ from __future__ import annotations
 import tracemalloc
 
 from engine_harness import PIDF_OPEN, Harness
-from presence_b2b.presence.status import FailureKind, Status, SubscriptionState
+from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
 from presence_b2b.shard.subscription import State, TimerKind
 from presence_b2b.shard.usage import RestingUsage, Usage, rest
 from presence_b2b.sip.headers import parse_cseq, parse_tag
@@ -241,3 +241,36 @@ def test_requests_of_the_harness_are_requests() -> None:
     h = Harness()
     h.established()
     assert all(isinstance(r, Request) for r in h.requests())
+
+
+def test_a_resting_subscription_that_cannot_wake_fails_and_its_notify_gets_481() -> None:
+    h = Harness()
+    first = h.established()
+    h.established(2)
+    quiet(h)
+    resting = h.engine.usages[1]
+    assert isinstance(resting, RestingUsage)
+    resting.data = b"\x00"  # what a bug in packing would leave
+    h.delivered.clear()
+    h.notify(first, "active;expires=600", PIDF_OPEN)
+    assert h.responses()[-1].status == 481
+    (failure,) = h.delivered
+    assert isinstance(failure, Failure) and failure.kind is FailureKind.INTERNAL
+    assert 1 in h.finished and 1 not in h.engine.usages
+    assert h.engine.resting == 1  # the other one rests on
+    assert h.obs.counts["failed", "internal"] == 1
+
+
+def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
+    h = Harness()
+    h.established()
+    quiet(h)
+    resting = h.engine.usages[1]
+    assert isinstance(resting, RestingUsage)
+    deadline = resting.deadline
+    resting.data = resting.data[:10]
+    h.delivered.clear()
+    h.advance(deadline - h.clock.now + 1)
+    assert [type(m) for m in h.delivered] == [Failure]
+    assert h.engine.usages == {} and h.engine.resting == 0
+    assert h.engine.next_deadline() is None
