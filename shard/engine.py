@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -1065,7 +1066,9 @@ class Engine:
         if action.state is SubscriptionState.TERMINATED:
             self.obs.terminated(reason or "other")
         body, content_type = notify or (b"", "")
-        content_type = valid_text(content_type)
+        # Interned: the fan-out keeps a status per dialog, and a handful of
+        # types would otherwise be a string per dialog.
+        content_type = sys.intern(valid_text(content_type))
         if not body:
             self._emit(Status(sub_id, action.state, reason, content_type=content_type))
             return

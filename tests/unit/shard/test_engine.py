@@ -377,3 +377,12 @@ def test_a_notify_whose_via_cannot_be_read_is_dropped_and_leaves_its_dialog_alon
     h.feed(again)
     assert h.responses()[-1].status == 200
     assert len(h.delivered) == 2
+
+
+def test_the_statuses_of_two_dialogs_share_their_content_type() -> None:
+    h = Harness()
+    h.established(1)
+    h.established(2)
+    first, second = (m for m in h.delivered if isinstance(m, Status) and m.body)
+    assert first.content_type == "application/pidf+xml"
+    assert first.content_type is second.content_type

@@ -274,3 +274,4 @@ def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
     assert [type(m) for m in h.delivered] == [Failure]
     assert h.engine.usages == {} and h.engine.resting == 0
     assert h.engine.next_deadline() is None
+
