@@ -84,7 +84,7 @@ _REDIRECTED = 16  # went to a 3xx Contact (``_target``)
 def _strings(*values: str) -> bytes:
     out = bytearray()
     for value in values:
-        data = value.encode()
+        data = value.encode("utf-8", "surrogateescape")  # as the parser read it
         out += len(data).to_bytes(2, "little")
         out += data
     return bytes(out)
@@ -96,7 +96,7 @@ def _unstrings(data: bytes, offset: int) -> list[str]:
     while offset < end:
         size = int.from_bytes(data[offset : offset + 2], "little")
         offset += 2
-        out.append(data[offset : offset + size].decode())
+        out.append(data[offset : offset + size].decode("utf-8", "surrogateescape"))
         offset += size
     return out
 
@@ -107,7 +107,7 @@ class RestingUsage:
     Most of a shard's subscriptions are quiet most of the time: a refresh an
     hour away, now and then a NOTIFY. At rest, one is this object (the strings
     other layers share by reference: ids, record, subscriber, package, Call-ID,
-    target) and one bytes object for everything else, a third of a
+    target) and one bytes object for everything else: less than half of a
     :class:`Usage` with its :class:`Dialog`, tags and boxed numbers. The engine
     wakes it (:meth:`wake`) for any event and lets it rest again once it has
     been quiet for longer than any transaction lives.

@@ -138,6 +138,7 @@ def _usage_with_everything(h: Harness) -> Usage:
     usage.cseq_high = 99
     usage.dialog.route_set = ["sip:p1@127.0.0.1;lr", "sip:p2@127.0.0.1;lr"]
     usage.dialog.local_uri = "sip:alias@example.com"
+    usage.dialog.remote_tag = "srv\udcff1"  # a byte the parser could not decode
     return usage
 
 
