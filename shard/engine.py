@@ -211,6 +211,10 @@ class Engine:
         #: awake). Kept, not looked up: the front of a dict that is popped and
         #: appended at every event lies behind a run of deleted slots.
         self._rest_at: float | None = None
+        #: The most awake since the awake dict was last rebuilt: a dict keeps
+        #: the table of its largest size, so after a set-up's wave has gone to
+        #: rest it is copied into one of the size it has now.
+        self._awake_peak = 0
         self._resting = 0
         #: Quiet for this long, a subscription rests: longer than any client
         #: transaction lives (Timer F, then Timer K), so none still holds the
@@ -526,6 +530,9 @@ class Engine:
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.
                 self._unowned_error("rest", exc)
+        if len(awake) * 4 < self._awake_peak:
+            self._awake = dict(awake)
+            self._awake_peak = len(awake)
 
     def _wake(self, resting: RestingUsage) -> Usage | None:
         """The usage of a resting subscription, in its place again. None: it
@@ -566,6 +573,7 @@ class Engine:
         sub_id = usage.sub_id
         awake.pop(sub_id, None)
         awake[sub_id] = usage
+        self._awake_peak = max(self._awake_peak, len(awake))
         if self._rest_at is None:
             self._rest_at = now + self.rest_after + REST_SLACK
 

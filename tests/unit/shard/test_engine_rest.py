@@ -3,6 +3,7 @@ woken, unchanged, by whatever it has to do next; on a virtual clock."""
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 from engine_harness import PIDF_OPEN, Harness
@@ -276,3 +277,16 @@ def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
     assert h.engine.usages == {} and h.engine.resting == 0
     assert h.engine.next_deadline() is None
 
+
+
+def test_once_a_wave_has_gone_to_rest_the_awake_queue_gives_back_its_table() -> None:
+    h = Harness()
+    for i in range(3000):
+        h.subscribe(i)
+        sub = h.requests()[-1]
+        h.answer(sub, 200, ("Expires", "600"), ("Contact", "<sip:127.0.0.1:5090>"))
+        h.notify(sub, "active;expires=600", PIDF_OPEN)
+    peak = sys.getsizeof(h.engine._awake)
+    quiet(h)
+    assert h.engine.resting == 3000
+    assert sys.getsizeof(h.engine._awake) < peak / 10
