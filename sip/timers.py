@@ -176,38 +176,26 @@ class TimerQueue(Generic[Owner]):
         """Give ``old``'s live entry, armed with ``deadline``, to ``new``: the
         same deadline and place in the queue, with no entry added and none left
         pinning ``old``. A subscription going to rest (or waking) changes object
-        but not deadline."""
+        but not deadline.
+
+        A far entry is found by binary search: a bucket's sequence numbers
+        ascend, since entries are appended as numbered and compaction keeps
+        their order. A near one is not searched for (the heap is in no order to
+        search): it is armed anew, and the old entry, stale, pins ``old`` only
+        until it is popped, within ``HORIZON`` seconds."""
         seq = old.timer_seq
         if seq == 0:
             return
-        if deadline < self._near or not math.isfinite(deadline):
-            heap = self._heap
-            for i, (at, entry_seq, owner) in enumerate(heap):
-                if owner is old and entry_seq == seq:
-                    heap[i] = (at, seq, new)  # same key: the heap stays ordered
-                    break
-            else:
-                self._lost_entry(old, new, deadline)
-                return
-        else:
+        bucket = None
+        if deadline >= self._near and math.isfinite(deadline):
             bucket = self._buckets.get(int(deadline // GRAIN))
-            owners = [] if bucket is None else bucket.owners
-            i = -1
-            while True:
-                try:
-                    i = owners.index(old, i + 1)
-                except ValueError:
-                    self._lost_entry(old, new, deadline)
-                    return
-                assert bucket is not None
-                if bucket.seqs[i] == seq:
-                    owners[i] = new
-                    break
-        new.timer_seq = seq
-        old.timer_seq = 0
-
-    def _lost_entry(self, old: Owner, new: Owner, deadline: float) -> None:
-        """No entry where ``deadline`` says (a caller's mistake): arm anew."""
+        if bucket is not None:
+            i = bisect_left(bucket.seqs, seq)
+            if i < len(bucket.seqs) and bucket.seqs[i] == seq and bucket.owners[i] is old:
+                bucket.owners[i] = new
+                new.timer_seq = seq
+                old.timer_seq = 0
+                return
         self.cancel(old)
         self.schedule(new, deadline)
 

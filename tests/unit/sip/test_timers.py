@@ -298,14 +298,24 @@ def test_a_far_entry_handed_over_fires_for_its_new_owner_only() -> None:
     assert q.pop_due(3600.0) == [new]
 
 
-def test_a_near_entry_handed_over_keeps_its_place_among_equal_deadlines() -> None:
+def test_a_far_entry_handed_over_keeps_its_place_among_equal_deadlines() -> None:
     q: TimerQueue[Owner] = TimerQueue()
     a, old, c, new = Owner("a"), Owner("old"), Owner("c"), Owner("new")
-    q.pop_due(10.0)
     for o in (a, old, c):
-        q.schedule(o, 11.0)
+        q.schedule(o, 3600.0)
+    q.hand_over(old, new, 3600.0)
+    assert q.pop_due(3600.0) == [a, new, c]
+
+
+def test_a_near_entry_handed_over_fires_for_its_new_owner_only() -> None:
+    q: TimerQueue[Owner] = TimerQueue()
+    old, new, other = Owner("old"), Owner("new"), Owner("other")
+    q.schedule(other, 11.5)
+    q.pop_due(10.0)  # the second from 11 on is near now: in the heap
+    q.schedule(old, 11.0)
     q.hand_over(old, new, 11.0)
-    assert q.pop_due(11.0) == [a, new, c]
+    assert len(q) == 2 and old.timer_seq == 0
+    assert q.pop_due(12.0) == [new, other]
 
 
 def test_handing_over_an_unarmed_owner_arms_nothing() -> None:
