@@ -433,6 +433,12 @@ class Engine:
             return found
         return self._wake(found)
 
+    def state_of(self, sub_id: int) -> State | None:
+        """The state of ``sub_id``, without waking it: an operator's ``list``
+        of a million must not wake a million."""
+        found = self.usages.get(sub_id)
+        return None if found is None else found.state
+
     @property
     def resting(self) -> int:
         """Subscriptions at rest."""

@@ -375,13 +375,13 @@ class ShardProcess:
             if q.command == "list":
                 rows = []
                 for found in fanout.find(q.args.get("record", ""), q.args.get("subscriber", "")):
-                    snap = engine.snapshot(found.did)
+                    state = engine.state_of(found.did)
                     rows.append({
                         "id": f"{self.index}:{found.did}",
                         "package": found.key[0],
                         "record": found.key[1],
                         "subscriber": found.key[2],
-                        "state": None if snap is None else snap["state"],
+                        "state": None if state is None else state.name.lower(),
                         "clients": len(found.interests),
                     })
                 return Answer(q.qid, True, rows)

@@ -290,3 +290,12 @@ def test_once_a_wave_has_gone_to_rest_the_awake_queue_gives_back_its_table() -> 
     quiet(h)
     assert h.engine.resting == 3000
     assert sys.getsizeof(h.engine._awake) < peak / 10
+
+
+def test_the_state_of_a_resting_subscription_is_read_without_waking_it() -> None:
+    h = Harness()
+    h.established()
+    quiet(h)
+    assert h.engine.state_of(1) is State.CONFIRMED
+    assert isinstance(h.engine.usages[1], RestingUsage)
+    assert h.engine.state_of(2) is None
