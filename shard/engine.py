@@ -235,7 +235,9 @@ class Engine:
         #: With ``journal``: subscriptions whose dialog changed since the last
         #: :meth:`take_changes`, each with its most pressing change, for the
         #: dialog store. None: nothing is kept (no store).
-        self.changes: dict[int, tuple[Usage, Change]] | None = {} if journal else None
+        self.changes: dict[int, tuple[Usage | RestingUsage, Change]] | None = (
+            {} if journal else None
+        )
 
     # ------------------------------------------------------------------ output
 
@@ -399,7 +401,7 @@ class Engine:
         _release(usage)
         return True
 
-    def take_changes(self) -> dict[int, tuple[Usage, Change]]:
+    def take_changes(self) -> dict[int, tuple[Usage | RestingUsage, Change]]:
         """The journal since the last call (empty without ``journal``)."""
         changes = self.changes
         if not changes:
@@ -407,7 +409,7 @@ class Engine:
         self.changes = {}
         return changes
 
-    def _note(self, usage: Usage, change: Change) -> None:
+    def _note(self, usage: Usage | RestingUsage, change: Change) -> None:
         changes = self.changes
         if changes is None:
             return
@@ -569,6 +571,7 @@ class Engine:
         self._emit(Failure(sub_id, FailureKind.INTERNAL, detail="internal error: cannot wake"))
         self.queue.cancel(resting)
         self.dialogs.lost(resting)
+        self._note(resting, Change.TERMINATED)  # its stored row goes too
         del self.usages[sub_id]
         self._resting -= 1
         self._out.finished.append(sub_id)

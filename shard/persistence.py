@@ -164,7 +164,7 @@ class Persistence:
                 # A bug here must not stop persistence for good.
                 log.exception("store: journal")
 
-    def _write(self, changes: dict[int, tuple[Usage, Change]]) -> None:
+    def _write(self, changes: dict[int, tuple[Usage | RestingUsage, Change]]) -> None:
         to_wall = self._wall() - self.engine.clock()
         for did, (usage, change) in changes.items():
             key = _key(usage)

@@ -12,6 +12,7 @@ from presence_b2b.shard.subscription import State, TimerKind
 from presence_b2b.shard.usage import RestingUsage, Usage, rest
 from presence_b2b.sip.headers import parse_cseq, parse_tag
 from presence_b2b.sip.message import Request
+from presence_b2b.store.record import Change
 
 PIDF_CLOSED = PIDF_OPEN.replace(b"<basic>open</basic>", b"<basic>closed</basic>")
 
@@ -299,3 +300,15 @@ def test_the_state_of_a_resting_subscription_is_read_without_waking_it() -> None
     assert h.engine.state_of(1) is State.CONFIRMED
     assert isinstance(h.engine.usages[1], RestingUsage)
     assert h.engine.state_of(2) is None
+
+
+def test_a_resting_subscription_that_cannot_wake_is_noted_for_the_store_as_terminated() -> None:
+    h = Harness(journal=True)
+    h.established()
+    quiet(h)
+    h.engine.take_changes()
+    resting = h.engine.usages[1]
+    assert isinstance(resting, RestingUsage)
+    resting.data = b"\x00"
+    assert h.engine.usage(1) is None
+    assert [c for _, c in h.engine.take_changes().values()] == [Change.TERMINATED]
