@@ -63,20 +63,18 @@ class DialogSet:
         assert usage.dialog is not None
         self._by_call_id[usage.dialog.call_id] = usage
 
-    def rested(self, usage: Usage, resting: RestingUsage) -> None:
-        """``usage`` went to rest as ``resting``: its Call-ID now leads there."""
-        if self._by_call_id.get(resting.call_id) is usage:
-            self._by_call_id[resting.call_id] = resting
-
-    def woken(self, resting: RestingUsage, usage: Usage) -> None:
-        """``resting`` woke up as ``usage``."""
-        if self._by_call_id.get(resting.call_id) is resting:
-            self._by_call_id[resting.call_id] = usage
-
-    def lost(self, resting: RestingUsage) -> None:
-        """``resting`` could not wake and is gone: later NOTIFYs get 481."""
-        if self._by_call_id.get(resting.call_id) is resting:
-            del self._by_call_id[resting.call_id]
+    def swap(
+        self, call_id: str, old: Usage | RestingUsage, new: Usage | RestingUsage | None
+    ) -> None:
+        """The subscription ``old`` went to rest or woke as ``new`` (None: it
+        could not wake and is gone, later NOTIFYs get 481): its Call-ID leads
+        there, if it still led to ``old``."""
+        if self._by_call_id.get(call_id) is not old:
+            return
+        if new is None:
+            del self._by_call_id[call_id]
+        else:
+            self._by_call_id[call_id] = new
 
     def knows(self, call_id: str) -> bool:
         """Is ``call_id`` one of our dialogs' (a NOTIFY for it gets a transaction)?"""

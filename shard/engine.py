@@ -534,7 +534,7 @@ class Engine:
                 assert usage.armed_at is not None  # rest() asks for an armed timer
                 self.queue.hand_over(usage, resting, usage.armed_at)
                 self.usages[sub_id] = resting
-                self.dialogs.rested(usage, resting)
+                self.dialogs.swap(resting.call_id, usage, resting)
                 self._resting += 1
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.
@@ -554,7 +554,7 @@ class Engine:
             self._lose_resting(resting)
             return None
         self.usages[sub_id] = usage
-        self.dialogs.woken(resting, usage)
+        self.dialogs.swap(resting.call_id, resting, usage)
         self._resting -= 1
         if resting.timer_seq:
             self.queue.hand_over(resting, usage, resting.deadline)
@@ -570,7 +570,7 @@ class Engine:
         self.obs.state_changed(State.CONFIRMED, None)
         self._emit(Failure(sub_id, FailureKind.INTERNAL, detail="internal error: cannot wake"))
         self.queue.cancel(resting)
-        self.dialogs.lost(resting)
+        self.dialogs.swap(resting.call_id, resting, None)
         self._note(resting, Change.TERMINATED)  # its stored row goes too
         del self.usages[sub_id]
         self._resting -= 1
