@@ -536,6 +536,7 @@ class Engine:
                 self.usages[sub_id] = resting
                 self.dialogs.swap(resting.call_id, usage, resting)
                 self._resting += 1
+                self._out.rested.append(sub_id)
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.
                 self._unowned_error("rest", exc)

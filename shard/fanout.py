@@ -29,6 +29,7 @@ from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
 from ..presence.body import decode
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
+from .kept_status import pack, unpack
 from .output import Output
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class DialogEntry:
 
     ``last`` is what a client that joins is told at once; for a resource list
     that is one status per resource (``resources``, by resource URI) besides
-    the list's own last word.
+    the list's own last word. While the dialog rests, ``kept`` holds it
+    packed (:mod:`.kept_status`).
 
     Nearly every dialog serves one client subscription, so the first one lives
     in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
@@ -54,7 +56,7 @@ class DialogEntry:
     others in a tuple: a tuple of tuples would cost 104 bytes per dialog more,
     and a dict or set per interest more again."""
 
-    __slots__ = ("client", "did", "key", "last", "more", "resources", "seq", "sub_id")
+    __slots__ = ("client", "did", "kept", "key", "more", "resources", "seq", "sub_id")
 
     def __init__(self, did: int, key: Key) -> None:
         self.did = did
@@ -63,7 +65,7 @@ class DialogEntry:
         self.sub_id = 0
         self.seq = 0
         self.more: tuple[EndedItem, ...] = ()
-        self.last: StatusMessage | None = None
+        self.kept: StatusMessage | bytes | None = None
         self.resources: dict[str, Status] | None = None
 
     @property
@@ -122,7 +124,23 @@ class DialogEntry:
                 return
             if not msg.list and (msg.presentity is not None or msg.document is not None):
                 msg = msgspec.structs.replace(msg, presentity=None, document=None)
-        self.last = msg
+        self.kept = msg
+
+    @property
+    def last(self) -> StatusMessage | None:
+        """The last word, as :meth:`remember` kept it."""
+        kept = self.kept
+        return unpack(kept) if isinstance(kept, bytes) else kept
+
+    def rest(self) -> None:
+        """The dialog went quiet: keep its last word packed until it is needed.
+        A resource list's statuses stay as they are (a list does not rest)."""
+        kept = self.kept
+        if kept is None or isinstance(kept, bytes) or self.resources:
+            return
+        if isinstance(kept, Status) and kept.list:
+            return
+        self.kept = pack(kept)
 
     @property
     def last_parsed(self) -> StatusMessage | None:
@@ -443,7 +461,8 @@ class FanOut:
     # ------------------------------------------------------------------ engine output
 
     def consume(self, out: Output, arrived: float | None = None) -> None:
-        """One output of the engine: its messages, then its finished ids.
+        """One output of the engine: its messages, then its finished ids, then
+        those that went to rest.
         ``arrived`` is when the datagram behind it came in (perf_counter), so
         the NOTIFY → ring latency can be measured."""
         for msg in out.messages:
@@ -452,6 +471,8 @@ class FanOut:
             self.m.notify_to_client_seconds.observe(time.perf_counter() - arrived)
         for did in out.finished:
             self.finished(did)
+        for did in out.rested:
+            self.rest(did)
 
     def deliver(self, msg: StatusMessage) -> None:
         entry = self.dialogs.get(msg.id)
@@ -464,6 +485,16 @@ class FanOut:
         self._send(client, entry.sub_id, msg)
         for client, sub_id, _ in entry.more:
             self._send(client, sub_id, msg)
+
+    def rest(self, did: int) -> None:
+        """The engine let a dialog rest: what is kept of it may rest too."""
+        entry = self.dialogs.get(did)
+        if entry is None:
+            return
+        try:
+            entry.rest()
+        except Exception:  # kept as it was: packing is an economy, never a step
+            log.exception("dialog %d: its last status could not be packed", did)
 
     def finished(self, did: int) -> None:
         """The engine forgot the dialog: clients still attached get nothing more from it."""

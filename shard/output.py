@@ -1,10 +1,11 @@
 """What the engine hands its driver after each input (aioquic style).
 
 The engine never performs I/O: it queues datagrams for destinations, messages
-for consumers and the ids of finished subscriptions, and the driver takes them
-all with ``Engine.take()`` together with the next deadline. A datagram carries
-the client transaction it belongs to (None for a response), so a send the
-driver cannot make comes back to the engine as ``Engine.send_failed``.
+for consumers, the ids of finished subscriptions and of those that went to
+rest, and the driver takes them all with ``Engine.take()`` together with the
+next deadline. A datagram carries the client transaction it belongs to (None
+for a response), so a send the driver cannot make comes back to the engine as
+``Engine.send_failed``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ class Output:
     refused_targets: list[tuple[ClientTransaction, float | None]] = field(default_factory=list)
     messages: list[StatusMessage] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
+    #: Subscriptions that went to rest: what their consumer keeps of them may
+    #: be packed too (it is asked for again only when a client joins).
+    rested: list[int] = field(default_factory=list)
     deadline: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.datagrams or self.messages or self.finished)
+        return bool(self.datagrams or self.messages or self.finished or self.rested)
 
 
 def valid_text(text: str) -> str:

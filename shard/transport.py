@@ -189,7 +189,7 @@ class EngineDriver(asyncio.DatagramProtocol):
                     if problem:
                         engine.send_failed(ref, f"send to {dest.host}:{dest.port}: {problem}")
                         failed = True
-                if self.consumer is not None and (out.messages or out.finished):
+                if self.consumer is not None and (out.messages or out.finished or out.rested):
                     self.consumer(out, arrived)
                 if not failed and not self._failed_meanwhile:
                     self._rearm(out.deadline)

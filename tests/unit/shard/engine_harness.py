@@ -68,7 +68,8 @@ class Clock:
 
 class Harness:
     """The engine plus what a driver would do with its output: ``sent`` holds the
-    parsed datagrams with their destination, ``delivered`` the consumer messages.
+    parsed datagrams with their destination, ``delivered`` the consumer messages,
+``finished`` and ``rested`` the ids the output named so.
     ``refuse`` names why a destination cannot be sent to ("" = it can)."""
 
     def __init__(
@@ -85,6 +86,7 @@ class Harness:
         self.sent: list[tuple[Request | Response, Destination]] = []
         self.delivered: list[StatusMessage] = []
         self.finished: list[int] = []
+        self.rested: list[int] = []
         self.deadline: float | None = None
         self.refuse: Callable[[Destination], str] = lambda dest: ""
         self.engine = Engine(
@@ -107,6 +109,7 @@ class Harness:
             self.deadline = out.deadline
             self.delivered.extend(out.messages)
             self.finished.extend(out.finished)
+            self.rested.extend(out.rested)
             failed = False
             for data, dest, ref in out.datagrams:
                 problem = self.refuse(dest)

@@ -32,6 +32,14 @@ def test_a_confirmed_subscription_rests_once_quiet_for_longer_than_any_transacti
     assert h.engine.resting == 1
 
 
+def test_the_output_names_each_subscription_that_went_to_rest_once() -> None:
+    h = Harness()
+    h.established()
+    quiet(h)
+    quiet(h)
+    assert h.rested == [1]
+
+
 def test_a_subscription_at_rest_wakes_for_a_notify_and_delivers_it() -> None:
     h = Harness()
     first = h.established()

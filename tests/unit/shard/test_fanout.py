@@ -22,6 +22,7 @@ from presence_b2b.presence.status import (
     SubscriptionState,
 )
 from presence_b2b.shard.fanout import DialogEntry, FanOut, Outbox
+from presence_b2b.shard.output import Output
 
 ACTIVE = SubscriptionState.ACTIVE
 TERMINATED = SubscriptionState.TERMINATED
@@ -493,3 +494,66 @@ def test_statuses_of_one_turn_of_the_loop_ring_a_clients_doorbell_once() -> None
     finally:
         fanout.close()
         client.ring.close()
+
+
+# ---------------------------------------------------------------- at rest
+
+
+def test_a_dialog_at_rest_keeps_its_last_status_packed_and_a_joiner_gets_it_parsed(
+    h: Harness,
+) -> None:
+    a, b = h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.deliver(parsed(h.did()))
+    [first] = a.read()
+    h.fanout.consume(Output(rested=[h.did()]))
+    assert isinstance(h.fanout.dialogs[h.did()].kept, bytes)
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    [joined] = b.read()
+    assert isinstance(joined, Status) and joined.presentity is not None
+    assert msgspec.structs.replace(joined, id=10) == first
+
+
+def test_a_status_after_rest_replaces_the_packed_one(h: Harness) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    h.fanout.deliver(active(h.did(), "old"))
+    h.fanout.rest(h.did())
+    h.fanout.deliver(active(h.did(), "new"))
+    entry = h.fanout.dialogs[h.did()]
+    assert entry.kept == active(h.did(), "new")
+
+
+def test_a_failure_kept_at_rest_is_told_to_a_joiner_unchanged(h: Harness) -> None:
+    b = h.attach(2)
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    failure = Failure(h.did(), FailureKind.SIP_ERROR, code=403, detail="Forbidden", retry_in=30.0)
+    h.fanout.deliver(failure)
+    h.fanout.rest(h.did())
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    assert b.read() == [msgspec.structs.replace(failure, id=20)]
+
+
+def test_a_resource_lists_statuses_are_not_packed(h: Harness) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    did = h.did()
+    h.fanout.deliver(resource_status(did, "sip:carol@example.com", "here"))
+    h.fanout.deliver(Status(did, ACTIVE, list=RECORD))
+    h.fanout.rest(did)
+    assert isinstance(h.fanout.dialogs[did].kept, Status)
+
+
+def test_a_status_that_cannot_be_packed_is_kept_as_it_was(h: Harness) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    odd = active(h.did(), "\udcff")  # a lone surrogate: no encoder takes it
+    h.fanout.dialogs[h.did()].remember(odd)
+    h.fanout.rest(h.did())
+    assert h.fanout.dialogs[h.did()].kept is odd
+
+
+def test_the_rest_of_a_dialog_the_fanout_does_not_know_is_ignored(h: Harness) -> None:
+    h.fanout.rest(12345)
+    assert not h.fanout.dialogs
