@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 #: ring. Modules whose classes are msgspec Structs stay interpreted: mypyc drops
 #: their class keywords (tag=, frozen=).
 HOT_MODULES: tuple[str, ...] = (
+    "presence_b2b.packed_strings",
     "presence_b2b.sip.message",
     "presence_b2b.sip.headers",
     "presence_b2b.sip.ids",

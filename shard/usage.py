@@ -16,6 +16,7 @@ import math
 import random
 import struct
 
+from ..packed_strings import pack_strings, unpack_strings
 from ..presence.resourcelist import ListTracker
 from ..presence.status import FailureKind
 from ..sip.dialog import Dialog
@@ -81,26 +82,6 @@ _OWN_REMOTE_URI = 8  # nor its remote URI the record's
 _REDIRECTED = 16  # went to a 3xx Contact (``_target``)
 
 
-def _strings(*values: str) -> bytes:
-    out = bytearray()
-    for value in values:
-        data = value.encode("utf-8", "surrogateescape")  # as the parser read it
-        out += len(data).to_bytes(2, "little")
-        out += data
-    return bytes(out)
-
-
-def _unstrings(data: bytes, offset: int) -> list[str]:
-    out: list[str] = []
-    end = len(data)
-    while offset < end:
-        size = int.from_bytes(data[offset : offset + 2], "little")
-        offset += 2
-        out.append(data[offset : offset + size].decode("utf-8", "surrogateescape"))
-        offset += size
-    return out
-
-
 class RestingUsage:
     """A confirmed subscription with nothing in flight, packed.
 
@@ -155,7 +136,7 @@ class RestingUsage:
             notifies, retries, cseq_high, local_cseq, remote_cseq,
             kind, failure, flags, routes,
         ) = _NUMBERS.unpack_from(self.data)
-        strings = _unstrings(self.data, _NUMBERS.size)
+        strings = unpack_strings(self.data, _NUMBERS.size)
         local_tag, remote_tag = strings[0], strings[1]
         route_set = strings[2 : 2 + routes]
         rest = strings[2 + routes :]
@@ -253,7 +234,7 @@ def rest(usage: Usage) -> RestingUsage | None:
             _NONE if kind is None else _KINDS.index(kind),
             _NONE if failure is None else _FAILURES.index(failure),
             flags, len(routes),
-        ) + _strings(dialog.local_tag, dialog.remote_tag, *routes, *extra)
+        ) + pack_strings(dialog.local_tag, dialog.remote_tag, *routes, *extra)
     except (struct.error, OverflowError):
         return None  # a number or string beyond the packed widths: it stays awake
     return RestingUsage(usage, dialog, data)
