@@ -6,16 +6,23 @@ at once, a restarted shard gets its subscriptions replayed, and an unsubscribe
 that found its shard down is sent once the shard is back (the client still waits
 for its final status, which only the shard writes). Pure bookkeeping: it decides
 what to send where and the supervisor sends it.
+
+There is an entry for every subscription of the service, a million on a big
+node, so each is kept packed: one bytes object with the shard and seq in front
+and the three strings behind (:mod:`presence_b2b.packed_strings`), ~110 bytes
+where the entry object, its seq and its own record and subscriber strings took
+~290. Only the replay to a restarted shard reads the strings back.
 """
 
 from __future__ import annotations
 
-import sys
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..ipc.channel import Sub, Unsub
 from ..ipc.messages import Subscribe, Unsubscribe
+from ..packed_strings import pack_strings, unpack_strings
 from .routing import shard_of
 
 __all__ = ["Entry", "Registry"]
@@ -33,12 +40,44 @@ class Entry:
     """Unique per Sub sent; the shard echoes it when the subscription ends on its own."""
 
 
+#: The shard and seq of a packed entry, little-endian, before its strings.
+_HEAD = struct.Struct("<HQ")
+
+#: An entry as kept: packed, or as it is when it does not fit the packed widths.
+Kept = bytes | Entry
+
+
+def _pack(entry: Entry) -> Kept:
+    try:
+        return _HEAD.pack(entry.shard, entry.seq) + pack_strings(
+            entry.package, entry.record, entry.subscriber
+        )
+    except (struct.error, OverflowError):
+        return entry  # a string over 64 KiB or a number beyond the widths
+
+
+def _unpack(kept: Kept) -> Entry:
+    if isinstance(kept, Entry):
+        return kept
+    shard, seq = _HEAD.unpack_from(kept)
+    package, record, subscriber = unpack_strings(kept, _HEAD.size)
+    return Entry(shard, package, record, subscriber, seq)
+
+
+def _shard_seq(kept: Kept) -> tuple[int, int]:
+    """The shard and seq of an entry, its strings left packed."""
+    if isinstance(kept, Entry):
+        return kept.shard, kept.seq
+    shard, seq = _HEAD.unpack_from(kept)
+    return shard, seq
+
+
 class Registry:
     """(client, subscription id) -> Entry, for the clients connected now."""
 
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
-        self._clients: dict[int, dict[int, Entry]] = {}
+        self._clients: dict[int, dict[int, Kept]] = {}
         self._seq = 0
         #: Unsubscribes that found their shard down, owed a final status once it is back.
         self._missed: dict[int, list[Unsub]] = {i: [] for i in range(shard_count)}
@@ -61,15 +100,16 @@ class Registry:
         return len(self._clients.get(client, {}))
 
     def get(self, client: int, sub_id: int) -> Entry | None:
-        return self._clients.get(client, {}).get(sub_id)
+        kept = self._clients.get(client, {}).get(sub_id)
+        return None if kept is None else _unpack(kept)
 
     def shard_for(self, client: int, msg: Subscribe | Unsubscribe) -> int | None:
         """The shard ``msg`` would be sent to, without recording anything; None: nowhere."""
-        entry = self._clients.get(client, {}).get(msg.id)
+        kept = self._clients.get(client, {}).get(msg.id)
+        if kept is not None:
+            return _shard_seq(kept)[0]
         if isinstance(msg, Unsubscribe):
-            return None if entry is None else entry.shard
-        if entry is not None:
-            return entry.shard
+            return None
         return shard_of(msg.record, msg.subscriber, self.shard_count)
 
     def subscribe(self, client: int, msg: Subscribe, limit: int = 0) -> tuple[int, Sub]:
@@ -83,7 +123,8 @@ class Registry:
         entries = self._clients[client]
         existing = entries.get(msg.id)
         if existing is not None:
-            return existing.shard, self._sub(client, msg, seq=existing.seq)
+            shard, seq = _shard_seq(existing)
+            return shard, self._sub(client, msg, seq=seq)
         index = shard_of(msg.record, msg.subscriber, self.shard_count)
         if limit and len(entries) >= limit:
             refuse = (
@@ -92,11 +133,7 @@ class Registry:
             )
             return index, self._sub(client, msg, refuse=refuse)
         self._seq += 1
-        # One subscriber (or package) string for all its entries: a watcher with
-        # a thousand buddies costs one copy, not a thousand.
-        entries[msg.id] = Entry(
-            index, sys.intern(msg.package), msg.record, sys.intern(msg.subscriber), self._seq
-        )
+        entries[msg.id] = _pack(Entry(index, msg.package, msg.record, msg.subscriber, self._seq))
         return index, self._sub(client, msg, seq=self._seq)
 
     @staticmethod
@@ -107,7 +144,8 @@ class Registry:
 
     def unsubscribe(self, client: int, sub_id: int) -> Entry | None:
         """Drop the entry of an unsubscribe; None when the client holds no such id."""
-        return self._clients.get(client, {}).pop(sub_id, None)
+        kept = self._clients.get(client, {}).pop(sub_id, None)
+        return None if kept is None else _unpack(kept)
 
     def owe_unsubscribe(self, client: int, sub_id: int, shard: int) -> None:
         """The Unsub could not reach its shard (down): send it with the replay."""
@@ -122,19 +160,22 @@ class Registry:
         is dropped only if it is still that Sub, not a newer one under the same id."""
         for client, sub_id, seq in items:
             entries = self._clients.get(client, {})
-            entry = entries.get(sub_id)
-            if entry is not None and entry.shard == shard and entry.seq == seq:
+            kept = entries.get(sub_id)
+            if kept is not None and _shard_seq(kept) == (shard, seq):
                 del entries[sub_id]
 
     def replay(self, shard: int, *, restarted: bool) -> list[Sub | Unsub]:
         """What a shard that just came up must be sent: every subscription it owns,
         then the unsubscribes it missed whose client is still connected."""
-        items: list[Sub | Unsub] = [
-            Sub(client, sub_id, e.package, e.record, e.subscriber, replay=restarted, seq=e.seq)
-            for client, entries in self._clients.items()
-            for sub_id, e in entries.items()
-            if e.shard == shard
-        ]
+        items: list[Sub | Unsub] = []
+        for client, entries in self._clients.items():
+            for sub_id, kept in entries.items():
+                if _shard_seq(kept)[0] != shard:
+                    continue
+                e = _unpack(kept)
+                items.append(Sub(
+                    client, sub_id, e.package, e.record, e.subscriber, replay=restarted, seq=e.seq
+                ))
         missed, self._missed[shard] = self._missed[shard], []
         items += [u for u in missed if u.client in self._clients]
         return items

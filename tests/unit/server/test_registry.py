@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from presence_b2b.ipc.channel import Sub, Unsub
 from presence_b2b.ipc.messages import Subscribe
 from presence_b2b.server.registry import Registry
@@ -119,3 +121,32 @@ def test_an_owed_unsubscribe_follows_the_replay_once_if_its_client_is_still_ther
     registry.remove_client(2)
     assert registry.replay(1, restarted=True) == [Unsub(1, 5, missed=True)]
     assert registry.replay(1, restarted=True) == []
+
+
+def test_a_subscription_is_kept_in_a_fraction_of_the_bytes_of_its_strings() -> None:
+    registry = _registry(1)
+    record, subscriber = "sip:bob.builder@example.com", "sip:alice.liddell@example.com"
+    registry.subscribe(1, _ask(5, record, subscriber))
+    kept = registry._clients[1][5]
+    assert isinstance(kept, bytes)
+    assert sys.getsizeof(kept) < sys.getsizeof(record) + sys.getsizeof(subscriber)
+
+
+def test_a_replay_gives_back_the_strings_as_they_were_asked_for() -> None:
+    registry = _registry(1)
+    record, subscriber = "sip:b\u00f6b@x", "sip:\u65e5\u672c@x"
+    shard, _ = registry.subscribe(1, Subscribe(5, "dialog", record, subscriber))
+    (sub,) = registry.replay(shard, restarted=True)
+    assert isinstance(sub, Sub)
+    assert (sub.package, sub.record, sub.subscriber) == ("dialog", record, subscriber)
+
+
+def test_a_subscription_too_long_to_pack_is_kept_whole() -> None:
+    registry = _registry(1)
+    record = "sip:" + "b" * 70_000 + "@x"
+    shard, _ = registry.subscribe(1, _ask(5, record))
+    entry = registry.get(1, 5)
+    assert entry is not None and entry.record == record
+    (sub,) = registry.replay(shard, restarted=False)
+    assert isinstance(sub, Sub) and sub.record == record
+    assert registry.unsubscribe(1, 5) == entry
