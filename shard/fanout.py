@@ -54,19 +54,47 @@ class DialogEntry:
     in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
     supervisor's seq of its Sub, echoed when it ends on its own) and only the
     others in a tuple: a tuple of tuples would cost 104 bytes per dialog more,
-    and a dict or set per interest more again."""
+    and a dict or set per interest more again.
 
-    __slots__ = ("client", "did", "kept", "key", "more", "resources", "seq", "sub_id")
+    An entry is its own key in the fan-out's dedup index: it hashes and
+    compares equal as its (package, record, subscriber) tuple, so the index
+    is looked up with a tuple but keeps no tuple per dialog (80 bytes)."""
 
-    def __init__(self, did: int, key: Key) -> None:
+    __slots__ = (
+        "client", "did", "kept", "more", "package", "record", "resources", "seq", "sub_id",
+        "subscriber",
+    )
+
+    def __init__(self, did: int, package: str, record: str, subscriber: str) -> None:
         self.did = did
-        self.key = key
+        self.package = package
+        self.record = record
+        self.subscriber = subscriber
         self.client = _NOBODY
         self.sub_id = 0
         self.seq = 0
         self.more: tuple[EndedItem, ...] = ()
         self.kept: StatusMessage | bytes | None = None
         self.resources: dict[str, Status] | None = None
+
+    @property
+    def key(self) -> Key:
+        """(package, record, subscriber): what identical subscriptions share."""
+        return (self.package, self.record, self.subscriber)
+
+    def __hash__(self) -> int:
+        return hash((self.package, self.record, self.subscriber))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DialogEntry):
+            other = other.key
+        return (
+            isinstance(other, tuple)
+            and len(other) == 3
+            and other[1] == self.record
+            and other[2] == self.subscriber
+            and other[0] == self.package
+        )
 
     @property
     def interests(self) -> tuple[Interest, ...]:
@@ -148,7 +176,7 @@ class DialogEntry:
         last = self.last
         if not isinstance(last, Status) or not last.body or last.list or last.error:
             return last
-        decoded = decode(self.key[0], last.content_type, last.body)
+        decoded = decode(self.package, last.content_type, last.body)
         if decoded.presentity is None and decoded.document is None:
             return last
         return msgspec.structs.replace(
@@ -315,7 +343,9 @@ class FanOut:
         self._ended = ended
         self.outboxes: dict[int, Outbox] = {}
         self.dialogs: dict[int, DialogEntry] = {}
-        self._by_key: dict[Key, DialogEntry] = {}
+        #: Each entry under itself, found with a (package, record, subscriber)
+        #: tuple (:class:`DialogEntry` hashes and compares as one).
+        self._by_key: dict[Key | DialogEntry, DialogEntry] = {}
         #: client -> its subscription ids here -> the entry serving each: the
         #: unsubscribe's and detach's index, one dict entry per interest.
         self._clients: dict[int, dict[int, DialogEntry]] = {}
@@ -371,24 +401,24 @@ class FanOut:
             return
         did = self._next_did
         self._next_did += 1
-        entry = DialogEntry(did, key)
+        entry = DialogEntry(did, *key)
         entry.join(client, sub_id, seq)
         self.dialogs[did] = entry
-        self._by_key[key] = entry
+        self._by_key[entry] = entry
         self._index(client, sub_id, entry)
         self._gauges()
-        self._start(did, record, key[2], key[0])
+        self._start(did, record, entry.subscriber, entry.package)
 
     def restore(self, key: Key, last: StatusMessage | None) -> int:
         """A dialog the store gave back, with no client yet: a client that asks
         for ``key`` joins it and gets ``last`` at once. Returns its id."""
         did = self._next_did
         self._next_did += 1
-        entry = DialogEntry(did, _kept_key(*key))
+        entry = DialogEntry(did, *_kept_key(*key))
         if last is not None:
             entry.remember(msgspec.structs.replace(last, id=did))
         self.dialogs[did] = entry
-        self._by_key[key] = entry
+        self._by_key[entry] = entry
         self._gauges()
         return did
 
@@ -402,9 +432,9 @@ class FanOut:
         released = 0
         for did in dids:
             entry = self.dialogs.get(did)
-            if entry is None or entry.serves or self._by_key.get(entry.key) is not entry:
+            if entry is None or entry.serves or self._by_key.get(entry) is not entry:
                 continue  # joined, or already ending (a client came and went)
-            del self._by_key[entry.key]
+            del self._by_key[entry]
             self._stop(did)
             released += 1
         if released:
@@ -435,8 +465,8 @@ class FanOut:
                 sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
         if not entry.serves:
-            if self._by_key.get(entry.key) is entry:
-                del self._by_key[entry.key]  # a new subscribe must not join a dying dialog
+            if self._by_key.get(entry) is entry:
+                del self._by_key[entry]  # a new subscribe must not join a dying dialog
             self._stop(entry.did)
         self._gauges()
         return True
@@ -451,8 +481,8 @@ class FanOut:
             self._unindex(client, sub_id)
             self._send(client, sub_id, Failure(sub_id, FailureKind.TERMINATED, detail=detail))
         entry.clear()
-        if self._by_key.get(entry.key) is entry:
-            del self._by_key[entry.key]
+        if self._by_key.get(entry) is entry:
+            del self._by_key[entry]
         self._report_ended(members)
         self._stop(did)
         self._gauges()
@@ -504,8 +534,8 @@ class FanOut:
         members = sorted(entry.members())
         for client, sub_id, _ in members:
             self._unindex(client, sub_id)
-        if self._by_key.get(entry.key) is entry:
-            del self._by_key[entry.key]
+        if self._by_key.get(entry) is entry:
+            del self._by_key[entry]
         self._report_ended(members)
         entry.clear()
         self._gauges()
@@ -554,15 +584,15 @@ class FanOut:
     def find(self, record: str = "", subscriber: str = "") -> list[DialogEntry]:
         return [
             e for e in self.dialogs.values()
-            if (not record or record in e.key[1]) and (not subscriber or subscriber in e.key[2])
+            if (not record or record in e.record) and (not subscriber or subscriber in e.subscriber)
         ]
 
     def describe(self, entry: DialogEntry) -> dict[str, Any]:
         last = entry.last_parsed
         return {
-            "package": entry.key[0],
-            "record": entry.key[1],
-            "subscriber": entry.key[2],
+            "package": entry.package,
+            "record": entry.record,
+            "subscriber": entry.subscriber,
             "clients": sorted([c, i] for c, i in entry.interests),
             "last": None if last is None else msgspec.to_builtins(last),
             "resources": len(entry.resources) if entry.resources else 0,

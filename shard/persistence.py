@@ -273,13 +273,13 @@ class Persistence:
         engine, fanout = self.engine, self.fanout
         moved = 0
         for did, entry in list(fanout.dialogs.items()):
-            _, record, subscriber = entry.key
+            record, subscriber = entry.record, entry.subscriber
             if partition_of(record, subscriber) not in partitions:
                 continue
             moved += 1
             engine.abandon(did)
             if entry.serves:
-                engine.subscribe(did, record, subscriber, entry.key[0])
+                engine.subscribe(did, record, subscriber, entry.package)
             else:
                 fanout.finished(did)
         if moved:

@@ -378,9 +378,9 @@ class ShardProcess:
                     state = engine.state_of(found.did)
                     rows.append({
                         "id": f"{self.index}:{found.did}",
-                        "package": found.key[0],
-                        "record": found.key[1],
-                        "subscriber": found.key[2],
+                        "package": found.package,
+                        "record": found.record,
+                        "subscriber": found.subscriber,
                         "state": None if state is None else state.name.lower(),
                         "clients": len(found.interests),
                     })

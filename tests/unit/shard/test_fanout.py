@@ -392,8 +392,32 @@ def test_dialogs_of_one_subscriber_share_its_uri_and_package_name(h: Harness) ->
     assert all(s[2] is entries[0].key[2] and s[3] is entries[0].key[0] for s in h.engine.started)
 
 
+def test_a_dialog_entry_is_found_in_a_dict_by_its_key_tuple() -> None:
+    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
+    index = {entry: entry}
+    assert index.get(("presence", "sip:r@x", "sip:s@x")) is entry
+    assert index.get(("dialog", "sip:r@x", "sip:s@x")) is None
+    assert index.get(("presence", "sip:r@x", "sip:other@x")) is None
+    assert entry == DialogEntry(2, "presence", "sip:r@x", "sip:s@x")
+    assert entry != "presence"
+
+
+def test_a_subscription_after_the_dialog_ended_gets_a_new_dialog_and_the_old_is_not_found(
+    h: Harness,
+) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    first = h.did()
+    h.fanout.unsubscribe(1, 10)  # the dialog is ending: out of the index
+    h.fanout.subscribe(1, 11, "presence", RECORD, WATCHER)
+    second = next(d for d in h.fanout.dialogs if d != first)
+    assert h.fanout.serving(("presence", RECORD, WATCHER)) == second
+    h.fanout.finished(first)  # the old one's end must not unindex the new one
+    assert h.fanout.serving(("presence", RECORD, WATCHER)) == second
+
+
 def test_a_dialog_entry_keeps_its_one_client_subscription_in_its_own_slots() -> None:
-    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
     entry.join(1, 7, 70)
     assert entry.interests == ((1, 7),)
     assert entry.members() == [(1, 7, 70)]
@@ -401,7 +425,7 @@ def test_a_dialog_entry_keeps_its_one_client_subscription_in_its_own_slots() -> 
 
 
 def test_a_dialog_entry_moves_its_next_client_subscription_up_when_the_first_leaves() -> None:
-    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
     entry.join(1, 7, 70)
     entry.join(2, 3, 30)
     entry.join(4, 5, 50)
@@ -413,7 +437,7 @@ def test_a_dialog_entry_moves_its_next_client_subscription_up_when_the_first_lea
 
 
 def test_a_dialog_entry_whose_last_client_subscription_leaves_serves_nobody() -> None:
-    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
     entry.join(1, 7, 70)
     entry.leave(1, 7)
     assert not entry.serves
@@ -422,7 +446,7 @@ def test_a_dialog_entry_whose_last_client_subscription_leaves_serves_nobody() ->
 
 
 def test_a_dialog_entry_ignores_the_leaving_of_a_client_subscription_it_does_not_serve() -> None:
-    entry = DialogEntry(1, ("presence", "sip:r@x", "sip:s@x"))
+    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
     entry.join(1, 7, 70)
     entry.leave(1, 8)
     entry.leave(2, 7)
@@ -445,7 +469,7 @@ def parsed(did: int, body: bytes = PIDF_AWAY) -> Status:
 
 
 def test_a_dialog_keeps_its_last_status_without_the_parsed_document() -> None:
-    entry = DialogEntry(1, ("presence", RECORD, WATCHER))
+    entry = DialogEntry(1, "presence", RECORD, WATCHER)
     entry.remember(parsed(1))
     assert isinstance(entry.last, Status)
     assert entry.last.presentity is None and entry.last.body == PIDF_AWAY
