@@ -24,7 +24,9 @@ docstring). Phases:
 Throughout, /metrics is scraped every --sample seconds: the timer lag histogram
 ``presence_b2b_timer_lag_seconds`` (summed over shards; percentiles interpolated
 inside Prometheus buckets whose first bound is 1 ms) over the whole run and per
-interval, and RSS against subscriptions held.
+interval, and RSS against subscriptions held. At the end, the shards' full
+collections (``presence_b2b_gc_pause_seconds{generation="2"}``): how many, and
+how many stopped a shard for over 100 ms.
 
 Human-readable lines, then the last line: one JSON object. Never fails on a time.
 """
@@ -379,6 +381,8 @@ def main() -> None:
                     refresh_cpu_s=cpu,
                     refresh_window_s=t_end - t_ref,
                 )
+            pauses = svc.scrape().histogram("gc_pause_seconds", generation="2")
+            out.update(gc_full=pauses.count, gc_full_over_100ms=pauses.above(0.1))
             consumer.cancel()
             return out
 
@@ -436,6 +440,9 @@ def main() -> None:
         f"timer lag:              p50 {p50:.2f} ms  p99 {p99:.2f} ms over {whole.count:.0f} "
         f"timers; worst interval p99 {worst:.1f} ms"
     )
+    gc_full = int(report.get("gc_full", 0))  # type: ignore[call-overload]
+    gc_slow = int(report.get("gc_full_over_100ms", 0))  # type: ignore[call-overload]
+    print(f"full collections:       {gc_full} in the shards, {gc_slow} of them over 100 ms")
     plot(args.plot, samples, marks, m)
     print_json(
         {
@@ -449,6 +456,8 @@ def main() -> None:
             "shards": args.shards,
             "timer_lag_p50_ms": round(p50, 3),
             "timer_lag_worst_interval_p99_ms": round(worst, 3),
+            "gc_full_collections": gc_full,
+            "gc_full_over_100ms": gc_slow,
             "refreshes": int(refreshes),
             "refresh_per_s": round(refreshes / span, 1) if span else 0.0,
             "cpu_ms_per_refresh": round(ms_per_refresh, 3),

@@ -346,13 +346,14 @@ class Scrape:
             if n == full and all(have.get(k) == w for k, w in labels.items())
         )
 
-    def histogram(self, name: str) -> Histogram:
-        """``presence_b2b_<name>`` summed over shards: cumulative counts per upper bound."""
+    def histogram(self, name: str, **labels: str) -> Histogram:
+        """``presence_b2b_<name>`` with ``labels``, summed over shards: cumulative
+        counts per upper bound."""
         full = METRIC_PREFIX + name + "_bucket"
         buckets: dict[float, float] = {}
-        for n, labels, v in self.samples:
-            if n == full:
-                le = float(labels["le"])
+        for n, have, v in self.samples:
+            if n == full and all(have.get(k) == w for k, w in labels.items()):
+                le = float(have["le"])
                 buckets[le] = buckets.get(le, 0.0) + v
         return Histogram(tuple(sorted(buckets.items())))
 
@@ -366,6 +367,10 @@ class Histogram:
     @property
     def count(self) -> float:
         return self.buckets[-1][1] if self.buckets else 0.0
+
+    def above(self, bound: float) -> float:
+        """Observations over ``bound``, which must be one of the bucket bounds."""
+        return self.count - dict(self.buckets).get(bound, self.count)
 
     def __sub__(self, older: Histogram) -> Histogram:
         old = dict(older.buckets)

@@ -246,6 +246,13 @@ CATALOG: tuple[Family, ...] = (
         "How late a timer fired after its deadline; grows when the event loop is overloaded.",
         buckets=_LAG_BUCKETS,
     ),
+    Family(
+        "gc_pause_seconds", "histogram",
+        "How long one collection of Python's garbage collector stopped the shard, by the"
+        " oldest generation it collected (2: the whole heap not frozen).",
+        (Label("generation", ("0", "1", "2")),),
+        buckets=_LAG_BUCKETS,
+    ),
     # ---- SIP ----------------------------------------------------------------
     Family(
         "sip_requests_sent_total", "counter",

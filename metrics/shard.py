@@ -230,6 +230,7 @@ class ShardMetrics:
     timers_armed: CounterVec
     timers_fired: CounterVec
     timer_lag_seconds: Histogram
+    gc_pause_seconds: HistogramVec
     # SIP
     sip_requests_sent: CounterVec
     sip_responses_received: CounterVec

@@ -62,7 +62,7 @@ from ..store.driver import DialogStore
 from .engine import Engine, LocalEndpoint
 from .engine_metrics import MetricsObserver
 from .fanout import FanOut
-from .gc_policy import GcPolicy
+from .gc_policy import GcPauses, GcPolicy
 from .persistence import Persistence
 from .stream_setup import open_network
 from .transport import EngineDriver, ExtraSocket, bind_udp
@@ -177,7 +177,7 @@ class ShardProcess:
             # Before Ready: the supervisor's replay must find the restored dialogs.
             self.persistence = await self._open_store(cfg, engine, fanout, driver)
         self.channel.send(Ready(self.index, os.getpid(), port))
-        self.loop.create_task(self._gc_ticks(engine))
+        self.loop.create_task(self._gc_ticks(engine, self.m))
         addresses = " ".join(cfg.sip.listen)
         log.info("shard %d: SIP on %s port %d (advertised %s)", self.index, addresses, port, host)
 
@@ -217,12 +217,19 @@ class ShardProcess:
             return None
         return persistence
 
-    async def _gc_ticks(self, engine: Engine) -> None:
+    async def _gc_ticks(self, engine: Engine, m: ShardMetrics) -> None:
         policy = GcPolicy()
-        while not self._stopping:
-            await asyncio.sleep(GC_TICK)
-            if policy.tick(len(engine)):
-                log.debug("shard %d: froze the heap at %d subscriptions", self.index, len(engine))
+        by_generation = [m.gc_pause_seconds.labels(str(g)) for g in range(3)]
+        pauses = GcPauses(lambda generation, seconds: by_generation[generation].observe(seconds))
+        try:
+            while not self._stopping:
+                await asyncio.sleep(GC_TICK)
+                if policy.tick(len(engine)):
+                    log.debug(
+                        "shard %d: froze the heap at %d subscriptions", self.index, len(engine)
+                    )
+        finally:
+            pauses.close()
 
     # ------------------------------------------------------------------ engine glue
 

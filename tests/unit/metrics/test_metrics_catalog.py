@@ -43,6 +43,7 @@ REQUIRED = {
         "invariant", "unsubscribed", "other"}},
     "dialogs": {},
     "dialogs_resting": {},
+    "gc_pause_seconds": {"generation": {"0", "1", "2"}},
     "subscribers": {},
     "notify_to_client_seconds": {},
     "errors_total": {"kind": {"parse", "pidf", "body", "list", "transport", "internal",

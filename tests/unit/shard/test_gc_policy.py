@@ -4,7 +4,7 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from presence_b2b.shard.gc_policy import THRESHOLDS, GcPolicy
+from presence_b2b.shard.gc_policy import THRESHOLDS, GcPauses, GcPolicy
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +35,33 @@ def test_growth_by_a_fifth_freezes_again() -> None:
     policy = GcPolicy()
     policy.tick(10_000)
     assert policy.tick(12_500) is True and policy.freezes == 2
+
+
+class SteppingClock:
+    """Each reading half a second after the last."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.5
+        return self.now
+
+
+def test_each_collection_is_reported_with_its_generation_and_pause() -> None:
+    seen: list[tuple[int, float]] = []
+    pauses = GcPauses(lambda gen, seconds: seen.append((gen, seconds)), SteppingClock())
+    try:
+        gc.collect(1)
+    finally:
+        pauses.close()
+    assert (1, 0.5) in seen
+
+
+def test_a_closed_observer_reports_nothing_more() -> None:
+    seen: list[tuple[int, float]] = []
+    pauses = GcPauses(lambda generation, seconds: seen.append((generation, seconds)))
+    pauses.close()
+    pauses.close()
+    gc.collect()
+    assert seen == []
