@@ -217,8 +217,6 @@ class Engine:
         #: rest it is copied into one of the size it has now.
         self._awake_peak = 0
         self._resting = 0
-        #: Rests so far: each made a long-lived object (the GC policy counts them).
-        self.rests = 0
         #: Quiet for this long, a subscription rests: longer than any client
         #: transaction lives (Timer F, then Timer K), so none still holds the
         #: usage it was when it rests.
@@ -538,7 +536,6 @@ class Engine:
                 self.usages[sub_id] = resting
                 self.dialogs.swap(resting.call_id, usage, resting)
                 self._resting += 1
-                self.rests += 1
                 self._out.rested.append(sub_id)
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.

@@ -9,14 +9,6 @@ followed by ``gc.freeze()``, which moves everything alive into a permanent
 generation that later collections skip. Reference counting still frees frozen
 objects; only reference cycles among them would stay, and the engine's
 per-subscription objects form none.
-
-A collection walks what was made since the last freeze, so the freezes come
-at least every ``MAX_STEP`` new long-lived objects' worth of subscriptions,
-and a subscription that rests counts as new (its packed form is a new
-object): otherwise a refresh wave, which rests a million new objects without
-adding a subscription, leaves them all to one full collection of hundreds of
-milliseconds (measured: 19 collections over 100 ms in a million-subscription
-run that froze only on 20 % growth).
 """
 
 from __future__ import annotations
@@ -31,29 +23,24 @@ THRESHOLDS = (10_000, 20, 100)
 GROWTH = 0.2
 """Freeze again once the subscriptions grew by this share since the last freeze."""
 MIN_GROWTH = 1_000
-MAX_STEP = 20_000
-"""...or by this many (new or rested since), whichever comes first."""
 
 
 class GcPolicy:
-    """Call ``tick(subscriptions, rests)`` now and then (the shard does every
-    10 s); ``rests`` counts the rests so far."""
+    """Call ``tick(subscriptions)`` now and then (the shard does every 10 s)."""
 
     def __init__(self) -> None:
         gc.set_threshold(*THRESHOLDS)
         self.frozen_at = 0
-        self.rests_at = 0
         self.freezes = 0
 
-    def tick(self, subscriptions: int, rests: int = 0) -> bool:
-        """Collect and freeze if enough is new since the last freeze; True if it did."""
-        new = subscriptions - self.frozen_at + rests - self.rests_at
-        if new < MIN_GROWTH or new < min(GROWTH * max(self.frozen_at, 1), MAX_STEP):
+    def tick(self, subscriptions: int) -> bool:
+        """Collect and freeze if the subscriptions grew enough; True if it did."""
+        grown = subscriptions - self.frozen_at
+        if grown < MIN_GROWTH or grown < GROWTH * max(self.frozen_at, 1):
             return False
         gc.collect()
         gc.freeze()
         self.frozen_at = subscriptions
-        self.rests_at = rests
         self.freezes += 1
         return True
 

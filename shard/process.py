@@ -224,7 +224,7 @@ class ShardProcess:
         try:
             while not self._stopping:
                 await asyncio.sleep(GC_TICK)
-                if policy.tick(len(engine), engine.rests):
+                if policy.tick(len(engine)):
                     log.debug(
                         "shard %d: froze the heap at %d subscriptions", self.index, len(engine)
                     )

@@ -37,20 +37,6 @@ def test_growth_by_a_fifth_freezes_again() -> None:
     assert policy.tick(12_500) is True and policy.freezes == 2
 
 
-def test_past_the_step_growth_by_less_than_a_fifth_freezes_again() -> None:
-    policy = GcPolicy()
-    policy.tick(400_000)
-    assert policy.tick(410_000) is False
-    assert policy.tick(420_000) is True and policy.freezes == 2
-
-
-def test_subscriptions_that_rested_count_as_new() -> None:
-    policy = GcPolicy()
-    policy.tick(400_000, rests=0)
-    assert policy.tick(400_000, rests=19_999) is False
-    assert policy.tick(400_000, rests=20_000) is True
-
-
 class SteppingClock:
     """Each reading half a second after the last."""
 
