@@ -87,14 +87,8 @@ class DialogEntry:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DialogEntry):
-            other = other.key
-        return (
-            isinstance(other, tuple)
-            and len(other) == 3
-            and other[1] == self.record
-            and other[2] == self.subscriber
-            and other[0] == self.package
-        )
+            return other.key == self.key
+        return isinstance(other, tuple) and other == self.key
 
     @property
     def interests(self) -> tuple[Interest, ...]:
@@ -465,8 +459,7 @@ class FanOut:
                 sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
         if not entry.serves:
-            if self._by_key.get(entry) is entry:
-                del self._by_key[entry]  # a new subscribe must not join a dying dialog
+            self._unkey(entry)  # a new subscribe must not join a dying dialog
             self._stop(entry.did)
         self._gauges()
         return True
@@ -481,8 +474,7 @@ class FanOut:
             self._unindex(client, sub_id)
             self._send(client, sub_id, Failure(sub_id, FailureKind.TERMINATED, detail=detail))
         entry.clear()
-        if self._by_key.get(entry) is entry:
-            del self._by_key[entry]
+        self._unkey(entry)
         self._report_ended(members)
         self._stop(did)
         self._gauges()
@@ -534,8 +526,7 @@ class FanOut:
         members = sorted(entry.members())
         for client, sub_id, _ in members:
             self._unindex(client, sub_id)
-        if self._by_key.get(entry) is entry:
-            del self._by_key[entry]
+        self._unkey(entry)
         self._report_ended(members)
         entry.clear()
         self._gauges()
@@ -545,6 +536,12 @@ class FanOut:
             self._ended(items)
 
     # ------------------------------------------------------------------ helpers
+
+    def _unkey(self, entry: DialogEntry) -> None:
+        """Take ``entry`` out of the dedup index, if it is still the one there
+        (a newer dialog for the same key may have taken its place)."""
+        if self._by_key.get(entry) is entry:
+            del self._by_key[entry]
 
     def _index(self, client: int, sub_id: int, entry: DialogEntry) -> None:
         ids = self._clients.get(client)
