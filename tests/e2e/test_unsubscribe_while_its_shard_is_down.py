@@ -33,7 +33,10 @@ def _grab_port(port: int, timeout: float = 5.0) -> socket.socket:
 def test_unsubscribe_while_the_shard_is_down_is_answered_once_it_is_back(
     service, clients, hold_uas
 ):
-    svc = service(shards=1)
+    # No dialog store: a dialog stored before the kill would come back unclaimed
+    # and live out reattach_grace (60 s), which is the store's behaviour, not
+    # the owed unsubscribe's; whether the row is written before the kill is a race.
+    svc = service(shards=1, config={"store": {"url": ""}})
     uas = hold_uas(calls=2)
     client = clients(svc)
     sub_id = client.subscribe(record_at(uas, "liz"), "sip:watcher@example.com")
