@@ -54,10 +54,14 @@ kill, however long establishing M of them takes."""
 
 
 
-def _store_config() -> dict[str, dict[str, object]]:
-    """A store in a directory of its own (removed with the system's temp files)."""
-    path = Path(tempfile.mkdtemp(prefix="presence-b2b-store-")) / "dialogs.db"
+def _store_config(directory: str) -> dict[str, dict[str, object]]:
+    """A store in ``directory``: a temporary one the caller removes after the run."""
+    path = Path(directory) / "dialogs.db"
     return {"store": {"url": f"sqlite:///{path}", "batch_interval_ms": 200}}
+
+
+def _store_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="presence-b2b-store-")
 
 
 def cost(
@@ -70,8 +74,9 @@ def cost(
     }
     for rep in range(repeat):
         for mode in ("off", "on"):
-            svc = Service(shards=shards, config=_store_config() if mode == "on" else None)
-            with svc:
+            with _store_dir() as directory, Service(
+                shards=shards, config=_store_config(directory) if mode == "on" else None
+            ) as svc:
                 svc.start()
                 setup = setup_run(svc, subs, window)
                 stream = stream_run(
@@ -162,11 +167,12 @@ async def _subscribe(
 def restart(shards: int, subs: int, rate: float, window: int) -> dict[str, Any]:
     stub, port = start_stub(GRANTED)
     try:
-        config = _store_config()
+        directory = _store_dir()
+        config = _store_config(directory.name)
         url = str(config["store"]["url"])
         config["sip"] = {"subscribe_rate": rate}
         svc = Service(shards=shards, config=config)
-        with svc:
+        with directory, svc:
             svc.start()
             took, done, failures, _ = asyncio.run(
                 _subscribe(svc, port, subs, window, then_kill=url)
