@@ -77,13 +77,16 @@ class Unsub(msgspec.Struct, tag="unsub", frozen=True, gc=False):
     """Client ``client`` ends its subscription ``id``.
 
     ``missed`` marks an unsubscribe the shard never got the subscription for (it
-    was down meanwhile): there is no dialog to end, but the client still waits for
-    its final status, and only the shard can write it.
+    was down meanwhile): the client still waits for its final status, and only
+    the shard can write it. ``key`` (package, record, subscriber) comes with a
+    missed one: the restarted shard may have taken that dialog back from its
+    store, and nobody wants it any more.
     """
 
     client: int
     id: int
     missed: bool = False
+    key: tuple[str, str, str] | None = None
 
 
 class Ended(msgspec.Struct, tag="ended", frozen=True, gc=False):

@@ -151,9 +151,12 @@ class Registry:
         kept = self._clients.get(client, {}).pop(sub_id, None)
         return None if kept is None else _unpack(kept)
 
-    def owe_unsubscribe(self, client: int, sub_id: int, shard: int) -> None:
-        """The Unsub could not reach its shard (down): send it with the replay."""
-        self._missed[shard].append(Unsub(client, sub_id, missed=True))
+    def owe_unsubscribe(self, client: int, sub_id: int, entry: Entry) -> None:
+        """The Unsub could not reach its shard (down): send it with the replay,
+        with the key of the dialog the shard may restore from its store."""
+        self._missed[entry.shard].append(Unsub(
+            client, sub_id, missed=True, key=(entry.package, entry.record, entry.subscriber)
+        ))
 
     def forget(self, client: int, sub_id: int) -> None:
         """Drop an entry the shard ended on its own (an operator's kill)."""

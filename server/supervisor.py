@@ -439,7 +439,7 @@ class Supervisor:
         """End a client's subscription; if its shard is down, once the shard is back."""
         entry = self.registry.unsubscribe(client, sub_id)
         if entry is not None and not self.pool.shards[entry.shard].send(Unsub(client, sub_id)):
-            self.registry.owe_unsubscribe(client, sub_id, entry.shard)
+            self.registry.owe_unsubscribe(client, sub_id, entry)
 
     async def on_admin(self, request: AdminRequest, peer: Peer) -> AdminReply:
         return await self.admin.run(request, peer)

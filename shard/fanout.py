@@ -423,28 +423,35 @@ class FanOut:
 
     def release_unclaimed(self, dids: list[int]) -> int:
         """End the restored dialogs of ``dids`` that no client joined; how many."""
-        released = 0
-        for did in dids:
-            entry = self.dialogs.get(did)
-            if entry is None or entry.serves or self._by_key.get(entry) is not entry:
-                continue  # joined, or already ending (a client came and went)
-            del self._by_key[entry]
-            self._stop(did)
-            released += 1
+        released = sum(self._release(self.dialogs.get(did)) for did in dids)
         if released:
             self._gauges()
         return released
 
-    def unsubscribe(self, client: int, sub_id: int, *, missed: bool = False) -> bool:
+    def _release(self, entry: DialogEntry | None) -> bool:
+        """End a restored dialog no client joined; False if joined or already ending."""
+        if entry is None or entry.serves or self._by_key.get(entry) is not entry:
+            return False  # joined, or already ending (a client came and went)
+        del self._by_key[entry]
+        self._stop(entry.did)
+        return True
+
+    def unsubscribe(
+        self, client: int, sub_id: int, *, missed: bool = False, key: Key | None = None
+    ) -> bool:
         """End one client subscription; the client gets its final status at once.
 
         ``missed``: the subscription never reached this shard (it was down when
-        the client subscribed and unsubscribed); only the final status is owed.
+        the client subscribed and unsubscribed); only the final status is owed,
+        and the dialog of ``key`` ends if the store gave it back and no client
+        in the replay before this joined it.
         """
         if missed and sub_id not in self._clients.get(client, ()):
             self._send(client, sub_id, Status(
                 sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
+            if key is not None and self._release(self._by_key.get(key)):
+                self._gauges()
             return False
         return self._remove(client, sub_id, tell=True)
 

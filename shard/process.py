@@ -264,7 +264,7 @@ class ShardProcess:
         if isinstance(msg, Sub):
             self._sub(fanout, msg)
         elif isinstance(msg, Unsub):
-            fanout.unsubscribe(msg.client, msg.id, missed=msg.missed)
+            fanout.unsubscribe(msg.client, msg.id, missed=msg.missed, key=msg.key)
         elif isinstance(msg, Batch):
             # One flush for the whole batch: its SUBSCRIBEs leave together, and
             # the engine's output and timer are taken once, not once per item.
@@ -274,7 +274,7 @@ class ShardProcess:
                     if isinstance(item, Sub):
                         self._sub(fanout, item)
                     else:
-                        fanout.unsubscribe(item.client, item.id, missed=item.missed)
+                        fanout.unsubscribe(item.client, item.id, missed=item.missed, key=item.key)
             finally:
                 self._in_batch = False
                 if self.driver is not None:

@@ -1,4 +1,5 @@
-"""An unsubscribe that arrives while its shard is down still gets its final status."""
+"""An unsubscribe that arrives while its shard is down still gets its final status,
+and the dialog the restarted shard takes back from its store ends at once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import is_open_with, is_status, next_event, record_at
+from tests.e2e.helpers import (
+    is_open_with,
+    is_status,
+    next_event,
+    record_at,
+    wait_stored,
+    wait_unsubscribed,
+)
 from tests.e2e.service import wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,18 +38,8 @@ def _grab_port(port: int, timeout: float = 5.0) -> socket.socket:
             time.sleep(0.001)
 
 
-def test_unsubscribe_while_the_shard_is_down_is_answered_once_it_is_back(
-    service, clients, hold_uas
-):
-    # No dialog store: a dialog stored before the kill would come back unclaimed
-    # and live out reattach_grace (60 s), which is the store's behaviour, not
-    # the owed unsubscribe's; whether the row is written before the kill is a race.
-    svc = service(shards=1, config={"store": {"url": ""}})
-    uas = hold_uas(calls=2)
-    client = clients(svc)
-    sub_id = client.subscribe(record_at(uas, "liz"), "sip:watcher@example.com")
-    next_event(client, "the first status", is_open_with("at lunch"))
-
+def _unsubscribe_while_down(svc, client, sub_id: int) -> None:
+    """SIGKILL the only shard, keep it down, unsubscribe, let it come back."""
     (pid,) = svc.shard_pids().values()
     os.kill(pid, signal.SIGKILL)
     # Holding the shard's SIP port keeps every respawn failing at bind: the shard
@@ -55,9 +53,39 @@ def test_unsubscribe_while_the_shard_is_down_is_answered_once_it_is_back(
         )
     finally:
         squatter.close()
-
     wait_for("the shard back up", lambda: svc.stats()["shards"][0]["up"], timeout=30.0)
+
+
+def test_unsubscribe_while_the_shard_is_down_is_answered_once_it_is_back(
+    service, clients, hold_uas
+):
+    # No dialog store: the shard has nothing to take back (the next test has one).
+    svc = service(shards=1, config={"store": {"url": ""}})
+    uas = hold_uas(calls=2)
+    client = clients(svc)
+    sub_id = client.subscribe(record_at(uas, "liz"), "sip:watcher@example.com")
+    next_event(client, "the first status", is_open_with("at lunch"))
+
+    _unsubscribe_while_down(svc, client, sub_id)
     event = next_event(client, "the final status", lambda e: e.id == sub_id)
     assert is_status("terminated", "unsubscribed")(event)
     assert sub_id not in client.client.subscriptions
     assert svc.admin("list") == [], "the shard did not set the dialog up again"
+
+
+def test_unsubscribe_while_the_shard_is_down_ends_the_dialog_it_takes_back(
+    service, clients, hold_uas
+):
+    svc = service(shards=1)  # with the dialog store
+    uas = hold_uas(calls=2)
+    client = clients(svc)
+    sub_id = client.subscribe(record_at(uas, "liz"), "sip:watcher@example.com")
+    next_event(client, "the first status", is_open_with("at lunch"))
+    (stored,) = wait_stored(svc, 1)
+
+    _unsubscribe_while_down(svc, client, sub_id)
+    event = next_event(client, "the final status", lambda e: e.id == sub_id)
+    assert is_status("terminated", "unsubscribed")(event)
+    # Long before reattach_grace (60 s): nobody wants the dialog the store gave back.
+    wait_unsubscribed(uas, [stored.call_id], timeout=10.0)
+    wait_for("the dialog gone", lambda: svc.admin("list") == [], timeout=10.0)

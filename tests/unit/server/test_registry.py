@@ -6,7 +6,7 @@ import sys
 
 from presence_b2b.ipc.channel import Sub, Unsub
 from presence_b2b.ipc.messages import Subscribe
-from presence_b2b.server.registry import Registry
+from presence_b2b.server.registry import Entry, Registry
 from presence_b2b.server.routing import shard_of
 
 SHARDS = 4
@@ -116,10 +116,12 @@ def test_a_replay_holds_every_subscription_the_shard_owns_marked_as_such() -> No
 
 def test_an_owed_unsubscribe_follows_the_replay_once_if_its_client_is_still_there() -> None:
     registry = _registry(1, 2)
-    registry.owe_unsubscribe(1, 5, shard=1)
-    registry.owe_unsubscribe(2, 7, shard=1)
+    registry.owe_unsubscribe(1, 5, Entry(1, "presence", "sip:b@x", "sip:a@x"))
+    registry.owe_unsubscribe(2, 7, Entry(1, "presence", "sip:c@x", "sip:a@x"))
     registry.remove_client(2)
-    assert registry.replay(1, restarted=True) == [Unsub(1, 5, missed=True)]
+    assert registry.replay(1, restarted=True) == [
+        Unsub(1, 5, missed=True, key=("presence", "sip:b@x", "sip:a@x"))
+    ]
     assert registry.replay(1, restarted=True) == []
 
 

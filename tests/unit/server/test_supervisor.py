@@ -141,7 +141,9 @@ def test_an_unsubscribe_for_a_down_shard_is_owed_to_that_shards_replay(tmp_path:
     shard = _subscribed(sup, 1, 5)
     sup.unsubscribe(1, 5)  # every shard is down: nothing can be sent
     assert sup.registry.get(1, 5) is None
-    assert sup.registry.replay(shard, restarted=True) == [Unsub(1, 5, missed=True)]
+    assert sup.registry.replay(shard, restarted=True) == [
+        Unsub(1, 5, missed=True, key=("presence", "sip:b@x", "sip:a@x"))
+    ]
 
 
 def test_an_unsubscribe_for_a_shard_that_is_up_goes_at_once(tmp_path: Path) -> None:

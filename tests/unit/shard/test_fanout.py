@@ -293,6 +293,38 @@ def test_an_unsubscribe_the_shard_missed_still_gets_its_final_status(h: Harness)
     assert h.engine.stopped == []
 
 
+KEY = ("presence", RECORD, WATCHER)
+
+
+def test_a_missed_unsubscribe_ends_the_dialog_the_store_gave_back(h: Harness) -> None:
+    a = h.attach(1)
+    did = h.fanout.restore(KEY, None)
+    assert not h.fanout.unsubscribe(1, 9, missed=True, key=KEY)
+    assert [(m.id, m.state) for m in a.read()] == [(9, TERMINATED)]
+    assert h.engine.stopped == [did]
+    assert h.fanout.serving(KEY) is None, "a new subscribe would join a dying dialog"
+    assert h.fanout.release_unclaimed([did]) == 0
+
+
+def test_a_missed_unsubscribe_leaves_a_restored_dialog_another_client_joined(
+    h: Harness,
+) -> None:
+    h.attach(1), h.attach(2)
+    did = h.fanout.restore(KEY, None)
+    h.fanout.subscribe(2, 4, *KEY)  # the replay's subscriptions come first
+    assert not h.fanout.unsubscribe(1, 9, missed=True, key=KEY)
+    assert h.engine.stopped == []
+    assert h.fanout.serving(KEY) == did
+
+
+def test_a_missed_unsubscribe_of_another_key_leaves_the_restored_dialog(h: Harness) -> None:
+    h.attach(1)
+    did = h.fanout.restore(KEY, None)
+    h.fanout.unsubscribe(1, 9, missed=True, key=("presence", RECORD, "sip:carol@example.com"))
+    assert h.engine.stopped == []
+    assert h.fanout.release_unclaimed([did]) == 1
+
+
 def test_a_subscription_id_in_use_is_refused_without_touching_the_dialog(h: Harness) -> None:
     a = h.attach(1)
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
