@@ -20,6 +20,10 @@ from typing import Final
 
 _INT_SIZE: Final = array.array("i").itemsize
 _RECV_FLAGS: Final = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
+# Plain ints: ``int & socket.MSG_CTRUNC`` goes through enum.Flag in Python, a
+# cost per channel message the shard paid on every Sub of a set-up.
+_CTRUNC: Final = int(socket.MSG_CTRUNC)
+_TRUNC: Final = int(socket.MSG_TRUNC)
 
 
 class FdPassError(OSError):
@@ -67,12 +71,12 @@ def recv_fds(sock: socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, lis
     ancbuf = socket.CMSG_SPACE(maxfds * _INT_SIZE) if maxfds > 0 else 0
     data, ancdata, flags, _ = sock.recvmsg(bufsize, ancbuf, _RECV_FLAGS)
     fds = _collect_fds(ancdata)
-    if flags & socket.MSG_CTRUNC:
+    if flags & _CTRUNC:
         close_fds(fds)
         raise FdPassError(
             f"peer sent more fds than the {maxfds} expected (MSG_CTRUNC); closed {len(fds)}"
         )
-    if flags & socket.MSG_TRUNC:
+    if flags & _TRUNC:
         close_fds(fds)
         raise FdPassError(f"message longer than {bufsize} bytes (MSG_TRUNC)")
     return data, fds
