@@ -10,7 +10,7 @@ for a response), so a send the driver cannot make comes back to the engine as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..presence.status import StatusMessage
 from ..sip.transaction import ClientTransaction
@@ -23,20 +23,40 @@ __all__ = ["Datagram", "Output", "valid_text"]
 Datagram = tuple[bytes, Hop, ClientTransaction | None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Output:
-    """Everything one or more inputs asked for, in the order it was asked."""
+    """Everything one or more inputs asked for, in the order it was asked.
 
-    datagrams: list[Datagram] = field(default_factory=list)
+    Its own ``__init__``, not the generated one: one Output per engine input,
+    and mypyc compiles only the former (docs/hot-path.md, round 7)."""
+
+    datagrams: list[Datagram]
     #: Requests whose target answered 503 (RFC 3263 §4.3), with its Retry-After:
     #: the driver holds that target back before it sends the datagrams.
-    refused_targets: list[tuple[ClientTransaction, float | None]] = field(default_factory=list)
-    messages: list[StatusMessage] = field(default_factory=list)
-    finished: list[int] = field(default_factory=list)
+    refused_targets: list[tuple[ClientTransaction, float | None]]
+    messages: list[StatusMessage]
+    finished: list[int]
     #: Subscriptions that went to rest: what their consumer keeps of them may
     #: be packed too (it is asked for again only when a client joins).
-    rested: list[int] = field(default_factory=list)
-    deadline: float | None = None
+    rested: list[int]
+    deadline: float | None
+
+    def __init__(
+        self,
+        *,
+        datagrams: list[Datagram] | None = None,
+        refused_targets: list[tuple[ClientTransaction, float | None]] | None = None,
+        messages: list[StatusMessage] | None = None,
+        finished: list[int] | None = None,
+        rested: list[int] | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.datagrams = [] if datagrams is None else datagrams
+        self.refused_targets = [] if refused_targets is None else refused_targets
+        self.messages = [] if messages is None else messages
+        self.finished = [] if finished is None else finished
+        self.rested = [] if rested is None else rested
+        self.deadline = deadline
 
     def __bool__(self) -> bool:
         return bool(self.datagrams or self.messages or self.finished or self.rested)

@@ -157,7 +157,7 @@ def test_uri_parts_for_routing() -> None:
         "p.example.com",
         5070,
         {"lr": None, "maddr": "10.0.0.1"},
-        "subject=x",
+        headers="subject=x",
     )
     assert parse_uri("sips:[::1]").host == "[::1]"
 
