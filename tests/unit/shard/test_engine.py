@@ -386,3 +386,10 @@ def test_the_statuses_of_two_dialogs_share_their_content_type() -> None:
     first, second = (m for m in h.delivered if isinstance(m, Status) and m.body)
     assert first.content_type == "application/pidf+xml"
     assert first.content_type is second.content_type
+
+
+def test_an_answered_subscribe_keeps_no_parsed_request_while_it_waits_for_timer_k() -> None:
+    h = Harness()
+    h.established()
+    [txn] = list(h.engine.table.clients())  # completed: absorbs retransmitted answers
+    assert txn.context.request is None, "only a challenge or a 503 needs it, at the answer"
