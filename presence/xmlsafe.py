@@ -100,8 +100,8 @@ def run(parser: XMLParserType, body: bytes) -> None:
         raise
     except ExpatError as e:
         raise BodyError("not-xml", f"not well-formed XML: {e}") from None
-    except (TypeError, ValueError, LookupError) as e:  # e.g. an encoding Python lacks
-        raise BodyError("not-xml", f"cannot parse the body: {e}") from None
+    except (TypeError, ValueError, LookupError) as other:  # e.g. an encoding Python lacks
+        raise BodyError("not-xml", f"cannot parse the body: {other}") from None
 
 
 def _refuse_doctype(*_: object) -> None:

@@ -43,8 +43,14 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.sip.timers",
     "presence_b2b.sip.transaction",
     "presence_b2b.sip.dialog",
+    "presence_b2b.presence.xmlsafe",
     "presence_b2b.presence.pidf",
     "presence_b2b.presence.body",
+    "presence_b2b.presence.listing",
+    "presence_b2b.metrics.shard",
+    "presence_b2b.shard.observer",
+    "presence_b2b.shard.engine_metrics",
+    "presence_b2b.shard.transitions",
     "presence_b2b.shard.subscription_io",
     "presence_b2b.shard.subscription",
     "presence_b2b.shard.usage",
@@ -57,6 +63,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.shard.pace",
     "presence_b2b.shard.engine",
     "presence_b2b.shard.fanout",
+    "presence_b2b.shard.network",
     "presence_b2b.ipc.ring",
 )
 

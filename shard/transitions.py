@@ -17,7 +17,6 @@ behaviour, :mod:`.subscription` only its data and dispatch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..presence.status import FailureKind, SubscriptionState
@@ -68,18 +67,34 @@ def label(text: str) -> Callable[[F], F]:
     return register
 
 
-@dataclass(frozen=True, slots=True)
 class Row(Generic[P]):
     """One line of the table; ``next`` None keeps the state; ``reply`` is the
-    answer to a NOTIFY (NOTIFY rows only)."""
+    answer to a NOTIFY (NOTIFY rows only). Rows are built once, at import, and
+    never changed. A plain class: mypyc cannot compile a generic frozen
+    dataclass (its class object refuses the dataclass's ``__dict__`` write)."""
 
-    name: str
-    states: tuple[State, ...]
-    events: tuple[Event, ...]
-    guard: Guard[P] | None
-    actions: tuple[Act[P], ...]
-    next: State | None
-    reply: int = 200
+    __slots__ = ("actions", "events", "guard", "name", "next", "reply", "states")
+
+    def __init__(  # noqa: PLR0917 - a row is written as a line of the table, by position
+        self,
+        name: str,
+        states: tuple[State, ...],
+        events: tuple[Event, ...],
+        guard: Guard[P] | None,
+        actions: tuple[Act[P], ...],
+        next: State | None,
+        reply: int = 200,
+    ) -> None:
+        self.name = name
+        self.states = states
+        self.events = events
+        self.guard = guard
+        self.actions = actions
+        self.next = next
+        self.reply = reply
+
+    def __repr__(self) -> str:
+        return f"Row({self.name!r})"
 
 
 Table = tuple[tuple[tuple[Row[P], ...], ...], ...]

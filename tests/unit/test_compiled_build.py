@@ -18,7 +18,8 @@ from presence_b2b.compiled import HOT_MODULES, MANIFEST, Build, source_digest
 ROOT = Path(__file__).resolve().parents[2]
 #: import name prefix -> folder, as pyproject.toml's package-dir maps them
 FOLDERS = {"presence_b2b.sip": "sip", "presence_b2b.presence": "presence",
-           "presence_b2b.shard": "shard", "presence_b2b.ipc": "ipc", "presence_b2b": "presence_b2b"}
+           "presence_b2b.shard": "shard", "presence_b2b.ipc": "ipc",
+           "presence_b2b.metrics": "metrics", "presence_b2b": "presence_b2b"}
 
 
 def hot_source(name: str) -> Path:

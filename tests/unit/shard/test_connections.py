@@ -12,6 +12,8 @@ from presence_b2b.shard.connections import StreamSettings
 from presence_b2b.shard.destination import Destination, Transport
 from presence_b2b.shard.network import Network
 from presence_b2b.sip.framing import PING, FramingLimits
+from presence_b2b.sip.message import Request, parse_message
+from presence_b2b.sip.transaction import ClientTransaction
 
 from tests.peers.stream_pool import PoolHarness
 
@@ -235,10 +237,11 @@ def _start_connect(address: tuple[str, int]) -> socket.socket:
     return client
 
 
-class _Request:
-    """Stands for a client transaction: the network only keeps its own state on it."""
-
-    delivery: object = None
+def _transaction(data: bytes) -> ClientTransaction:
+    """The client transaction of a request the network is asked to send."""
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    return ClientTransaction(request)
 
 
 def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(
@@ -255,8 +258,8 @@ def test_a_request_over_1300_bytes_for_udp_goes_over_tcp_to_the_same_port(
     big = OPTIONS.replace(b"Via: SIP/2.0/TCP", b"Via: SIP/2.0/UDP").replace(
         b"Content-Length: 0\r\n\r\n", b"X-Pad: " + b"p" * 1400 + b"\r\nContent-Length: 0\r\n\r\n"
     )
-    ref = _Request()
-    assert network.send(big, Destination(Transport.UDP, LOOPBACK, server.port), ref) == ""  # type: ignore[arg-type]
+    ref = _transaction(big)
+    assert network.send(big, Destination(Transport.UDP, LOOPBACK, server.port), ref) == ""
     assert harness.wait_for(lambda: bool(server.peers) and len(server.peers[0].data) >= len(big))
     assert b"Via: SIP/2.0/TCP 127.0.0.1:5070;" in server.peers[0].data
     assert failures == []
@@ -270,9 +273,9 @@ def test_a_request_sent_over_tcp_is_not_retransmitted_on_it(harness: PoolHarness
         hostport="127.0.0.1:5070",
     )
     network.pool = harness.pool
-    ref = _Request()
+    ref = _transaction(OPTIONS)
     for _ in range(3):  # the first send, then two timer E retransmissions
-        assert network.send(OPTIONS, server.destination, ref) == ""  # type: ignore[arg-type]
+        assert network.send(OPTIONS, server.destination, ref) == ""
     assert harness.wait_for(
         lambda: bool(server.peers) and len(server.peers[0].data) >= len(OPTIONS)
     )
