@@ -439,6 +439,20 @@ class Engine:
             return found
         return self._wake(found)
 
+    def peek(self, sub_id: int) -> Usage | None:
+        """The subscription ``sub_id`` to read, without waking it: one at rest
+        is unpacked into a copy that does not take its place (the store catching
+        up with every dialog must not wake them all). None: there is none, or it
+        cannot be unpacked (it fails when it next wakes)."""
+        found = self.usages.get(sub_id)
+        if found is None or isinstance(found, Usage):
+            return found
+        try:
+            return found.wake(self._machine_params, self.rng)
+        except Exception as exc:
+            self._unowned_error("peek", exc)
+            return None
+
     def state_of(self, sub_id: int) -> State | None:
         """The state of ``sub_id``, without waking it: an operator's ``list``
         of a million must not wake a million."""

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ..ipc.messages import ProtocolError, decode_status, encode
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 #: How often the engine's journal is turned into store records, seconds. The
 #: store's own ``batch_interval_ms`` decides when routine changes are written.
 JOURNAL_TICK = 0.05
+
+#: Dialogs written per journal tick when the store opened after the shard had
+#: subscriptions (20 000 a second): enough to catch up with a million in under
+#: a minute, few enough that a tick stays short.
+CATCH_UP_BATCH = 1000
 
 
 def record_of(usage: Usage, last: StatusMessage | None, to_wall: float) -> DialogRecord | None:
@@ -111,14 +117,25 @@ class Persistence:
         #: before its keeper claimed), else they stay this host's own.
         self._deferred: dict[int, tuple[Usage, Change]] = {}
         self._held_seen = 0
+        #: Subscriptions the shard held before the store opened, to be written.
+        self._catch_up: deque[int] = deque()
         store.on_lost = self.lost
         store.on_adopted = self.adopted
         store.on_batch = metrics.store_batch_seconds.observe
 
     # ------------------------------------------------------------------ start and stop
 
-    async def start(self) -> int:
-        """Load this shard's stored dialogs and keep them; how many were kept."""
+    async def start(self, *, late: bool = False) -> int:
+        """Load this shard's stored dialogs and keep them; how many were kept.
+
+        ``late``: the store opens after the shard ran without one (it could not
+        be opened at start). The journal starts now, and every subscription the
+        shard holds already is written too, a batch per tick; a stored dialog
+        whose pair a client here has since subscribed to again gives way to the
+        new dialog (its row is replaced, as at any start)."""
+        if late:  # from here on: what changes is journaled, the rest caught up
+            self._catch_up.extend(self.engine.usages)
+            self.engine.changes = {}
         records = await self.store.start()
         kept = self._take_back(records, adopted=False)
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -152,6 +169,8 @@ class Persistence:
             await asyncio.sleep(JOURNAL_TICK)
             try:
                 changes = self.engine.take_changes()
+                if self._catch_up:
+                    changes = {**self._catching_up(changes), **changes}
                 held = self.store.held
                 if self._deferred and held != self._held_seen:
                     changes = {**self._deferred, **changes}
@@ -164,13 +183,27 @@ class Persistence:
                 # A bug here must not stop persistence for good.
                 log.exception("store: journal")
 
+    def _catching_up(
+        self, noted: dict[int, tuple[Usage | RestingUsage, Change]]
+    ) -> dict[int, tuple[Usage | RestingUsage, Change]]:
+        """The next batch of the subscriptions held before the store opened."""
+        batch: dict[int, tuple[Usage | RestingUsage, Change]] = {}
+        usages, pending = self.engine.usages, self._catch_up
+        for _ in range(min(CATCH_UP_BATCH, len(pending))):
+            did = pending.popleft()
+            found = usages.get(did)
+            if found is not None and did not in noted:
+                batch[did] = (found, Change.ROUTINE)
+        return batch
+
     def _write(self, changes: dict[int, tuple[Usage | RestingUsage, Change]]) -> None:
         to_wall = self._wall() - self.engine.clock()
         for did, (usage, change) in changes.items():
             key = _key(usage)
             # What the engine holds for it now (ids are never reused): the
-            # journaled object itself, or the same subscription woken from rest.
-            live = self.engine.usage(did)
+            # journaled object itself, or the same subscription read from rest
+            # (not woken: writing a row is no reason to leave rest).
+            live = self.engine.peek(did)
             if not self.store.owns(key):
                 if live is not None:
                     self._deferred[did] = (live, change)

@@ -73,6 +73,11 @@ PR_SET_PDEATHSIG = 1
 EXIT_BIND_FAILED = 3
 EXIT_BAD_START = 4
 GC_TICK = 10.0
+#: A store that could not be opened at start is tried again after this many
+#: seconds, the wait doubling up to STORE_RETRY_MAX: a database that comes up
+#: after the service (a boot, a failover) is used as soon as it answers.
+STORE_RETRY_FIRST = 1.0
+STORE_RETRY_MAX = 30.0
 
 
 def die_with_parent(parent: int) -> None:
@@ -103,6 +108,7 @@ class ShardProcess:
         self._stop_flush: Any = None
         self._stopping = False
         self._in_batch = False  # a channel Batch is being applied: one flush at its end
+        self._store_retry: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         self.channel.start(self.loop)
@@ -176,17 +182,43 @@ class ShardProcess:
         if cfg.store.url:
             # Before Ready: the supervisor's replay must find the restored dialogs.
             self.persistence = await self._open_store(cfg, engine, fanout, driver)
+            if self.persistence is None:
+                self._store_retry = self.loop.create_task(
+                    self._keep_opening_store(cfg, engine, fanout, driver)
+                )
         self.channel.send(Ready(self.index, os.getpid(), port))
         self.loop.create_task(self._gc_ticks(engine, self.m))
         addresses = " ".join(cfg.sip.listen)
         log.info("shard %d: SIP on %s port %d (advertised %s)", self.index, addresses, port, host)
 
-    async def _open_store(
+    async def _keep_opening_store(
         self, cfg: config_mod.Config, engine: Engine, fanout: FanOut, driver: EngineDriver
+    ) -> None:
+        """Try the store again until it opens, waiting longer each time."""
+        wait = STORE_RETRY_FIRST
+        while True:
+            await asyncio.sleep(wait)
+            if self._stopping:
+                return
+            self.persistence = await self._open_store(cfg, engine, fanout, driver, late=True)
+            if self.persistence is not None:
+                log.info("shard %d: dialog store opened; writing its dialogs", self.index)
+                return
+            wait = min(wait * 2, STORE_RETRY_MAX)
+
+    async def _open_store(
+        self,
+        cfg: config_mod.Config,
+        engine: Engine,
+        fanout: FanOut,
+        driver: EngineDriver,
+        *,
+        late: bool = False,
     ) -> Persistence | None:
         """The dialog store, with this shard's stored dialogs taken back. A store
         that cannot be opened leaves the shard running without one (logged and
-        counted): presence matters more than surviving the next restart."""
+        counted; tried again later): presence matters more than surviving the
+        next restart. ``late``: the shard has been running without it."""
         assert self.m is not None
         settings, shards = cfg.store, cfg.server.shard_count()
         store = DialogStore(
@@ -207,9 +239,12 @@ class ShardProcess:
             flush=driver.flush,
         )
         try:
-            await persistence.start()
+            await persistence.start(late=late)
         except StoreUnavailableError as exc:
-            log.error("shard %d: dialog store unavailable, running without: %s", self.index, exc)
+            log.error(
+                "shard %d: dialog store unavailable, running without it for now: %s",
+                self.index, exc,
+            )
             self.m.store_errors.labels("unavailable").value += 1
             engine.changes = None
             with contextlib.suppress(Exception):
@@ -455,6 +490,10 @@ class ShardProcess:
                     break
                 await asyncio.sleep(0.01)
             self.fanout.close()
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._store_retry
         if self.persistence is not None:
             # Stopping for good: what did not end is forgotten, never resumed.
             try:

@@ -106,6 +106,22 @@ def test_waking_gives_back_the_subscription_that_went_to_rest() -> None:
     assert after == before
 
 
+def test_peeking_at_a_resting_subscription_reads_it_and_leaves_it_at_rest() -> None:
+    h = Harness()
+    first = h.established()
+    quiet(h)
+    resting = h.engine.usages[1]
+    peeked = h.engine.peek(1)
+    assert isinstance(peeked, Usage) and peeked.dialog is not None
+    assert peeked.dialog.call_id == first.get("Call-ID")
+    assert h.engine.usages[1] is resting
+    assert h.engine.resting == 1
+
+
+def test_peeking_at_an_unknown_subscription_finds_none() -> None:
+    assert Harness().engine.peek(7) is None
+
+
 def test_a_subscription_waiting_to_retry_a_refresh_stays_awake() -> None:
     h = Harness()
     h.established()

@@ -15,6 +15,7 @@ from presence_b2b.presence.status import Status, SubscriptionState
 from presence_b2b.shard.fanout import FanOut
 from presence_b2b.shard.persistence import JOURNAL_TICK, Persistence
 from presence_b2b.shard.subscription import State
+from presence_b2b.shard.usage import RestingUsage
 from presence_b2b.sip.message import Request
 from presence_b2b.store.connect import open_backend
 from presence_b2b.store.driver import DialogStore
@@ -227,3 +228,24 @@ def test_closing_to_stop_for_good_leaves_nothing_to_resume(tmp_path: Path) -> No
 
     run(body)
     assert rows(db) == []
+
+
+def test_a_store_opened_late_gets_the_dialogs_held_before_it_without_waking_them(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        shard.h.engine.changes = None  # as a shard runs while its store cannot be opened
+        first = shard.established()
+        shard.h.advance(shard.h.engine.rest_after + 2)
+        assert isinstance(shard.h.engine.usages[1], RestingUsage)
+        await shard.persistence.start(late=True)
+        await settle()
+        (row,) = rows(db)
+        assert row.call_id == first.get("Call-ID")
+        assert isinstance(shard.h.engine.usages[1], RestingUsage)
+
+    run(body)
+
