@@ -64,6 +64,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.shard.engine",
     "presence_b2b.shard.fanout",
     "presence_b2b.shard.network",
+    "presence_b2b.shard.transport",
     "presence_b2b.ipc.ring",
 )
 

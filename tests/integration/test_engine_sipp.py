@@ -27,9 +27,7 @@ from presence_b2b.presence.status import (
 from presence_b2b.shard.auth import CredentialLookup
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.shard.output import Output
-from presence_b2b.shard.routing import Hop
 from presence_b2b.shard.transport import EngineDriver, bind_udp
-from presence_b2b.sip.transaction import ClientTransaction
 
 from presence_b2b.config import B2BParams, SipSettings
 from tests.peers.fixtures import SippUasFactory
@@ -58,16 +56,16 @@ FAST_PARAMS = B2BParams(
 T = TypeVar("T")
 
 
-class RecordingDriver(EngineDriver):
-    """The service's driver, keeping a copy of every datagram it sends."""
+class RecordingSocket:
+    """The driver's UDP transport, keeping a copy of every datagram it sends."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self.sent: list[tuple[bytes, Hop]] = []
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self.transport = transport
+        self.sent: list[bytes] = []
 
-    def _send(self, data: bytes, dest: Hop, ref: ClientTransaction | None) -> str:
-        self.sent.append((data, dest))
-        return super()._send(data, dest, ref)
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append(data)
+        self.transport.sendto(data, addr)
 
 
 class LiveEngine:
@@ -86,13 +84,15 @@ class LiveEngine:
         self.loop = uvloop.new_event_loop()
         sock = bind_udp(LOOPBACK, 0)  # the kernel picks a free port, no race
         self.port: int = sock.getsockname()[1]
-        self.driver = RecordingDriver(self.loop)
+        self.driver = EngineDriver(self.loop)
         self.transport, _ = self.loop.run_until_complete(
             self.loop.create_datagram_endpoint(lambda: self.driver, sock=sock)
         )
+        recording = RecordingSocket(self.transport)
+        self.driver.network.udp = recording  # type: ignore[assignment]
         self.delivered: list[StatusMessage] = []
         self.finished: list[int] = []
-        self.sent = self.driver.sent
+        self.sent = recording.sent
         local = LocalEndpoint(LOOPBACK, self.port)
         self.engine = Engine(params, sip, local, clock=self.driver.clock, credentials=credentials)
         self.driver.engine = self.engine
@@ -149,7 +149,7 @@ class LiveEngine:
     def sent_requests(self, method: str = "SUBSCRIBE") -> list[str]:
         """Every request of ``method`` the engine put on the wire, as text."""
         prefix = method.encode() + b" "
-        return [data.decode() for data, _ in self.sent if data.startswith(prefix)]
+        return [data.decode() for data in self.sent if data.startswith(prefix)]
 
     def close(self) -> None:
         self.driver.engine = None
