@@ -18,6 +18,7 @@ decode, and status decoding is the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -153,6 +154,9 @@ _status_decoder: Final[msgspec.msgpack.Decoder[StatusMessage]] = msgspec.msgpack
 _control_decoder: Final[msgspec.msgpack.Decoder[ControlMessage]] = msgspec.msgpack.Decoder(
     ControlMessage
 )
+_statuses_decoder: Final[msgspec.msgpack.Decoder[list[StatusMessage]]] = (
+    msgspec.msgpack.Decoder(list[StatusMessage])
+)
 
 
 def encode(message: Request | StatusMessage | ControlMessage) -> bytes:
@@ -170,6 +174,19 @@ def decode_request(data: bytes | memoryview) -> Request:
         return _request_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _decode_error("request", data, exc) from None
+
+
+def encode_statuses(statuses: Sequence[StatusMessage]) -> bytes:
+    """Several statuses as one msgpack array (a resource list's, kept in the store)."""
+    return _encoder.encode(list(statuses))
+
+
+def decode_statuses(data: bytes | memoryview) -> list[StatusMessage]:
+    """What :func:`encode_statuses` wrote."""
+    try:
+        return _statuses_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _decode_error("status list", data, exc) from None
 
 
 def decode_status(data: bytes | memoryview) -> StatusMessage:
@@ -233,6 +250,8 @@ __all__ = [
     "decode_control",
     "decode_request",
     "decode_status",
+    "decode_statuses",
     "encode",
+    "encode_statuses",
     "split_admin_reply",
 ]

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -176,6 +176,10 @@ class DialogEntry:
         return msgspec.structs.replace(
             last, presentity=decoded.presentity, document=decoded.document
         )
+
+    def resource_statuses(self) -> list[Status]:
+        """The last status of each resource of a resource list (none for one presentity)."""
+        return list(self.resources.values()) if self.resources else []
 
     def known(self) -> list[StatusMessage]:
         """What a joining client is told: every resource's status, then the last word."""
@@ -403,14 +407,15 @@ class FanOut:
         self._gauges()
         self._start(did, record, entry.subscriber, entry.package)
 
-    def restore(self, key: Key, last: StatusMessage | None) -> int:
+    def restore(self, key: Key, kept: Sequence[StatusMessage]) -> int:
         """A dialog the store gave back, with no client yet: a client that asks
-        for ``key`` joins it and gets ``last`` at once. Returns its id."""
+        for ``key`` joins it and is told ``kept`` at once (a resource list's
+        statuses, then its last word). Returns its id."""
         did = self._next_did
         self._next_did += 1
         entry = DialogEntry(did, *_kept_key(*key))
-        if last is not None:
-            entry.remember(msgspec.structs.replace(last, id=did))
+        for msg in kept:
+            entry.remember(msgspec.structs.replace(msg, id=did))
         self.dialogs[did] = entry
         self._by_key[entry] = entry
         self._gauges()

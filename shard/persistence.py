@@ -23,9 +23,16 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Final
 
-from ..ipc.messages import ProtocolError, decode_status, encode
+from ..ipc.messages import (
+    ProtocolError,
+    decode_status,
+    decode_statuses,
+    encode,
+    encode_statuses,
+)
 from ..metrics.shard import ShardMetrics
 from ..presence.status import StatusMessage
 from ..store.driver import DialogStore, StoreStats
@@ -49,10 +56,16 @@ JOURNAL_TICK = 0.05
 CATCH_UP_BATCH = 1000
 
 
-def record_of(usage: Usage, last: StatusMessage | None, to_wall: float) -> DialogRecord | None:
+def record_of(
+    usage: Usage,
+    last: StatusMessage | None,
+    to_wall: float,
+    resources: Sequence[StatusMessage] = (),
+) -> DialogRecord | None:
     """The store's record of a subscription's dialog, or None when it has none
     worth keeping (not confirmed yet, being torn down, waiting to retry).
-    ``to_wall`` turns the engine's clock into Unix time."""
+    ``to_wall`` turns the engine's clock into Unix time. A resource list's
+    ``resources`` (the last status of each) are kept with its last word."""
     dialog = usage.dialog
     refresh = usage.refresh_due
     if dialog is None or refresh is None or dialog.remote_tag is None:
@@ -70,19 +83,36 @@ def record_of(usage: Usage, last: StatusMessage | None, to_wall: float) -> Dialo
         remote_target=dialog.remote_target,
         expires_at=(refresh if expires is None else expires) + to_wall,
         refresh_at=refresh + to_wall,
-        last_status=None if last is None else encode(last),
+        last_status=_kept_bytes(last, resources),
         cseq_high=max(usage.cseq_high, dialog.local_cseq),
     )
 
 
-def _last_status(record: DialogRecord) -> StatusMessage | None:
-    if not record.last_status:
-        return None
+#: The first byte of a msgpack array (fixarray, array 16, array 32); a single
+#: status is a map.
+_ARRAY_MARKERS: Final = frozenset((*range(0x90, 0xA0), 0xDC, 0xDD))
+
+
+def _kept_bytes(last: StatusMessage | None, resources: Sequence[StatusMessage]) -> bytes | None:
+    """A row's ``last_status``: the last word alone, as rows always held it, or
+    with a resource list's statuses before it, as one array."""
+    if resources:
+        return encode_statuses([*resources, *(() if last is None else (last,))])
+    return None if last is None else encode(last)
+
+
+def _kept_statuses(record: DialogRecord) -> list[StatusMessage]:
+    """What a row's ``last_status`` holds, in the order a joining client is told."""
+    data = record.last_status
+    if not data:
+        return []
     try:
-        return decode_status(record.last_status)
+        if data[0] in _ARRAY_MARKERS:
+            return decode_statuses(data)
+        return [decode_status(data)]
     except ProtocolError as exc:
         log.warning("stored status of %s unreadable, dropped: %s", record.record, exc)
-        return None
+        return []
 
 
 class Persistence:
@@ -215,7 +245,11 @@ class Persistence:
                     live.dialog.confirmed
                 ):
                     continue  # a new dialog on its way: written once confirmed
-                record = record_of(live, None if entry is None else entry.last, to_wall)
+                record = (
+                    record_of(live, None, to_wall)
+                    if entry is None
+                    else record_of(live, entry.last, to_wall, entry.resource_statuses())
+                )
             if record is not None:
                 self.store.put(record, change)
             elif self.fanout.serving(key) in (None, did):
@@ -267,7 +301,7 @@ class Persistence:
             if adopted or refresh_at <= now:
                 refresh_at = now + (paced / self.rate if self.rate > 0 else 0.0)
                 paced += 1
-            did = self.fanout.restore(record.key, _last_status(record))
+            did = self.fanout.restore(record.key, _kept_statuses(record))
             if engine.restore(did, record, refresh_at, record.expires_at + from_wall):
                 kept.append(did)
             else:

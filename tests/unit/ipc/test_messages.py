@@ -153,3 +153,14 @@ def test_arbitrary_bytes_never_raise_anything_but_protocol_error(data: bytes) ->
     for decode in (m.decode_request, m.decode_status, m.decode_control):
         with contextlib.suppress(m.ProtocolError):
             decode(data)
+
+
+def test_statuses_round_trip_as_one_array_that_is_not_a_single_status() -> None:
+    statuses = [
+        Status(3, SubscriptionState.ACTIVE, "x", list="sip:l@example.com", resource="sip:x@a"),
+        Failure(3, FailureKind.TIMEOUT, detail="gone"),
+    ]
+    data = m.encode_statuses(statuses)
+    assert m.decode_statuses(data) == statuses
+    with pytest.raises(m.ProtocolError):
+        m.decode_status(data)

@@ -298,7 +298,7 @@ KEY = ("presence", RECORD, WATCHER)
 
 def test_a_missed_unsubscribe_ends_the_dialog_the_store_gave_back(h: Harness) -> None:
     a = h.attach(1)
-    did = h.fanout.restore(KEY, None)
+    did = h.fanout.restore(KEY, ())
     assert not h.fanout.unsubscribe(1, 9, missed=True, key=KEY)
     assert [(m.id, m.state) for m in a.read()] == [(9, TERMINATED)]
     assert h.engine.stopped == [did]
@@ -310,7 +310,7 @@ def test_a_missed_unsubscribe_leaves_a_restored_dialog_another_client_joined(
     h: Harness,
 ) -> None:
     h.attach(1), h.attach(2)
-    did = h.fanout.restore(KEY, None)
+    did = h.fanout.restore(KEY, ())
     h.fanout.subscribe(2, 4, *KEY)  # the replay's subscriptions come first
     assert not h.fanout.unsubscribe(1, 9, missed=True, key=KEY)
     assert h.engine.stopped == []
@@ -319,7 +319,7 @@ def test_a_missed_unsubscribe_leaves_a_restored_dialog_another_client_joined(
 
 def test_a_missed_unsubscribe_of_another_key_leaves_the_restored_dialog(h: Harness) -> None:
     h.attach(1)
-    did = h.fanout.restore(KEY, None)
+    did = h.fanout.restore(KEY, ())
     h.fanout.unsubscribe(1, 9, missed=True, key=("presence", RECORD, "sip:carol@example.com"))
     assert h.engine.stopped == []
     assert h.fanout.release_unclaimed([did]) == 1

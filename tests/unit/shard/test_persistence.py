@@ -249,3 +249,35 @@ def test_a_store_opened_late_gets_the_dialogs_held_before_it_without_waking_them
 
     run(body)
 
+
+
+def test_a_resource_lists_statuses_come_back_with_its_dialog(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        request = first.established()
+        (entry,) = first.fanout.dialogs.values()
+        for resource, note in (("sip:x@example.com", "x1"), ("sip:y@example.com", "y1")):
+            first.fanout.deliver(Status(
+                entry.did, SubscriptionState.ACTIVE, note, list=RECORD, resource=resource
+            ))
+        first.h.notify(request, "active;expires=600", PIDF_OPEN)  # a change to write
+        first.flush()
+        await first.persistence.close(forget=False)
+
+        second = Shard(db)
+        await second.persistence.start()
+        (restored,) = second.fanout.dialogs.values()
+        told = restored.known()
+        resources = [m for m in told if isinstance(m, Status) and m.resource]
+        assert sorted((m.resource, m.reason, m.id) for m in resources) == [
+            ("sip:x@example.com", "x1", restored.did),
+            ("sip:y@example.com", "y1", restored.did),
+        ]
+        last = told[-1]
+        assert isinstance(last, Status) and not last.resource and last.presentity is not None
+        await second.persistence.close(forget=False)
+
+    run(body)
