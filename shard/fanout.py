@@ -183,7 +183,7 @@ class DialogEntry:
 
     def known(self) -> list[StatusMessage]:
         """What a joining client is told: every resource's status, then the last word."""
-        out: list[StatusMessage] = list(self.resources.values()) if self.resources else []
+        out: list[StatusMessage] = [*self.resource_statuses()]
         last = self.last_parsed
         if last is not None:
             out.append(last)
