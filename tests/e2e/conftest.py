@@ -89,19 +89,18 @@ def clients() -> Iterator[Callable[[ServiceProcess], BlockingQsaClient]]:
 
 @pytest.fixture
 def hold_uas(sipp_uas: SippUasFactory) -> Iterator[Callable[..., SippProcess]]:
-    """Factory: a SIPp presence server that keeps ``calls`` dialogs open until unsubscribed.
+    """Factory: a SIPp presence server that keeps ``calls`` dialogs open until unsubscribed
+    (``scenario``: uas_hold.xml, or uas_list_hold.xml for a resource list server).
 
     At teardown it is stopped at once: with dialogs still open SIPp's graceful quit
     would only wait them out (the peers' fixture still prints its report).
     """
     started: list[SippProcess] = []
 
-    def start(calls: int = 10, **keys: Any) -> SippProcess:
+    def start(calls: int = 10, scenario: str = "uas_hold.xml", **keys: Any) -> SippProcess:
         keys.setdefault("expires", 60)
         keys.setdefault("note", "at lunch")
-        uas = sipp_uas(
-            str(SCENARIOS / "uas_hold.xml"), calls=calls, recv_timeout_ms=120_000, **keys
-        )
+        uas = sipp_uas(str(SCENARIOS / scenario), calls=calls, recv_timeout_ms=120_000, **keys)
         started.append(uas)
         return uas
 

@@ -1,14 +1,16 @@
 """Dialogs kept in the store outlive the process: a service killed with SIGKILL
 and started again sends no new initial SUBSCRIBE, refreshes every dialog in the
 dialog, and gives clients that ask again their last status at once; dialogs
-nobody asks for again are unsubscribed after the grace; SIGTERM leaves nothing
-to resume."""
+nobody asks for again are unsubscribed after the grace; a resource list comes
+back with every resource's status; SIGTERM leaves nothing to resume."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from presence_b2b.ipc.client import BlockingQsaClient
+from presence_b2b.presence.status import Status
 
 from tests.e2e.helpers import (
     contact_port,
@@ -18,6 +20,7 @@ from tests.e2e.helpers import (
     is_open_with,
     is_status,
     make_refreshes_due,
+    next_event,
     record_at,
     stored_dialogs,
     wait_each,
@@ -94,6 +97,52 @@ def test_restored_dialogs_nobody_asks_for_again_are_unsubscribed_after_the_grace
     ))
     assert [s["dialogs"] for s in stats["shards"]] == [0, 0]
     assert sum(s["store"]["restored"] for s in stats["shards"]) == PAIRS
+
+
+def _resource_states(
+    client: BlockingQsaClient, sub_id: int, timeout: float
+) -> dict[str, tuple[str, str]]:
+    """(state, reason) of each of the list's two resources, as first told."""
+    states: dict[str, tuple[str, str]] = {}
+    deadline = time.monotonic() + timeout
+    while len(states) < 2:
+        event = next_event(
+            client,
+            "a status of each of the list's resources",
+            lambda e: e.id == sub_id and isinstance(e.message, Status) and bool(e.message.resource),
+            max(deadline - time.monotonic(), 0.01),
+        )
+        msg = event.message
+        assert isinstance(msg, Status)
+        states.setdefault(msg.resource, (msg.state.value, msg.reason))
+    return states
+
+
+def test_a_restored_resource_list_tells_a_client_that_asks_again_every_resource(
+    service, clients, hold_uas
+):
+    svc = service(shards=1)
+    uas = hold_uas(calls=1, scenario="uas_list_hold.xml", expires=3600)
+    the_list = record_at(uas, "friends")
+    expected = {
+        "sip:bob@example.com": ("active", ""),
+        "sip:carol@example.com": ("pending", ""),
+    }
+    first = clients(svc, name="before")
+    sub = first.subscribe(the_list, "sip:watcher@example.com")
+    assert _resource_states(first, sub, timeout=15) == expected
+    (row,) = wait_stored(svc, 1)
+
+    svc.kill()
+    first.close()
+    svc.start()
+    again = clients(svc, name="after")
+    sub = again.subscribe(the_list, "sip:watcher@example.com")
+
+    # At once, from the store: the list server sends nothing until the refresh.
+    assert _resource_states(again, sub, timeout=5) == expected
+    assert [m.call_id for m in initial_subscribes(uas)] == [row.call_id]
+    assert in_dialog_subscribes(uas, row.call_id) == []
 
 
 def test_sigterm_unsubscribes_everything_and_leaves_nothing_to_resume(
