@@ -17,6 +17,7 @@ from presence_b2b.ipc.client import BlockingQsaClient
 
 from tests.e2e.service import ServiceProcess
 from tests.peers.fixtures import SippUasFactory
+from tests.peers.postgres import PostgresServer, postgres_missing
 from tests.peers.sipp import SippProcess, sipp_binary
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -107,3 +108,17 @@ def hold_uas(sipp_uas: SippUasFactory) -> Iterator[Callable[..., SippProcess]]:
     yield start
     for uas in started:
         uas.stop(grace=0.1)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, not started: the test starts (and
+    may stop) it when its story needs the database. Skipped without PostgreSQL."""
+    why = postgres_missing()
+    if why is not None:
+        pytest.skip(why)  # the suite's set-up installs it; a bare checkout may not have it
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +21,6 @@ from tests.e2e.helpers import (
     wait_each,
 )
 from tests.e2e.service import ServiceProcess, wait_for
-from tests.peers.postgres import PostgresServer, postgres_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 
@@ -90,23 +88,10 @@ def test_a_killed_host_is_taken_over_in_the_dialog_by_the_other(
     assert set(m.call_id for m in initial_subscribes(uas)) == set(a_dialogs)
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of the test's own, which the test may stop."""
-    why = postgres_missing()
-    if why is not None:
-        pytest.skip(why)
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 def test_a_host_cut_off_from_the_store_stops_refreshing_the_dialogs_it_held(
     service, clients, hold_uas, own_postgres
 ):
-    url = own_postgres.create_database()
+    url = own_postgres.start().create_database()
     svc: ServiceProcess = service(shards=1, config=_store(url, "host-a"))
     uas = hold_uas(calls=4, expires=8)  # refresh due 6 s after the dialog began
     record = record_at(uas, "carol")

@@ -5,30 +5,15 @@ without a new SUBSCRIBE, so a restart from then on resumes them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.e2e.helpers import initial_subscribes, is_open_with, record_at, wait_each
 from tests.e2e.service import ServiceProcess, wait_for
-from tests.peers.postgres import PostgresServer, postgres_missing
+from tests.peers.postgres import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 
 PAIRS = 100
-
-
-@pytest.fixture
-def postgres_not_started() -> Iterator[PostgresServer]:
-    """A server of the test's own, initialised and started by the test."""
-    why = postgres_missing()
-    if why is not None:
-        pytest.skip(why)
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def _resting(svc: ServiceProcess) -> int:
@@ -48,9 +33,9 @@ def _stored_call_ids(server: PostgresServer) -> set[str]:
 
 
 def test_a_store_that_comes_up_after_the_service_gets_every_dialog_it_holds(
-    service, clients, hold_uas, postgres_not_started
+    service, clients, hold_uas, own_postgres
 ):
-    server = postgres_not_started
+    server = own_postgres
     svc = service(shards=2, config={"store": {"url": server.url(), "node": "host-a"}})
     uas = hold_uas(calls=PAIRS, expires=3600)
     client = clients(svc, name="early")
