@@ -102,6 +102,8 @@ REST_BATCH = 256
 #: Seconds the oldest awake subscription may wait past its time to rest, so
 #: that they are put to rest in batches, not one timer turn each.
 REST_SLACK = 1.0
+#: NOTIFYs a loading shard keeps for dialogs its store has not given back yet.
+HELD_NOTIFIES_MAX = 10_000
 
 
 class _Pending:
@@ -241,6 +243,9 @@ class Engine:
         self.changes: dict[int, tuple[Usage | RestingUsage, Change]] | None = (
             {} if journal else None
         )
+        #: While a restarted shard's store loads its rows: NOTIFYs that matched no
+        #: dialog yet, to be matched once the rows are back (None: not loading).
+        self._held_notifies: list[tuple[Request, Address, Transport, int]] | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -692,6 +697,37 @@ class Engine:
         except Exception as error:
             self._unowned_error("datagram", error)
 
+    def hold_unknown_notifies(self) -> None:
+        """Keep NOTIFYs that match no dialog unanswered until :meth:`release_held_notifies`.
+
+        A restarted shard has its socket before its store has loaded the
+        dialogs it held, and a notifier streaming to it meanwhile would get 481
+        and end the subscription there. Held, each is matched once the rows are
+        back; at most ``HELD_NOTIFIES_MAX``, the rest dropped unanswered (over
+        UDP the notifier sends them again)."""
+        if self._held_notifies is None:
+            self._held_notifies = []
+
+    def release_held_notifies(self) -> int:
+        """Match the held NOTIFYs against the dialogs known now (those that
+        still match none get their 481); how many there were."""
+        held, self._held_notifies = self._held_notifies or [], None
+        for req, addr, transport, size in held:
+            self._inbound = transport
+            try:
+                self._on_request(req, addr, self.clock(), size)
+            except Exception as error:
+                self._unowned_error("held NOTIFY", error)
+        return len(held)
+
+    def _hold_notify(self, req: Request, addr: Address, size: int) -> None:
+        held = self._held_notifies
+        assert held is not None
+        if len(held) >= HELD_NOTIFIES_MAX:
+            self.obs.error("notify_not_held")
+            return
+        held.append((req, addr, self._inbound, size))
+
     def send_failed(
         self,
         ref: ClientTransaction | None,
@@ -885,6 +921,9 @@ class Engine:
                 self._reply_stateless(req, 400, f"Missing {missing[0]}", addr, size=size)
             return
         if req.method != "NOTIFY" or not self.dialogs.knows(first["Call-ID"]):
+            if req.method == "NOTIFY" and self._held_notifies is not None:
+                self._hold_notify(req, addr, size)
+                return
             # Nothing of ours: answered without a server transaction, so a flood
             # from anywhere keeps no state here (review of #15).
             self._answer_stateless(req, first, addr, size)

@@ -166,8 +166,14 @@ class Persistence:
         if late:  # from here on: what changes is journaled, the rest caught up
             self._catch_up.extend(self.engine.usages)
             self.engine.changes = {}
-        records = await self.store.start()
-        kept = self._take_back(records, adopted=False)
+        if not late:  # NOTIFYs for the dialogs about to come back wait for them
+            self.engine.hold_unknown_notifies()
+        try:
+            records = await self.store.start()
+            kept = self._take_back(records, adopted=False)
+        finally:
+            if self.engine.release_held_notifies():
+                self._flush()
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._count()
         if records:

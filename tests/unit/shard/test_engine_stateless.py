@@ -4,6 +4,8 @@ with much more than they brought (review of #15: memory and amplification)."""
 from __future__ import annotations
 
 from engine_harness import PIDF_OPEN, Harness, probe
+from presence_b2b.shard.engine import HELD_NOTIFIES_MAX
+from presence_b2b.sip.message import Request
 
 
 def test_an_out_of_dialog_notify_gets_481_and_leaves_no_transaction() -> None:
@@ -53,3 +55,37 @@ def test_a_small_probe_is_still_answered() -> None:
     h.feed(probe("OPTIONS"))
     [answer] = h.responses()
     assert answer.status == 200
+
+
+def stranger_notify(n: int = 0) -> Request:
+    return probe(
+        "NOTIFY", ("Event", "presence"), ("Subscription-State", "active"), via_params=f"-{n}"
+    )
+
+
+def test_a_loading_engine_leaves_a_notify_of_no_dialog_unanswered_until_released() -> None:
+    h = Harness()
+    h.engine.hold_unknown_notifies()
+    h.feed(stranger_notify())
+    assert h.responses() == []
+    assert h.engine.release_held_notifies() == 1
+    h.pump()
+    assert [r.status for r in h.responses()] == [481]
+
+
+def test_a_loading_engine_still_answers_the_other_requests_at_once() -> None:
+    h = Harness()
+    h.engine.hold_unknown_notifies()
+    h.feed(probe("OPTIONS"))
+    assert [r.status for r in h.responses()] == [200]
+    assert h.engine.release_held_notifies() == 0
+
+
+def test_a_loading_engine_holds_a_bounded_number_of_notifies_and_counts_the_rest() -> None:
+    h = Harness()
+    h.engine.hold_unknown_notifies()
+    for n in range(HELD_NOTIFIES_MAX + 3):
+        h.feed(stranger_notify(n))
+    assert h.responses() == []
+    assert h.obs.counts["error", "notify_not_held"] == 3
+    assert h.engine.release_held_notifies() == HELD_NOTIFIES_MAX

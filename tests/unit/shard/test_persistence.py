@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from engine_harness import PIDF_OPEN, RECORD, SUBSCRIBER, Harness, response_to
+from engine_harness import PIDF_OPEN, RECORD, SUBSCRIBER, Harness, probe, response_to
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
 from presence_b2b.presence.status import Status, SubscriptionState
@@ -228,6 +228,92 @@ def test_closing_to_stop_for_good_leaves_nothing_to_resume(tmp_path: Path) -> No
 
     run(body)
     assert rows(db) == []
+
+
+PIDF_AWAY = PIDF_OPEN.replace(b"here", b"away")
+
+
+async def restarted_with_a_notify_while_loading(db: Path) -> Shard:
+    """A restarted shard (as ``restarted``) that receives a NOTIFY of its stored
+    dialog while its store is still loading the rows: what a notifier streaming
+    to a killed shard sends once the new process has bound its socket."""
+    first = Shard(db)
+    await first.persistence.start()
+    request = first.established()
+    await first.persistence.close(forget=False)
+    second = Shard(db)
+    second.h.notify_cseq = 10  # the notifier's next NOTIFY
+    store = second.persistence.store
+    load = store.start
+
+    async def notified_while_loading() -> list[DialogRecord]:
+        records = await load()
+        second.h.notify(request, "active;expires=600", PIDF_AWAY)
+        return records
+
+    store.start = notified_while_loading  # type: ignore[method-assign]
+    await second.persistence.start()
+    return second
+
+
+def test_a_notify_that_arrives_while_the_store_loads_is_answered_from_its_restored_dialog(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        second = await restarted_with_a_notify_while_loading(db)
+        (answer,) = second.h.responses()
+        assert answer.status == 200
+        assert answer.get("CSeq") == "11 NOTIFY"
+        (usage,) = second.h.engine
+        assert usage.state is State.CONFIRMED
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_notify_held_while_the_store_loads_reaches_the_client_that_asks_again(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        second = await restarted_with_a_notify_while_loading(db)
+        second.fanout.subscribe(7, 70, *KEY)
+        (entry,) = second.fanout.dialogs.values()
+        last = entry.last_parsed
+        assert isinstance(last, Status)
+        assert last.body == PIDF_AWAY
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_notify_of_no_stored_dialog_is_refused_once_the_store_has_loaded(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        shard = Shard(db)
+        stranger = probe("NOTIFY", ("Event", "presence"), ("Subscription-State", "active"))
+        store = shard.persistence.store
+        load = store.start
+
+        async def notified_while_loading() -> list[DialogRecord]:
+            records = await load()
+            shard.h.feed(stranger)
+            assert shard.h.responses() == []  # held, not refused yet
+            return records
+
+        store.start = notified_while_loading  # type: ignore[method-assign]
+        await shard.persistence.start()
+        (answer,) = shard.h.responses()
+        assert answer.status == 481
+        await shard.persistence.close(forget=False)
+
+    run(body)
 
 
 def test_a_store_opened_late_gets_the_dialogs_held_before_it_without_waking_them(
