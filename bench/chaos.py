@@ -12,15 +12,21 @@ gone       the server away for --gone seconds while N subscriptions start
            (on_error_retry_time 10 s, subscribe_rate 200/s), then back: time
            from its return until all are active, new dialogs per second at the
            server against the rate.
-shardkill  a 2 000 NOTIFY/s stream over 1 000 dialogs (SIPp uas_stream), the
-           dialog store on; one shard killed with SIGKILL mid-stream: statuses
-           the client got against those offered, time until the shard is back.
+shardkill  a stream of --rate NOTIFY/s (2 000) over 1 000 dialogs (SIPp
+           uas_stream), the dialog store on; one shard killed with SIGKILL
+           mid-stream: statuses the client got against those offered, time
+           until the shard is back.
 supkill    the same with the supervisor killed (its shards die with it) and the
            service started again: the client reconnects and replays, the
            shards take their dialogs back from the store.
 sigterm    10 000 dialogs against bench/stub_uas.py, then SIGTERM: time until
            the service exits, unsubscribes the server counted, against
            wait_for_term_notify.
+clientkill a client process with --sigterm-dialogs subscriptions and another
+           one with --dialogs, both against bench/stub_uas.py; the first killed
+           with SIGKILL: time until the service has forgotten it and until its
+           last dialog has ended, unsubscribes the server counted, and what
+           the other client lost (failures, subscriptions no longer held).
 
 Human-readable lines, then one JSON object. Never fails on a figure.
 """
@@ -32,6 +38,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -150,24 +157,29 @@ def gone(n: int, shards: int, seconds: float) -> dict[str, Any]:
 
 
 def shardkill(
-    shards: int, dialogs: int = 1000, seconds: int = 20, *, whole: bool = False
+    shards: int, dialogs: int = 1000, seconds: int = 20, *, rate: int = 2000,
+    whole: bool = False,
 ) -> dict[str, Any]:
     url = f"sqlite:///{Path(os.environ.get('TMPDIR', '/tmp')) / f'chaos-{os.getpid()}.db'}"
     svc = Service(shards=shards, config={"store": {"url": url}}).start()
     start = epoch_ms() + 4000
+    # Each dialog gets a NOTIFY every gap; the dialogs' first NOTIFYs are spread
+    # over one gap, so the server offers ``rate`` NOTIFYs a second in all.
+    gap_ms = 1000.0 * dialogs / rate
+    count = max(1, round(seconds * 1000.0 / gap_ms))
     uas = SippProcess(
         UAS, calls=dialogs,
-        keys={"expires": 3600, "count": seconds * 2, "gap_ms": "500"},
-        inf_rows=[(f"{start + k * 500 / dialogs:.1f}",) for k in range(dialogs)],
+        keys={"expires": 3600, "count": count, "gap_ms": f"{gap_ms:.0f}"},
+        inf_rows=[(f"{start + k * gap_ms / dialogs:.1f}",) for k in range(dialogs)],
         trace_msg=False, recv_timeout_ms=600_000,
     ).start()
     try:
         async def go() -> tuple[int, float, int]:
             async with Load(
-                svc.control_socket, uas.port, dialogs, shards, reconnect=whole
+                svc.control_socket, uas.port, dialogs, shards, reconnect=whole, distinct=True
             ) as load:
                 await load.subscribe_all(500)
-                while epoch_ms() < start + seconds * 500:
+                while epoch_ms() < start + seconds * 500:  # half-way
                     await asyncio.sleep(0.1)
                 victim = svc.shard_pids[0]
                 killed = time.monotonic()
@@ -184,26 +196,35 @@ def shardkill(
                         back = time.monotonic() - killed
                         break
                     await asyncio.sleep(0.05)
-                expected = dialogs * seconds * 2
+                expected = dialogs * count
                 await load.wait_stream(expected, lambda: None, seconds * 2 + 60)
+                # The repeats counted above may end that wait before the last
+                # NOTIFYs (held up by a retransmission) are in.
+                last, moved = load.distinct, time.monotonic()
+                while load.distinct < expected and time.monotonic() - moved < 6.0:
+                    await asyncio.sleep(0.1)
+                    if load.distinct != last:
+                        last, moved = load.distinct, time.monotonic()
                 on_victim = dialogs if whole else sum(1 for s in load.shard if s == 0)
-                return load.stream, back or -1.0, on_victim
+                return load.stream, load.distinct, back or -1.0, on_victim
 
-        received, back_s, replayed = asyncio.run(go())
+        received, distinct, back_s, on_victim = asyncio.run(go())
     finally:
         svc.close()
         uas.stop(grace=1.0)
         uas.cleanup()
-    offered = dialogs * seconds * 2
-    # The replay gives each client subscription on the killed shard its last
-    # status again (from the store): re-sent, not new.
-    lost = offered - (received - replayed)
+    offered = dialogs * count
+    # Told again: the replay gives each client subscription on the killed
+    # shard its last status again (from the store); each stream NOTIFY carries
+    # its own stamp, so a repeat is told from a new one.
+    lost, again = offered - distinct, received - distinct
     what = "service (supervisor and shards)" if whole else "shard"
-    print(f"  {what} killed mid-stream: back in {back_s:.2f} s; {received} statuses for "
-          f"{offered} NOTIFYs offered, {replayed} of them the last status again after the "
-          f"replay; {lost} NOTIFYs never reached the client")
-    return {"offered": offered, "received": received, "resent_last_status": replayed,
-            "lost": lost, "shard_back_s": round(back_s, 2)}
+    print(f"  {what} killed mid-stream at {rate} NOTIFY/s: back in {back_s:.2f} s; "
+          f"{distinct} of {offered} NOTIFYs offered reached the client, {lost} never did; "
+          f"{again} statuses told again ({on_victim} subscriptions on what was killed)")
+    return {"offered": offered, "received": received, "distinct": distinct,
+            "told_again": again, "lost": lost, "on_killed": on_victim,
+            "shard_back_s": round(back_s, 2), "notify_per_s": rate}
 
 
 def sigterm(n: int, shards: int) -> dict[str, Any]:
@@ -232,13 +253,101 @@ def sigterm(n: int, shards: int) -> dict[str, Any]:
             "unsubscribed": unsubscribed, "wait_for_term_notify": wait}
 
 
+#: The client that is killed: subscribes n pairs, says "active" once all are, then waits.
+_DOOMED = """
+import sys, time
+from presence_b2b.ipc.client import BlockingQsaClient
+
+path, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+client = BlockingQsaClient(path, name="doomed")
+ids = {client.subscribe(f"sip:doomed{i}@127.0.0.1:{port}", f"sip:d{i}@example.com")
+       for i in range(n)}
+while ids:
+    event = client.get(60)
+    if event is None:
+        sys.exit(f"{len(ids)} subscriptions not active within 60 s")
+    if event.kind == "status" and event.message.state == "active":
+        ids.discard(event.id)
+print("active", flush=True)
+time.sleep(600)
+"""
+
+
+def clientkill(doomed: int, survivors: int, shards: int) -> dict[str, Any]:
+    stub, port = start_stub(3600)
+    svc = Service(shards=shards).start()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DOOMED, svc.control_socket, str(port), str(doomed)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        async def go() -> dict[str, Any]:
+            async with Load(svc.control_socket, port, survivors, shards) as load:
+                await load.subscribe_all(2000)
+                assert proc.stdout is not None
+                line = await asyncio.to_thread(proc.stdout.readline)
+                if line.strip() != "active":
+                    raise RuntimeError(f"the doomed client did not get active: {line!r}")
+                held_before = _held(await asyncio.to_thread(svc.stats))
+                failures_before = load.failures
+                killed = time.monotonic()
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+                forgotten = ended = -1.0
+                while ended < 0 and time.monotonic() - killed < 180:
+                    stats = await asyncio.to_thread(svc.stats)
+                    now = time.monotonic() - killed
+                    if stats is not None:
+                        if forgotten < 0 and stats["clients"] == 1:
+                            forgotten = now
+                        if _held(stats) <= survivors:
+                            ended = now
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(2.0)  # anything that would still go wrong for the others
+                stats = await asyncio.to_thread(svc.stats)
+                # Counted now: leaving the Load ends the other client's dialogs too.
+                counts = await asyncio.to_thread(stop_stub, stub)
+                return {
+                    "unsubscribed": counts.get("subscribe_unsubscribe", 0),
+                    "held_before": held_before, "forgotten_s": round(forgotten, 2),
+                    "dialogs_ended_s": round(ended, 2),
+                    "held_after": -1 if stats is None else _held(stats),
+                    "survivor_failures": load.failures - failures_before,
+                }
+
+        out = asyncio.run(go())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        svc.close()
+        if stub.poll() is None:
+            stop_stub(stub)
+    out |= {"doomed": doomed, "survivors": survivors}
+    print(f"  client with {doomed} subscriptions killed beside one with {survivors}: "
+          f"forgotten after {out['forgotten_s']:.2f} s, its last dialog ended after "
+          f"{out['dialogs_ended_s']:.2f} s; the server counted {out['unsubscribed']} "
+          f"unsubscribes; the other client: {out['survivor_failures']} failures, "
+          f"{out['held_after']} of {survivors} subscriptions held")
+    return out
+
+
+def _held(stats: dict[str, Any] | None) -> int:
+    """Subscriptions the shards' engines hold (ending ones included)."""
+    return -1 if stats is None else sum(s.get("subscriptions", 0) for s in stats["shards"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--dialogs", type=int, default=1000)
     ap.add_argument("--shards", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--gone", type=float, default=60.0)
     ap.add_argument("--sigterm-dialogs", type=int, default=10_000)
-    ap.add_argument("--only", default="loss,gone,shardkill,supkill,sigterm")
+    ap.add_argument("--rate", type=int, default=2000, help="NOTIFY/s in shardkill and supkill")
+    ap.add_argument("--only", default="loss,gone,shardkill,supkill,sigterm,clientkill")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -253,11 +362,17 @@ def main() -> None:
     if "gone" in only:
         result["gone"] = gone(args.dialogs, args.shards, args.gone)
     if "shardkill" in only:
-        result["shardkill"] = shardkill(args.shards, seconds=5 if args.quick else 20)
+        result["shardkill"] = shardkill(
+            args.shards, seconds=5 if args.quick else 20, rate=args.rate
+        )
     if "supkill" in only:
-        result["supkill"] = shardkill(args.shards, seconds=5 if args.quick else 20, whole=True)
+        result["supkill"] = shardkill(
+            args.shards, seconds=5 if args.quick else 20, rate=args.rate, whole=True
+        )
     if "sigterm" in only:
         result["sigterm"] = sigterm(args.sigterm_dialogs, args.shards)
+    if "clientkill" in only:
+        result["clientkill"] = clientkill(args.sigterm_dialogs, args.dialogs, args.shards)
     print_json(result)
 
 

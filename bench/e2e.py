@@ -95,7 +95,8 @@ class Load:
     """One QsaClient, a set of (record, subscriber) pairs and what came back for them."""
 
     def __init__(
-        self, control_socket: str, uas_port: int, n: int, shards: int, *, reconnect: bool = False
+        self, control_socket: str, uas_port: int, n: int, shards: int, *,
+        reconnect: bool = False, distinct: bool = False,
     ) -> None:
         self.client = QsaClient(control_socket, name="bench-e2e", reconnect=reconnect)
         self.n = n
@@ -111,6 +112,13 @@ class Load:
         self.stream = 0
         self.stream_by_shard = [0] * shards
         self.merged = 0
+        #: With ``distinct``: the stream NOTIFYs told at least once (a status the
+        #: client saw before, such as the last one again after a replay, is not
+        #: counted), by the stamp each NOTIFY carries.
+        self.distinct = 0
+        self._stamps: list[set[float]] | None = (
+            [set() for _ in range(n + 1)] if distinct else None
+        )
         self.latencies: list[float] = []
         self.arrivals: list[float] = []
         self.progress = asyncio.Event()
@@ -157,6 +165,9 @@ class Load:
                 self.stream += 1 + msg.merged
                 self.merged += msg.merged
                 self.stream_by_shard[self.shard[msg.id - 1]] += 1 + msg.merged
+                if self._stamps is not None and stamp not in self._stamps[msg.id]:
+                    self._stamps[msg.id].add(stamp)
+                    self.distinct += 1 + msg.merged
             if not self.active[msg.id]:
                 self.active[msg.id] = 1
                 self.setup_done += 1
