@@ -12,7 +12,7 @@ docstring). Phases:
               token bucket sets the pace) -> establish_s, from the first
               subscribe to the last first-active status.
   idle        wait --idle-wait seconds (client transactions end after 64*T1 = 32 s,
-              and a subscription quiet for 64*T1 + T4 + 1 = 38 s rests, packed)
+              and a subscription quiet for T4 + 1 = 6 s rests, packed)
               -> RSS of supervisor + shards (psutil) over M =
               rss_bytes_per_sub; also the RSS above the empty service, over M.
   refresh     the stub grants an Expires chosen so the first refreshes come

@@ -16,8 +16,8 @@ Figures (medians over ``--repeat`` measurements of ``--rounds`` rounds each):
 
   notify_per_s        NOTIFYs per second of one core, including the work of any
                       timer they leave behind: after the rounds the clock moves
-                      past the engine's rest_after (longer than any transaction)
-                      and what runs then is timed and added: putting the
+                      past the engine's rest_after (past Timer K) and
+                      what runs then is timed and added: putting the
                       dialogs the NOTIFYs woke back to rest.
                       Like the shard's driver, the loop takes the engine's
                       output (and deadline) after every input.
@@ -222,8 +222,8 @@ class Harness:
             timed.append(spent)
 
     def idle(self) -> float:
-        """Move the clock past every transaction timer and past the engine's
-        ``rest_after``, and let each timer end and each quiet subscription rest
+        """Move the clock past the engine's ``rest_after`` (past Timer K: every
+        answered transaction has ended), and let each quiet subscription rest
         (a batch per timer turn, as in the shard); seconds spent."""
         t0 = time.process_time()
         engine = self.engine

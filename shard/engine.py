@@ -222,10 +222,13 @@ class Engine:
         #: rest it is copied into one of the size it has now.
         self._awake_peak = 0
         self._resting = 0
-        #: Quiet for this long, a subscription rests: longer than any client
-        #: transaction lives (Timer F, then Timer K), so none still holds the
-        #: usage it was when it rests.
-        self.rest_after = 64 * sip.t1 + sip.t4 + 1.0
+        #: Quiet for this long, a subscription rests. Nothing in flight is
+        #: needed (``rest`` refuses a usage with an outstanding request or
+        #: Timer N); past Timer K (T4) the finished SUBSCRIBE's transaction no
+        #: longer holds the usage, so resting frees it. Every second longer
+        #: keeps a set-up's or a refresh wave's last seconds of subscriptions
+        #: whole, and their memory stays scattered among the resting ones.
+        self.rest_after = sip.t4 + 1.0
         self.dialogs = DialogSet(self.obs, self._wake)
         self.requester = Requester(params, sip, local)
         self.auth = AuthLayer(credentials, self.obs)

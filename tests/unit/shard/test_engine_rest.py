@@ -18,11 +18,11 @@ PIDF_CLOSED = PIDF_OPEN.replace(b"<basic>open</basic>", b"<basic>closed</basic>"
 
 
 def quiet(h: Harness) -> None:
-    """Long enough for every transaction to end and the engine to let it rest."""
+    """Long enough for a finished transaction to end and the engine to let it rest."""
     h.advance(h.engine.rest_after + 2)
 
 
-def test_a_confirmed_subscription_rests_once_quiet_for_longer_than_any_transaction() -> None:
+def test_a_confirmed_subscription_rests_once_quiet_for_longer_than_timer_k() -> None:
     h = Harness()
     h.established()
     h.advance(h.engine.rest_after - 1)
@@ -231,6 +231,29 @@ def test_a_subscription_with_a_request_in_flight_does_not_rest() -> None:
     usage = h.engine.usage(1)
     assert usage is not None and usage.outstanding
     assert rest(usage) is None
+
+
+def test_a_refresh_unanswered_for_longer_than_rest_after_keeps_it_awake_for_the_answer() -> None:
+    h = Harness()
+    h.established()
+    h.refresh(1)
+    refresh = h.requests()[-1]
+    h.advance(h.engine.rest_after + 2)  # retransmitting, Timer F still far
+    assert isinstance(h.engine.usages[1], Usage)
+    h.answer(refresh, 200, ("Expires", "900"))
+    h.notify(refresh, "active;expires=900", PIDF_OPEN)
+    sent = len(h.requests())
+    h.advance(600)  # the answer was taken: no timeout, no retry, no refresh yet
+    assert len(h.requests()) == sent
+    assert not any(isinstance(m, Failure) for m in h.delivered)
+    assert h.engine.state_of(1) is State.CONFIRMED
+
+
+def test_a_quiet_subscription_rests_after_timer_k_not_after_timer_f() -> None:
+    h = Harness()
+    h.established()
+    h.advance(h.engine.sip.t4 + 3)
+    assert isinstance(h.engine.usages[1], RestingUsage)
 
 
 def test_a_subscription_whose_numbers_do_not_fit_stays_awake() -> None:
