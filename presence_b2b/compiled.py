@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 #: their class keywords (tag=, frozen=).
 HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.packed_strings",
+    "presence_b2b.id_map",
     "presence_b2b.sip.message",
     "presence_b2b.sip.headers",
     "presence_b2b.sip.ids",

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from ..id_map import IdMap
 from ..ipc.messages import encode
 from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
@@ -345,8 +346,8 @@ class FanOut:
         #: tuple (:class:`DialogEntry` hashes and compares as one).
         self._by_key: dict[Key | DialogEntry, DialogEntry] = {}
         #: client -> its subscription ids here -> the entry serving each: the
-        #: unsubscribe's and detach's index, one dict entry per interest.
-        self._clients: dict[int, dict[int, DialogEntry]] = {}
+        #: unsubscribe's and detach's index, one paged slot per interest.
+        self._clients: dict[int, IdMap[DialogEntry]] = {}
         self._interests = 0
         self._next_did = 1
         self._ring_depth = metrics.qsa_ring_depth_bytes.labels("status")
@@ -558,7 +559,7 @@ class FanOut:
     def _index(self, client: int, sub_id: int, entry: DialogEntry) -> None:
         ids = self._clients.get(client)
         if ids is None:
-            ids = self._clients[client] = {}
+            ids = self._clients[client] = IdMap()
         ids[sub_id] = entry
         self._interests += 1
 
@@ -566,7 +567,7 @@ class FanOut:
         ids = self._clients.get(client)
         if ids is None:
             return None
-        entry = ids.pop(sub_id, None)
+        entry = ids.pop(sub_id)
         if entry is not None:
             self._interests -= 1
             if not ids:
