@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..config import B2BParams, SipSettings
+from ..id_map import IdMap
 from ..metrics.catalog import TRANSACTION_TIMER, state_label
 from ..presence.body import decode, decode_body
 from ..presence.listing import is_list_body, resource_status
@@ -209,8 +210,9 @@ class Engine:
             self.obs.pace(self.pace.rate)
         self.queue: TimerQueue[Any] = TimerQueue()
         self.table = TransactionTable(TimerSettings(sip.t1, sip.t2, sip.t4), queue=self.queue)
-        #: Every subscription, awake (a :class:`Usage`) or at rest.
-        self.usages: dict[int, Usage | RestingUsage] = {}
+        #: Every subscription, awake (a :class:`Usage`) or at rest, by its id
+        #: (the fan-out numbers them in order, so an IdMap's pages suit them).
+        self.usages: IdMap[Usage | RestingUsage] = IdMap()
         #: The awake ones, least recently touched first: who may rest next.
         self._awake: dict[int, Usage] = {}
         #: When the oldest awake one may rest, or a little earlier (None: none
@@ -398,7 +400,7 @@ class Engine:
         if self.usage(sub_id) is None:
             return False
         usage = self.usages.pop(sub_id)
-        assert isinstance(usage, Usage)
+        assert isinstance(usage, Usage)  # usage() woke it
         self._awake.pop(sub_id, None)
         if usage.counted is not None:
             self.obs.state_changed(usage.counted, None)

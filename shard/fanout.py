@@ -341,7 +341,8 @@ class FanOut:
         self._stop = stop
         self._ended = ended
         self.outboxes: dict[int, Outbox] = {}
-        self.dialogs: dict[int, DialogEntry] = {}
+        #: By dialog id (numbered in order here: an IdMap's pages suit them).
+        self.dialogs: IdMap[DialogEntry] = IdMap()
         #: Each entry under itself, found with a (package, record, subscriber)
         #: tuple (:class:`DialogEntry` hashes and compares as one).
         self._by_key: dict[Key | DialogEntry, DialogEntry] = {}
@@ -533,7 +534,7 @@ class FanOut:
 
     def finished(self, did: int) -> None:
         """The engine forgot the dialog: clients still attached get nothing more from it."""
-        entry = self.dialogs.pop(did, None)
+        entry = self.dialogs.pop(did)
         if entry is None:
             return
         members = sorted(entry.members())

@@ -175,7 +175,7 @@ def test_a_record_never_confirmed_is_not_restored() -> None:
         refresh_at=0, last_status=None, cseq_high=65,
     )
     assert not h.engine.restore(1, record, 1100.0, 1200.0)
-    assert h.engine.usages == {}
+    assert len(h.engine.usages) == 0
 
 
 def test_abandon_forgets_a_dialog_without_sip_or_a_finished_id() -> None:

@@ -322,7 +322,7 @@ def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
     h.delivered.clear()
     h.advance(deadline - h.clock.now + 1)
     assert [type(m) for m in h.delivered] == [Failure]
-    assert h.engine.usages == {} and h.engine.resting == 0
+    assert len(h.engine.usages) == 0 and h.engine.resting == 0
     assert h.engine.next_deadline() is None
 
 

@@ -269,7 +269,7 @@ def test_a_dialog_that_ends_on_its_own_is_reported_with_each_subs_seq(h: Harness
     h.fanout.deliver(Failure(did, FailureKind.TERMINATED, detail="rejected"))
     h.fanout.finished(did)
     assert h.ended == [[(1, 5, 41), (2, 6, 42)]]
-    assert h.fanout.dialogs == {}
+    assert len(h.fanout.dialogs) == 0
     assert h.fanout.find() == []
 
 
