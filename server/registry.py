@@ -16,7 +16,7 @@ URI is now copied into each of its entries (~30 bytes) instead of shared
 through an interned string; the interned string cost more for every watcher
 with fewer than about six buddies. Only the replay to a restarted shard reads
 the strings back. Each client's entries are an :class:`IdMap` by subscription
-id (~19 bytes per id where a dict and its int keys took ~74).
+id (~11 bytes per id where a dict and its int keys took ~74).
 """
 
 from __future__ import annotations
