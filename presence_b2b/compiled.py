@@ -55,6 +55,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.shard.subscription_io",
     "presence_b2b.shard.subscription",
     "presence_b2b.shard.usage",
+    "presence_b2b.shard.call_id",
     "presence_b2b.shard.dialogset",
     "presence_b2b.shard.destination",
     "presence_b2b.shard.routing",

@@ -7,7 +7,7 @@ bytes object costs its header once, where each str costs ~50 bytes of its own.
 
 from __future__ import annotations
 
-__all__ = ["pack_strings", "unpack_strings"]
+__all__ = ["pack_strings", "unpack_first", "unpack_strings"]
 
 
 def pack_strings(*values: str) -> bytes:
@@ -32,3 +32,10 @@ def unpack_strings(data: bytes, offset: int = 0) -> list[str]:
         out.append(data[offset : offset + size].decode("utf-8", "surrogateescape"))
         offset += size
     return out
+
+
+def unpack_first(data: bytes, offset: int = 0) -> str:
+    """The first string :func:`pack_strings` packed into ``data`` at ``offset``."""
+    size = int.from_bytes(data[offset : offset + 2], "little")
+    start = offset + 2
+    return data[start : start + size].decode("utf-8", "surrogateescape")

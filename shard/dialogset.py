@@ -2,6 +2,9 @@
 
 Dialogs are found by Call-ID alone: ours are 128 random bits, new for every
 dialog, so the local tag (checked on lookup) need not be part of the key.
+Our Call-IDs name their dialog's id (:mod:`.call_id`), so the set is the
+engine's table of subscriptions by id, and only dialogs whose Call-ID names
+no id of theirs (restored under another id) are kept by Call-ID.
 Matching follows RFC 6665 §4.1.2.4 and §8.2.1: Call-ID, our tag in To, the
 notifier's tag in From once known, and the Event package and ``id``; our
 SUBSCRIBEs carry no ``id``, so a NOTIFY with one is not ours. The checks run
@@ -12,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from ..id_map import IdMap
 from ..sip.dialog import CSeqOutOfOrder
 from ..sip.headers import parse_event, parse_subscription_state, parse_tag
 from ..sip.message import Request, SipParseError
+from .call_id import dialog_id_in
 from .observer import EngineObserver
 from .output import valid_text
 from .subscription import NotifyInfo
@@ -42,55 +47,76 @@ def _refuse(code: int, reason: str) -> NotifyMatch:
 
 
 class DialogSet:
-    """The live dialogs of one shard, by Call-ID."""
+    """The live dialogs of one shard: a usage's dialog is in the set from
+    :meth:`add` until :meth:`forget` (``usage.dialog`` set meanwhile)."""
 
-    __slots__ = ("_by_call_id", "_obs", "_sub_states", "_wake")
+    __slots__ = ("_obs", "_others", "_sub_states", "_usages", "_wake")
 
     def __init__(
-        self, observer: EngineObserver, wake: Callable[[RestingUsage], Usage | None] | None = None
+        self,
+        observer: EngineObserver,
+        usages: IdMap[Usage | RestingUsage],
+        wake: Callable[[RestingUsage], Usage | None] | None = None,
     ) -> None:
-        self._by_call_id: dict[str, Usage | RestingUsage] = {}
+        #: The engine's subscriptions by id: where our Call-IDs lead.
+        self._usages = usages
+        #: Dialogs whose Call-ID names no id of theirs, by Call-ID.
+        self._others: dict[str, Usage | RestingUsage] = {}
         self._sub_states: dict[str, _SubState] = {}
         self._obs = observer
         #: How the engine wakes a resting subscription a NOTIFY is for.
         self._wake = wake
 
-    def __len__(self) -> int:
-        return len(self._by_call_id)
+    @property
+    def by_call_id(self) -> int:
+        """How many dialogs are kept by Call-ID (their Call-ID names no id of theirs)."""
+        return len(self._others)
 
     def add(self, usage: Usage) -> None:
         """Index the usage's (new) dialog."""
         assert usage.dialog is not None
-        self._by_call_id[usage.dialog.call_id] = usage
+        call_id = usage.dialog.call_id
+        if dialog_id_in(call_id) != usage.sub_id:
+            self._others[call_id] = usage
 
-    def swap(
-        self, call_id: str, old: Usage | RestingUsage, new: Usage | RestingUsage | None
-    ) -> None:
+    def swap(self, old: Usage | RestingUsage, new: Usage | RestingUsage | None) -> None:
         """The subscription ``old`` went to rest or woke as ``new`` (None: it
-        could not wake and is gone, later NOTIFYs get 481): its Call-ID leads
-        there, if it still led to ``old``."""
-        if self._by_call_id.get(call_id) is not old:
+        could not wake and is gone, later NOTIFYs get 481), in the engine's
+        table already: a Call-ID kept here leads there too, if it led to ``old``."""
+        if not self._others:
+            return
+        call_id = _call_id_of(old)
+        if call_id is None or self._others.get(call_id) is not old:
             return
         if new is None:
-            del self._by_call_id[call_id]
+            del self._others[call_id]
         else:
-            self._by_call_id[call_id] = new
+            self._others[call_id] = new
 
-    def knows(self, call_id: str) -> bool:
-        """Is ``call_id`` one of our dialogs' (a NOTIFY for it gets a transaction)?"""
-        return call_id in self._by_call_id
+    def find(self, call_id: str) -> Usage | RestingUsage | None:
+        """The subscription whose dialog has ``call_id``, resting or awake; a
+        NOTIFY for one gets a transaction."""
+        did = dialog_id_in(call_id)
+        if did is not None:
+            found = self._usages.get(did)
+            if found is not None and _call_id_of(found) == call_id:
+                return found
+        return self._others.get(call_id) if self._others else None
 
     def forget(self, usage: Usage) -> None:
         """Drop the usage's dialog: later NOTIFYs for it get 481."""
         d = usage.dialog
         if d is not None:
-            if self._by_call_id.get(d.call_id) is usage:
-                del self._by_call_id[d.call_id]
+            if self._others and self._others.get(d.call_id) is usage:
+                del self._others[d.call_id]
             usage.dialog = None
 
-    def match_notify(self, req: Request, first: Mapping[str, str]) -> NotifyMatch:
-        """Match and validate a new NOTIFY; on success its dialog has taken the
-        NOTIFY's CSeq and target. ``first`` maps each header to its first value."""
+    def match_notify(
+        self, req: Request, first: Mapping[str, str], found: Usage | RestingUsage | None
+    ) -> NotifyMatch:
+        """Validate a new NOTIFY for ``found``, what :meth:`find` found for its
+        Call-ID; on success its dialog has taken the NOTIFY's CSeq and target.
+        ``first`` maps each header to its first value."""
         try:
             event_value = first.get("Event", "")
             if event_value == PACKAGE:
@@ -103,7 +129,6 @@ class DialogSet:
         except SipParseError as exc:
             self._obs.parse_error(exc.kind)
             return _refuse(400, f"Bad Request ({exc})")
-        found = self._by_call_id.get(first["Call-ID"])
         if isinstance(found, RestingUsage):
             found = None if self._wake is None else self._wake(found)
         usage = found
@@ -152,3 +177,9 @@ class DialogSet:
                 self._sub_states.clear()
             self._sub_states[value] = cached
         return cached
+
+
+def _call_id_of(usage: Usage | RestingUsage) -> str | None:
+    if isinstance(usage, RestingUsage):
+        return usage.call_id
+    return None if usage.dialog is None else usage.dialog.call_id

@@ -231,7 +231,7 @@ class Engine:
         #: keeps a set-up's or a refresh wave's last seconds of subscriptions
         #: whole, and their memory stays scattered among the resting ones.
         self.rest_after = sip.t4 + 1.0
-        self.dialogs = DialogSet(self.obs, self._wake)
+        self.dialogs = DialogSet(self.obs, self.usages, self._wake)
         self.requester = Requester(params, sip, local)
         self.auth = AuthLayer(credentials, self.obs)
         self._hostport = local.hostport
@@ -561,7 +561,7 @@ class Engine:
                 assert usage.armed_at is not None  # rest() asks for an armed timer
                 self.queue.hand_over(usage, resting, usage.armed_at)
                 self.usages[sub_id] = resting
-                self.dialogs.swap(resting.call_id, usage, resting)
+                self.dialogs.swap(usage, resting)
                 self._resting += 1
                 self._out.rested.append(sub_id)
             except Exception as exc:
@@ -582,7 +582,7 @@ class Engine:
             self._lose_resting(resting)
             return None
         self.usages[sub_id] = usage
-        self.dialogs.swap(resting.call_id, resting, usage)
+        self.dialogs.swap(resting, usage)
         self._resting -= 1
         if resting.timer_seq:
             self.queue.hand_over(resting, usage, resting.deadline)
@@ -598,7 +598,7 @@ class Engine:
         self.obs.state_changed(State.CONFIRMED, None)
         self._emit(Failure(sub_id, FailureKind.INTERNAL, detail="internal error: cannot wake"))
         self.queue.cancel(resting)
-        self.dialogs.swap(resting.call_id, resting, None)
+        self.dialogs.swap(resting, None)
         self._note(resting, Change.TERMINATED)  # its stored row goes too
         del self.usages[sub_id]
         self._resting -= 1
@@ -925,7 +925,8 @@ class Engine:
             if "Via" not in missing and "CSeq" not in missing:
                 self._reply_stateless(req, 400, f"Missing {missing[0]}", addr, size=size)
             return
-        if req.method != "NOTIFY" or not self.dialogs.knows(first["Call-ID"]):
+        found = self.dialogs.find(first["Call-ID"]) if req.method == "NOTIFY" else None
+        if found is None:
             if req.method == "NOTIFY" and self._held_notifies is not None:
                 self._hold_notify(req, addr, size)
                 return
@@ -933,10 +934,15 @@ class Engine:
             # from anywhere keeps no state here (review of #15).
             self._answer_stateless(req, first, addr, size)
             return
-        self._on_notify(req, first, addr, now)
+        self._on_notify(req, first, addr, now, found)
 
     def _on_notify(
-        self, req: Request, first: Mapping[str, str], addr: Address, now: float
+        self,
+        req: Request,
+        first: Mapping[str, str],
+        addr: Address,
+        now: float,
+        found: Usage | RestingUsage,
     ) -> None:
         """Answer a NOTIFY of one of our dialogs, then let its subscription act on it.
 
@@ -963,7 +969,7 @@ class Engine:
                 headers = (("Unsupported", ", ".join(unsupported)),)
                 self._respond(req, (420, "Bad Extension"), addr, headers=headers)
                 return
-        code, reason, usage, info = self.dialogs.match_notify(req, first)
+        code, reason, usage, info = self.dialogs.match_notify(req, first, found)
         self.obs.notify_package(first.get("Event", ""), usage is not None)
         if usage is None or info is None:
             self._respond(req, (code, reason), addr, out_of_dialog=code == 481)
@@ -1237,7 +1243,8 @@ class Engine:
             return []
         try:
             req, dialog, dest, key = self.requester.initial(
-                usage.record, usage.subscriber, action.target, action.expires, usage.package
+                usage.record, usage.subscriber, action.target, action.expires, usage.package,
+                did=usage.sub_id,
             )
         except (SipParseError, ValueError) as exc:
             self._cannot_send(usage, action.txn, f"cannot build SUBSCRIBE: {exc}")

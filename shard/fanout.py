@@ -409,12 +409,14 @@ class FanOut:
         self._gauges()
         self._start(did, record, entry.subscriber, entry.package)
 
-    def restore(self, key: Key, kept: Sequence[StatusMessage]) -> int:
+    def restore(self, key: Key, kept: Sequence[StatusMessage], did: int | None = None) -> int:
         """A dialog the store gave back, with no client yet: a client that asks
         for ``key`` joins it and is told ``kept`` at once (a resource list's
-        statuses, then its last word). Returns its id."""
-        did = self._next_did
-        self._next_did += 1
+        statuses, then its last word). Returns its id: ``did`` (the one its
+        Call-ID names) if no id that high was handed out yet, else a new one."""
+        if did is None or did < self._next_did:
+            did = self._next_did
+        self._next_did = did + 1
         entry = DialogEntry(did, *_kept_key(*key))
         for msg in kept:
             entry.remember(msgspec.structs.replace(msg, id=did))

@@ -38,6 +38,7 @@ from ..presence.status import StatusMessage
 from ..store.driver import DialogStore, StoreStats
 from ..store.partition import partition_of
 from ..store.record import Change, DialogKey, DialogRecord
+from .call_id import dialog_id_in
 from .engine import Engine
 from .fanout import FanOut
 from .usage import RestingUsage, Usage
@@ -290,7 +291,9 @@ class Persistence:
         from_wall = now - self._wall()
         paced = 0
         kept: list[int] = []
-        for record in records:
+        # In the order of the ids their Call-IDs name, so that each dialog gets
+        # its old id back where it can (a NOTIFY then needs no index by Call-ID).
+        for record in sorted(records, key=_named_id):
             serving = self.fanout.serving(record.key)
             if serving is not None:
                 # A client here has a dialog of its own for the pair already:
@@ -307,7 +310,9 @@ class Persistence:
             if adopted or refresh_at <= now:
                 refresh_at = now + (paced / self.rate if self.rate > 0 else 0.0)
                 paced += 1
-            did = self.fanout.restore(record.key, _kept_statuses(record))
+            did = self.fanout.restore(
+                record.key, _kept_statuses(record), dialog_id_in(record.call_id)
+            )
             if engine.restore(did, record, refresh_at, record.expires_at + from_wall):
                 kept.append(did)
             else:
@@ -362,3 +367,7 @@ class Persistence:
 
 def _key(usage: Usage | RestingUsage) -> DialogKey:
     return (usage.package, usage.record, usage.subscriber)
+
+
+def _named_id(record: DialogRecord) -> int:
+    return dialog_id_in(record.call_id) or 0

@@ -18,6 +18,7 @@ from ..sip import ids
 from ..sip.dialog import Dialog, build_initial_with_dialog, next_hop_uri
 from ..sip.message import Message as SipMessage
 from ..sip.message import Request, parse_header_line
+from .call_id import label
 from .destination import Destination, Transport
 from .dialogset import PACKAGE
 from .routing import Hop, hop_of
@@ -81,9 +82,12 @@ class Requester:
         target: str | None,
         expires: int,
         package: str = PACKAGE,
+        *,
+        did: int = 0,
     ) -> tuple[Request, Dialog, Hop, tuple[str, str]]:
         """An out-of-dialog SUBSCRIBE to ``target`` (a 3xx Contact) or the record,
-        its dialog, its destination and its transaction key. Raises SipParseError
+        its dialog, its destination and its transaction key; the Call-ID leads
+        to dialog ``did`` (:mod:`.call_id`; 0: to none). Raises SipParseError
         or ValueError for a URI or header that cannot make a request."""
         branch = ids.new_branch()
         # The dialog holds the subscription's own strings (one copy of each, a
@@ -93,7 +97,7 @@ class Requester:
             target or record,
             from_uri=subscriber,
             from_tag=ids.new_tag(),
-            call_id=ids.new_call_id(self.local.host),
+            call_id=ids.new_call_id(self.local.host, label(did) if did else ""),
             via_sent_by=self.local.hostport,
             branch=branch,
             to_uri=record,

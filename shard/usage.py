@@ -16,7 +16,7 @@ import math
 import random
 import struct
 
-from ..packed_strings import pack_strings, unpack_strings
+from ..packed_strings import pack_strings, unpack_first, unpack_strings
 from ..presence.resourcelist import ListTracker
 from ..presence.status import FailureKind
 from ..sip.dialog import Dialog
@@ -97,7 +97,6 @@ class RestingUsage:
 
     __slots__ = (
         "auth",
-        "call_id",
         "data",
         "package",
         "record",
@@ -113,7 +112,6 @@ class RestingUsage:
         self.subscriber = usage.subscriber
         self.package = usage.package
         self.auth = usage.auth
-        self.call_id = dialog.call_id
         self.remote_target = dialog.remote_target
         self.data = data
         self.timer_seq = 0
@@ -121,6 +119,11 @@ class RestingUsage:
     @property
     def state(self) -> State:
         return State.CONFIRMED
+
+    @property
+    def call_id(self) -> str:
+        """Its dialog's Call-ID, the first string packed."""
+        return unpack_first(self.data, _NUMBERS.size)
 
     @property
     def deadline(self) -> float:
@@ -137,16 +140,16 @@ class RestingUsage:
             kind, failure, flags, routes,
         ) = _NUMBERS.unpack_from(self.data)
         strings = unpack_strings(self.data, _NUMBERS.size)
-        local_tag, remote_tag = strings[0], strings[1]
-        route_set = strings[2 : 2 + routes]
-        rest = strings[2 + routes :]
+        call_id, local_tag, remote_tag = strings[0], strings[1], strings[2]
+        route_set = strings[3 : 3 + routes]
+        rest = strings[3 + routes :]
         local_uri = rest.pop(0) if flags & _OWN_LOCAL_URI else self.subscriber
         remote_uri = rest.pop(0) if flags & _OWN_REMOTE_URI else self.record
         usage = Usage(
             self.sub_id, self.record, self.subscriber, params, rng=rng, package=self.package
         )
         dialog = Dialog(
-            call_id=self.call_id,
+            call_id=call_id,
             local_tag=local_tag,
             local_uri=local_uri,
             remote_uri=remote_uri,
@@ -234,7 +237,9 @@ def rest(usage: Usage) -> RestingUsage | None:
             _NONE if kind is None else _KINDS.index(kind),
             _NONE if failure is None else _FAILURES.index(failure),
             flags, len(routes),
-        ) + pack_strings(dialog.local_tag, dialog.remote_tag, *routes, *extra)
+        ) + pack_strings(
+            dialog.call_id, dialog.local_tag, dialog.remote_tag, *routes, *extra
+        )
     except (struct.error, OverflowError):
         return None  # a number or string beyond the packed widths: it stays awake
     return RestingUsage(usage, dialog, data)

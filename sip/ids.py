@@ -50,6 +50,7 @@ def new_branch() -> str:
     return BRANCH_COOKIE + random_hex(12)
 
 
-def new_call_id(host: str) -> str:
-    """Call-ID `<128 random bits>@<host>` (RFC 3261 §8.1.1.4)."""
-    return f"{random_hex(16)}@{host}"
+def new_call_id(host: str, label: str = "") -> str:
+    """Call-ID `<label><128 random bits>@<host>` (RFC 3261 §8.1.1.4); the label
+    lets its maker find the dialog without an index by Call-ID."""
+    return f"{label}{random_hex(16)}@{host}"

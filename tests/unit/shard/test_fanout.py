@@ -325,6 +325,16 @@ def test_a_missed_unsubscribe_of_another_key_leaves_the_restored_dialog(h: Harne
     assert h.fanout.release_unclaimed([did]) == 1
 
 
+def test_a_restored_dialog_gets_back_the_id_its_call_id_names_if_none_that_high_was_used(
+    h: Harness,
+) -> None:
+    other = ("presence", RECORD, "sip:carol@example.com")
+    assert h.fanout.restore(KEY, (), 5) == 5
+    assert h.fanout.restore(other, (), 3) == 6, "3 is below an id handed out"
+    h.fanout.subscribe(1, 1, "presence", "sip:dave@example.com", WATCHER)
+    assert h.engine.started[-1][0] == 7
+
+
 def test_a_subscription_id_in_use_is_refused_without_touching_the_dialog(h: Harness) -> None:
     a = h.attach(1)
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)

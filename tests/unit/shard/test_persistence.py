@@ -12,6 +12,7 @@ from engine_harness import PIDF_OPEN, RECORD, SUBSCRIBER, Harness, probe, respon
 from presence_b2b.metrics.block import MetricsBlock
 from presence_b2b.metrics.shard import ShardMetrics
 from presence_b2b.presence.status import Status, SubscriptionState
+from presence_b2b.shard.call_id import dialog_id_in
 from presence_b2b.shard.fanout import FanOut
 from presence_b2b.shard.persistence import JOURNAL_TICK, Persistence
 from presence_b2b.shard.subscription import State
@@ -148,6 +149,26 @@ def test_a_restarted_shard_takes_its_dialogs_back_without_sip(tmp_path: Path) ->
         (usage,) = second.h.engine
         assert usage.state is State.CONFIRMED
         assert second.h.sent == []
+        await second.persistence.close(forget=False)
+
+    run(body)
+
+
+def test_a_restored_dialog_keeps_its_id_and_needs_no_index_by_call_id(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+
+    async def body() -> None:
+        first = Shard(db)
+        await first.persistence.start()
+        first.fanout.subscribe(1, 9, "presence", "sip:carol@example.com", SUBSCRIBER)  # id 1
+        call_id = first.established().get("Call-ID") or ""  # id 2
+        await first.persistence.close(forget=False)
+        second = Shard(db)
+        await second.persistence.start()
+        engine = second.h.engine
+        assert dialog_id_in(call_id) == 2
+        assert [u.sub_id for u in engine] == [2]
+        assert engine.dialogs.by_call_id == 0
         await second.persistence.close(forget=False)
 
     run(body)
