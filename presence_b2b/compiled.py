@@ -64,6 +64,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.shard.ratelimit",
     "presence_b2b.shard.pace",
     "presence_b2b.shard.engine",
+    "presence_b2b.shard.key_index",
     "presence_b2b.shard.fanout",
     "presence_b2b.shard.network",
     "presence_b2b.shard.transport",

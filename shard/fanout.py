@@ -31,14 +31,16 @@ from ..metrics.shard import ShardMetrics
 from ..presence.body import decode
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from .kept_status import pack, unpack
+from .key_index import Key, KeyIndex
 from .output import Output
 
 log = logging.getLogger(__name__)
 
 #: ``DialogEntry.client`` of an entry that serves nobody (client ids start at 1).
 _NOBODY = -1
+#: What no subscription's key is (an index slot that leads to no entry).
+_NO_KEY: Key = ("", "", "")
 
-Key = tuple[str, str, str]  # package, record, subscriber
 Interest = tuple[int, int]  # client, the client's subscription id
 EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
 
@@ -55,11 +57,7 @@ class DialogEntry:
     in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
     supervisor's seq of its Sub, echoed when it ends on its own) and only the
     others in a tuple: a tuple of tuples would cost 104 bytes per dialog more,
-    and a dict or set per interest more again.
-
-    An entry is its own key in the fan-out's dedup index: it hashes and
-    compares equal as its (package, record, subscriber) tuple, so the index
-    is looked up with a tuple but keeps no tuple per dialog (80 bytes)."""
+    and a dict or set per interest more again."""
 
     __slots__ = (
         "client", "did", "kept", "more", "package", "record", "resources", "seq", "sub_id",
@@ -82,14 +80,6 @@ class DialogEntry:
     def key(self) -> Key:
         """(package, record, subscriber): what identical subscriptions share."""
         return (self.package, self.record, self.subscriber)
-
-    def __hash__(self) -> int:
-        return hash((self.package, self.record, self.subscriber))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, DialogEntry):
-            return other.key == self.key
-        return isinstance(other, tuple) and other == self.key
 
     @property
     def interests(self) -> tuple[Interest, ...]:
@@ -343,9 +333,9 @@ class FanOut:
         self.outboxes: dict[int, Outbox] = {}
         #: By dialog id (numbered in order here: an IdMap's pages suit them).
         self.dialogs: IdMap[DialogEntry] = IdMap()
-        #: Each entry under itself, found with a (package, record, subscriber)
-        #: tuple (:class:`DialogEntry` hashes and compares as one).
-        self._by_key: dict[Key | DialogEntry, DialogEntry] = {}
+        #: The id of the dialog a new subscription to a (package, record,
+        #: subscriber) joins; an ending dialog is no longer there.
+        self._by_key = KeyIndex(self._key_of)
         #: client -> its subscription ids here -> the entry serving each: the
         #: unsubscribe's and detach's index, one paged slot per interest.
         self._clients: dict[int, IdMap[DialogEntry]] = {}
@@ -391,7 +381,7 @@ class FanOut:
         if replay:
             self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
         key = _kept_key(package, record, subscriber)
-        entry = self._by_key.get(key)
+        entry = self._serving(key)
         if entry is not None:
             entry.join(client, sub_id, seq)
             self._index(client, sub_id, entry)
@@ -404,7 +394,7 @@ class FanOut:
         entry = DialogEntry(did, *key)
         entry.join(client, sub_id, seq)
         self.dialogs[did] = entry
-        self._by_key[entry] = entry
+        self._by_key.add(did, key)
         self._index(client, sub_id, entry)
         self._gauges()
         self._start(did, record, entry.subscriber, entry.package)
@@ -420,15 +410,17 @@ class FanOut:
         entry = DialogEntry(did, *_kept_key(*key))
         for msg in kept:
             entry.remember(msgspec.structs.replace(msg, id=did))
+        old = self._serving(entry.key)
+        if old is not None:
+            self._unkey(old)  # the restored one is what a new subscription joins
         self.dialogs[did] = entry
-        self._by_key[entry] = entry
+        self._by_key.add(did, entry.key)
         self._gauges()
         return did
 
     def serving(self, key: Key) -> int | None:
         """The dialog a new subscription to ``key`` would join, if any."""
-        entry = self._by_key.get(key)
-        return None if entry is None else entry.did
+        return self._by_key.get(key)
 
     def release_unclaimed(self, dids: list[int]) -> int:
         """End the restored dialogs of ``dids`` that no client joined; how many."""
@@ -439,9 +431,9 @@ class FanOut:
 
     def _release(self, entry: DialogEntry | None) -> bool:
         """End a restored dialog no client joined; False if joined or already ending."""
-        if entry is None or entry.serves or self._by_key.get(entry) is not entry:
+        if entry is None or entry.serves or self._by_key.get(entry.key) != entry.did:
             return False  # joined, or already ending (a client came and went)
-        del self._by_key[entry]
+        self._unkey(entry)
         self._stop(entry.did)
         return True
 
@@ -459,7 +451,7 @@ class FanOut:
             self._send(client, sub_id, Status(
                 sub_id, SubscriptionState.TERMINATED, "unsubscribed"
             ))
-            if key is not None and self._release(self._by_key.get(key)):
+            if key is not None and self._release(self._serving(key)):
                 self._gauges()
             return False
         return self._remove(client, sub_id, tell=True)
@@ -536,13 +528,14 @@ class FanOut:
 
     def finished(self, did: int) -> None:
         """The engine forgot the dialog: clients still attached get nothing more from it."""
-        entry = self.dialogs.pop(did)
+        entry = self.dialogs.get(did)
         if entry is None:
             return
+        self._unkey(entry)  # while its key can still be read through its id
+        self.dialogs.pop(did)
         members = sorted(entry.members())
         for client, sub_id, _ in members:
             self._unindex(client, sub_id)
-        self._unkey(entry)
         self._report_ended(members)
         entry.clear()
         self._gauges()
@@ -556,8 +549,17 @@ class FanOut:
     def _unkey(self, entry: DialogEntry) -> None:
         """Take ``entry`` out of the dedup index, if it is still the one there
         (a newer dialog for the same key may have taken its place)."""
-        if self._by_key.get(entry) is entry:
-            del self._by_key[entry]
+        self._by_key.remove(entry.did, entry.key)
+
+    def _serving(self, key: Key) -> DialogEntry | None:
+        did = self._by_key.get(key)
+        return None if did is None else self.dialogs.get(did)
+
+    def _key_of(self, did: int) -> Key:
+        """The key of an indexed dialog: every one is in ``dialogs`` (unkeyed
+        before it leaves)."""
+        entry = self.dialogs.get(did)
+        return _NO_KEY if entry is None else entry.key
 
     def _index(self, client: int, sub_id: int, entry: DialogEntry) -> None:
         ids = self._clients.get(client)

@@ -434,16 +434,6 @@ def test_dialogs_of_one_subscriber_share_its_uri_and_package_name(h: Harness) ->
     assert all(s[2] is entries[0].key[2] and s[3] is entries[0].key[0] for s in h.engine.started)
 
 
-def test_a_dialog_entry_is_found_in_a_dict_by_its_key_tuple() -> None:
-    entry = DialogEntry(1, "presence", "sip:r@x", "sip:s@x")
-    index = {entry: entry}
-    assert index.get(("presence", "sip:r@x", "sip:s@x")) is entry
-    assert index.get(("dialog", "sip:r@x", "sip:s@x")) is None
-    assert index.get(("presence", "sip:r@x", "sip:other@x")) is None
-    assert entry == DialogEntry(2, "presence", "sip:r@x", "sip:s@x")
-    assert entry != "presence"
-
-
 def test_a_subscription_after_the_dialog_ended_gets_a_new_dialog_and_the_old_is_not_found(
     h: Harness,
 ) -> None:
