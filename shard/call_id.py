@@ -17,8 +17,10 @@ from __future__ import annotations
 
 __all__ = ["dialog_id_in", "label"]
 
-#: The longest id label read: 2**64 is 16 hex digits.
-_LABEL_MAX = 16
+#: The longest id label read: 15 hex digits, so that an id taken from a stored
+#: Call-ID (a dialog restored under its old id) stays far below 2**63, which
+#: the tables of ids hold as 64-bit signed numbers.
+_LABEL_MAX = 15
 
 
 def label(did: int) -> str:

@@ -335,6 +335,21 @@ def test_a_restored_dialog_gets_back_the_id_its_call_id_names_if_none_that_high_
     assert h.engine.started[-1][0] == 7
 
 
+def test_a_dialog_restored_for_a_key_already_served_is_what_new_subscriptions_join(
+    h: Harness,
+) -> None:
+    first = h.fanout.restore(KEY, ())
+    second = h.fanout.restore(KEY, ())
+    assert h.fanout.serving(KEY) == second != first
+    h.fanout.finished(first)  # the one no longer indexed ends: the index keeps the other
+    assert h.fanout.serving(KEY) == second
+
+
+def test_the_highest_id_a_call_id_can_name_is_indexed(h: Harness) -> None:
+    did = h.fanout.restore(KEY, (), 2**60 - 1)
+    assert did == 2**60 - 1 and h.fanout.serving(KEY) == did
+
+
 def test_a_subscription_id_in_use_is_refused_without_touching_the_dialog(h: Harness) -> None:
     a = h.attach(1)
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
