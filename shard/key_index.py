@@ -40,16 +40,8 @@ class KeyIndex:
 
     def get(self, key: Key) -> int | None:
         """The id indexed under ``key``, if any."""
-        slots = self._slots
-        mask = self._mask
-        i = hash(key) & mask
-        while True:
-            did = slots[i]
-            if did == _EMPTY:
-                return None
-            if did != _GONE and self._key_of(did) == key:
-                return did
-            i = (i + 1) & mask
+        i = self._slot(key, 0)
+        return None if i < 0 else self._slots[i]
 
     def add(self, did: int, key: Key) -> None:
         """Index ``did`` under ``key`` (its key, under which nothing is indexed)."""
@@ -65,20 +57,28 @@ class KeyIndex:
 
     def remove(self, did: int, key: Key) -> bool:
         """Take ``did`` out if it is what is indexed under ``key``."""
+        i = self._slot(key, did) if did > 0 else -1
+        if i < 0:
+            return False
+        slots = self._slots
+        slots[i] = _GONE
+        self._len -= 1
+        self._gone += 1
+        if self._len * 8 < len(slots) and len(slots) > _MIN_SLOTS:
+            self._rebuild(len(slots) // 2)
+        return True
+
+    def _slot(self, key: Key, did: int) -> int:
+        """Where ``did`` is (0: whichever id ``key`` is the key of), or -1."""
         slots = self._slots
         mask = self._mask
         i = hash(key) & mask
         while True:
             found = slots[i]
             if found == _EMPTY:
-                return False
-            if found == did:
-                slots[i] = _GONE
-                self._len -= 1
-                self._gone += 1
-                if self._len * 8 < len(slots) and len(slots) > _MIN_SLOTS:
-                    self._rebuild(len(slots) // 2)
-                return True
+                return -1
+            if found != _GONE and (found == did if did else self._key_of(found) == key):
+                return i
             i = (i + 1) & mask
 
     def _put(self, did: int, hashed: int) -> None:
