@@ -27,10 +27,12 @@ is bounded linearly in the body's size (see MAX_EXTENSION_CHARS).
 
 from __future__ import annotations
 
+from types import FunctionType
 from typing import Final
 from xml.parsers.expat import XMLParserType
 
 from .document import Basic, Note, PresenceTuple, Presentity
+from .pidf_plain import qvalue, read_plain
 from .xmlsafe import (
     MAX_BYTES,
     MAX_DEPTH,
@@ -50,6 +52,7 @@ __all__ = [
     "PIDF_NS",
     "PidfError",
     "parse_pidf",
+    "parse_pidf_with_expat",
 ]
 
 PIDF_NS: Final = "urn:ietf:params:xml:ns:pidf"
@@ -137,6 +140,13 @@ EXTENSION_RATIO: Final = 10
 EXTENSION_SLACK: Final = 64 * 1024
 
 
+#: The plain reader beats expat only when compiled (3.7 against 7.4 µs for the
+#: body SIPp sends); interpreted, its loop over characters is slower (13.5
+#: against 10.8 µs), so a pure Python build reads every document with expat.
+#: (A compiled function is a builtin, not a Python function.)
+_PLAIN_FIRST: Final = not isinstance(read_plain, FunctionType)
+
+
 def parse_pidf(
     body: bytes,
     *,
@@ -145,8 +155,36 @@ def parse_pidf(
     max_elements: int = MAX_ELEMENTS,
     max_extension_chars: int = MAX_EXTENSION_CHARS,
 ) -> Presentity:
-    """Parse one PIDF document, or raise PidfError (``BodyError``); never anything else."""
+    """Parse one PIDF document, or raise PidfError (``BodyError``); never anything else.
+
+    In a compiled build a plain document (``pidf_plain``) is read without
+    expat; any other goes to :func:`parse_pidf_with_expat`, which reads every
+    document to the same result.
+    """
     check_size(body, max_bytes)
+    if _PLAIN_FIRST:
+        plain = read_plain(body, max_depth, max_elements)
+        if plain is not None:
+            return plain
+    return _read_with_expat(body, max_depth, max_elements, max_extension_chars)
+
+
+def parse_pidf_with_expat(
+    body: bytes,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_elements: int = MAX_ELEMENTS,
+    max_extension_chars: int = MAX_EXTENSION_CHARS,
+) -> Presentity:
+    """:func:`parse_pidf` without the plain reader: what the plain reader is held to."""
+    check_size(body, max_bytes)
+    return _read_with_expat(body, max_depth, max_elements, max_extension_chars)
+
+
+def _read_with_expat(
+    body: bytes, max_depth: int, max_elements: int, max_extension_chars: int
+) -> Presentity:
     parser = locked_parser()
     budget = min(max_extension_chars, EXTENSION_RATIO * len(body) + EXTENSION_SLACK)
     builder = _Builder(parser, max_depth, max_elements, budget)
@@ -392,7 +430,7 @@ class _Builder:
                 self.seen |= _SEEN_CONTACT
                 priority = attrs.get("priority")
                 if priority is not None:
-                    self.t_priority = _priority(priority)
+                    self.t_priority = qvalue(priority)
                 self.texts.clear()
                 modes.append(_CONTACT)
                 return
@@ -516,14 +554,3 @@ class _Builder:
             tuple(self.notes) if self.notes else _NO_NOTES,
             tuple(self.extensions) if self.extensions else _NO_STRINGS,
         )
-
-
-def _priority(raw: str | None) -> float | None:
-    """RFC 3863 priority is a qvalue; anything unreadable or out of 0..1 is dropped."""
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if 0.0 <= value <= 1.0 else None

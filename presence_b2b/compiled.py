@@ -45,6 +45,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.sip.transaction",
     "presence_b2b.sip.dialog",
     "presence_b2b.presence.xmlsafe",
+    "presence_b2b.presence.pidf_plain",
     "presence_b2b.presence.pidf",
     "presence_b2b.presence.body",
     "presence_b2b.presence.listing",
