@@ -374,6 +374,11 @@ CATALOG: tuple[Family, ...] = (
         "Subscriptions kept packed: confirmed, and quiet for longer than any transaction lives.",
     ),
     Family(
+        "dialogs_by_call_id", "gauge",
+        "Dialogs matched by their whole Call-ID because it names no dialog id of theirs"
+        " (restored under another id, or adopted from another host); near 0 normally.",
+    ),
+    Family(
         "subscribers", "gauge",
         "Client subscriptions attached to those dialogs; above dialogs when clients share.",
     ),

@@ -254,6 +254,7 @@ class ShardMetrics:
     subscriptions_terminated: CounterVec
     dialogs: Gauge
     dialogs_resting: Gauge
+    dialogs_by_call_id: Gauge
     subscribers: Gauge
     notify_to_client_seconds: Histogram
     # digest authentication

@@ -179,6 +179,8 @@ class ShardProcess:
         self.driver, self.engine, self.fanout = driver, engine, fanout
         resting = self.m.dialogs_resting
         self.m.add_sampler(lambda: resting.set(engine.resting))
+        by_call_id = self.m.dialogs_by_call_id
+        self.m.add_sampler(lambda: by_call_id.set(engine.dialogs.by_call_id))
         if cfg.store.url:
             # Before Ready: the supervisor's replay must find the restored dialogs.
             self.persistence = await self._open_store(cfg, engine, fanout, driver)

@@ -7,6 +7,7 @@ back with every resource's status; SIGTERM leaves nothing to resume."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
 from presence_b2b.ipc.client import BlockingQsaClient
@@ -27,7 +28,9 @@ from tests.e2e.helpers import (
     wait_stored,
     wait_unsubscribed,
 )
+from tests.e2e.ops_service import Scrape
 from tests.e2e.service import wait_for
+from tests.peers.ports import LOOPBACK, free_tcp_port
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +47,14 @@ def test_a_killed_service_resumes_every_dialog_without_a_new_subscribe(
 ):
     # RFC 3261's T1: with the tests' fast 0.1 s, a refresh SIPp answers late on
     # a busy machine times out (6.4 s) before the answer comes.
-    svc = service(shards=2, config={"sip": {"t1": 0.5, "t2": 4.0}})
+    metrics_port = free_tcp_port()
+    svc = service(
+        shards=2,
+        config={
+            "sip": {"t1": 0.5, "t2": 4.0},
+            "metrics": {"listen": f"{LOOPBACK}:{metrics_port}"},
+        },
+    )
     uas = hold_uas(calls=PAIRS, expires=3600)
     first = clients(svc, name="before")
     wait_each(first, _subscribe_all(first, uas), "the first status", is_open_with("at lunch"))
@@ -74,6 +84,17 @@ def test_a_killed_service_resumes_every_dialog_without_a_new_subscribe(
         assert contact_port(refresh) in (svc.shard_port(0), svc.shard_port(1))
     # ...and no pair got a new dialog.
     assert {m.call_id for m in initial_subscribes(uas)} == call_ids
+
+    # Each restored dialog got back the id its Call-ID names: none is kept by
+    # its whole Call-ID (the shards sample their gauges every 0.5 s).
+    def scrape() -> Scrape:
+        url = f"http://{LOOPBACK}:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as page:
+            return Scrape(page.read().decode())
+
+    wait_for("every restored dialog counted", lambda: scrape().total("dialogs") == PAIRS)
+    time.sleep(1.0)
+    assert scrape().total("dialogs_by_call_id") == 0
 
 
 def test_restored_dialogs_nobody_asks_for_again_are_unsubscribed_after_the_grace(
