@@ -60,6 +60,7 @@ HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.shard.dialogset",
     "presence_b2b.shard.destination",
     "presence_b2b.shard.routing",
+    "presence_b2b.shard.requester",
     "presence_b2b.shard.responseinfo",
     "presence_b2b.shard.output",
     "presence_b2b.shard.ratelimit",
