@@ -11,6 +11,8 @@ import socket
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..sip.headers import parse_uri
+
 _FAMILIES: dict[str, int] = {}
 FAMILIES_MAX = 4096
 """Hosts whose address family is remembered; the cache is emptied when full."""
@@ -40,6 +42,32 @@ class Transport(StrEnum):
     UDP = "udp"
     TCP = "tcp"
     TLS = "tls"
+
+
+_TRANSPORT_NAMES = frozenset(t.value for t in Transport)
+
+
+def normalise_name(name: str) -> str:
+    """Names compare case-insensitively and without the root's trailing dot."""
+    return name.rstrip(".").lower()
+
+
+def uri_target(uri: str) -> tuple[str, int | None, Transport | None, bool]:
+    """Host (normalised), port, transport and "secure" of the place a ``sip:`` or
+    ``sips:`` URI names: ``maddr`` wins over the host; ``;transport=`` is
+    honoured (TLS for ``sips:`` whatever it says); brackets leave IPv6 hosts.
+    Raises SipParseError for a URI that is not SIP."""
+    parsed = parse_uri(uri)
+    secure = parsed.scheme == "sips"
+    host = (parsed.params.get("maddr") or parsed.host).strip("[]")
+    transport: Transport | None = None
+    if secure:
+        transport = Transport.TLS
+    else:
+        named = (parsed.params.get("transport") or "").lower()
+        if named in _TRANSPORT_NAMES:
+            transport = Transport(named)
+    return normalise_name(host), parsed.port, transport, secure
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .destination import normalise_name
+
 
 class RdType(StrEnum):
     """The record types RFC 3263 needs."""
@@ -43,11 +45,6 @@ class DnsStatus(StrEnum):
         if self in (DnsStatus.SERVFAIL, DnsStatus.REFUSED):
             return DnsStatus.ERROR.value
         return self.value
-
-
-def normalise_name(name: str) -> str:
-    """Names compare case-insensitively and without the root's trailing dot."""
-    return name.rstrip(".").lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,8 @@ from typing import Any
 
 from ..config import DnsSettings
 from ..metrics.shard import ShardMetrics
-from ..sip.headers import parse_uri
-from .destination import Destination, Transport, address_family
-from .dns_answer import Answer, DnsStatus, Naptr, Query, RdType, Srv, normalise_name
+from .destination import Destination, Transport, address_family, normalise_name, uri_target
+from .dns_answer import Answer, DnsStatus, Naptr, Query, RdType, Srv
 from .dns_cache import CacheLimits, DnsCache
 from .failover import FailedTargets, Failover
 from .srv_order import order_srv
@@ -55,7 +54,6 @@ SRV_PREFIX = {
     Transport.TLS: "_sips._tcp.",
 }
 DEFAULT_PORT = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS: 5061}
-_TRANSPORT_NAMES = frozenset(t.value for t in Transport)
 
 # Which failure to report when several look-ups failed: an error of the DNS
 # itself says more than "no such name", which says more than "no such record".
@@ -83,20 +81,10 @@ class SipTarget:
 
     @classmethod
     def from_uri(cls, uri: str) -> SipTarget:
-        """From a ``sip:``/``sips:`` URI: ``maddr`` wins over the host; ``;transport=``
-        is honoured (TLS for ``sips:`` whatever it says); brackets leave IPv6 hosts.
+        """From a ``sip:``/``sips:`` URI (:func:`.destination.uri_target`).
         Raises SipParseError for a URI that is not SIP."""
-        parsed = parse_uri(uri)
-        secure = parsed.scheme == "sips"
-        host = (parsed.params.get("maddr") or parsed.host).strip("[]")
-        transport: Transport | None = None
-        if secure:
-            transport = Transport.TLS
-        else:
-            named = (parsed.params.get("transport") or "").lower()
-            if named in _TRANSPORT_NAMES:
-                transport = Transport(named)
-        return cls(normalise_name(host), parsed.port, transport, secure)
+        host, port, transport, secure = uri_target(uri)
+        return cls(host, port, transport, secure)
 
     @classmethod
     def from_destination(cls, destination: Destination) -> SipTarget:

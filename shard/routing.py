@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .destination import Destination, Transport
+from .destination import Destination, Transport, address_family, uri_target
 from .resolver import SipTarget
 
 __all__ = ["DEFAULT_PORTS", "Hop", "hop_of"]
@@ -25,8 +25,8 @@ DEFAULT_PORTS: Final = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS:
 def hop_of(uri: str) -> Hop:
     """What ``uri`` (a next hop) asks the driver to reach. Raises SipParseError
     for a URI that is not SIP."""
-    target = SipTarget.from_uri(uri)
-    if not target.is_literal:
-        return target
-    transport = target.transport or Transport.UDP
-    return Destination(transport, target.host, target.port or DEFAULT_PORTS[transport])
+    host, port, transport, secure = uri_target(uri)
+    if not address_family(host):
+        return SipTarget(host, port, transport, secure)
+    transport = transport or Transport.UDP
+    return Destination(transport, host, port or DEFAULT_PORTS[transport])
