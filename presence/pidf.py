@@ -23,6 +23,9 @@ document on any of these):
 Everything the parser does not model (RPID ``<person>``, ``<device>``, tuple and
 status extensions) is kept as standalone XML text, in document order; that text
 is bounded linearly in the body's size (see MAX_EXTENSION_CHARS).
+
+In the compiled build, the common plain shape is first offered to
+``pidf_plain``, which reads it without expat to the same result or declines.
 """
 
 from __future__ import annotations
