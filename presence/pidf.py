@@ -55,7 +55,6 @@ __all__ = [
     "PIDF_NS",
     "PidfError",
     "parse_pidf",
-    "parse_pidf_with_expat",
 ]
 
 PIDF_NS: Final = "urn:ietf:params:xml:ns:pidf"
@@ -157,31 +156,20 @@ def parse_pidf(
     max_depth: int = MAX_DEPTH,
     max_elements: int = MAX_ELEMENTS,
     max_extension_chars: int = MAX_EXTENSION_CHARS,
+    plain: bool = True,
 ) -> Presentity:
     """Parse one PIDF document, or raise PidfError (``BodyError``); never anything else.
 
     In a compiled build a plain document (``pidf_plain``) is read without
-    expat; any other goes to :func:`parse_pidf_with_expat`, which reads every
-    document to the same result.
+    expat, unless ``plain`` is False; any other goes to the expat reader,
+    which reads every document to the same result (``plain=False`` is what
+    the tests hold the plain reader to).
     """
     check_size(body, max_bytes)
-    if _PLAIN_FIRST:
-        plain = read_plain(body, max_depth, max_elements)
-        if plain is not None:
-            return plain
-    return _read_with_expat(body, max_depth, max_elements, max_extension_chars)
-
-
-def parse_pidf_with_expat(
-    body: bytes,
-    *,
-    max_bytes: int = MAX_BYTES,
-    max_depth: int = MAX_DEPTH,
-    max_elements: int = MAX_ELEMENTS,
-    max_extension_chars: int = MAX_EXTENSION_CHARS,
-) -> Presentity:
-    """:func:`parse_pidf` without the plain reader: what the plain reader is held to."""
-    check_size(body, max_bytes)
+    if plain and _PLAIN_FIRST:
+        read = read_plain(body, max_depth, max_elements)
+        if read is not None:
+            return read
     return _read_with_expat(body, max_depth, max_elements, max_extension_chars)
 
 

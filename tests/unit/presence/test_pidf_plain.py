@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from presence_b2b.presence import pidf
 from presence_b2b.presence.document import Note, PresenceTuple, Presentity
-from presence_b2b.presence.pidf import PidfError, parse_pidf, parse_pidf_with_expat
+from presence_b2b.presence.pidf import PidfError, parse_pidf
 from presence_b2b.presence.pidf_plain import read_plain
 from presence_b2b.presence.xmlsafe import MAX_DEPTH, MAX_ELEMENTS
 
@@ -50,7 +50,7 @@ SEEDS = [SIPP_BODY, KAMAILIO_BODY, MINIMAL_BODY]
 def expat(body: bytes) -> Presentity | str:
     """What the expat reader makes of a body: the document, or its error kind."""
     try:
-        return parse_pidf_with_expat(body)
+        return parse_pidf(body, plain=False)
     except PidfError as e:
         return e.kind
 
@@ -84,8 +84,8 @@ def test_every_field_is_read_as_expat_reads_it() -> None:
 
 def test_parse_pidf_reads_plain_and_other_documents_alike() -> None:
     extended = SIPP_BODY.replace(b"</presence>", b'<x xmlns="urn:x">1</x></presence>')
-    assert parse_pidf(SIPP_BODY) == parse_pidf_with_expat(SIPP_BODY)
-    assert parse_pidf(extended) == parse_pidf_with_expat(extended)
+    assert parse_pidf(SIPP_BODY) == parse_pidf(SIPP_BODY, plain=False)
+    assert parse_pidf(extended) == parse_pidf(extended, plain=False)
     assert parse_pidf(extended).extensions == ('<x xmlns="urn:x">1</x>',)
 
 
