@@ -6,7 +6,8 @@ scribbles on.
 Each target takes bytes made by mutating a few valid seeds and checks one
 contract: only the documented error comes out (SipParseError, ProtocolError,
 RingError), a body never yields more output than the bounds allow, nothing
-hangs. ``run(target, seed, count)`` is deterministic for a seed; the unit tests
+hangs; and the plain PIDF reader reads every document it accepts as expat
+does. ``run(target, seed, count)`` is deterministic for a seed; the unit tests
 run short seeded runs, ``bench/fuzz.py`` long ones.
 """
 
@@ -29,7 +30,10 @@ from presence_b2b.ipc.messages import (
 )
 from presence_b2b.ipc.ring import DATA_OFFSET, Ring, RingError
 from presence_b2b.presence.body import decode, decode_body
+from presence_b2b.presence.pidf import PidfError, parse_pidf
+from presence_b2b.presence.pidf_plain import read_plain
 from presence_b2b.presence.status import Status, SubscriptionState
+from presence_b2b.presence.xmlsafe import MAX_DEPTH, MAX_ELEMENTS
 from presence_b2b.shard.engine import Engine, LocalEndpoint
 from presence_b2b.sip.message import SipParseError, parse_message
 
@@ -186,6 +190,45 @@ def _body(rng: random.Random, stats: FuzzStats) -> None:
         stats.accepted += 1
 
 
+PLAIN_SEEDS: tuple[bytes, ...] = (
+    (
+        '<?xml version="1.0" encoding="UTF-8"?>\r\n'
+        f'<presence xmlns="{PIDF_NS}" entity="sip:alice@example.com">\r\n'
+        '<tuple id="sipp-uas">\r\n<status><basic>open</basic></status>\r\n'
+        '<contact priority="0.5">sip:uas@127.0.0.1:5090</contact>\r\n</tuple>\r\n'
+        "<note>update 7</note>\r\n</presence>\r\n"
+    ).encode(),
+    (
+        f"<presence xmlns='{PIDF_NS}' entity='sip:bob@example.com'>"
+        f"<tuple xmlns='{PIDF_NS}' id='0x1'><status xmlns='{PIDF_NS}'>"
+        f"<basic xmlns='{PIDF_NS}'>closed</basic></status>"
+        f"<note xml:lang='en'>away</note><timestamp>2026-12-04T10:00:00Z</timestamp>"
+        "</tuple></presence>"
+    ).encode(),
+    BODY_SEEDS[0][1],
+)
+
+
+def _pidf_plain(rng: random.Random, stats: FuzzStats) -> None:
+    body = mutate(rng, rng.choice(PLAIN_SEEDS), PLAIN_SEEDS)
+    try:
+        plain = read_plain(body, MAX_DEPTH, MAX_ELEMENTS)
+        if plain is None:
+            stats.rejected += 1
+            return
+        try:
+            by_expat: object = parse_pidf(body, plain=False)
+        except PidfError as e:
+            by_expat = f"refused ({e.kind})"
+    except Exception as exc:
+        stats.failures.append(f"pidf-plain: {type(exc).__name__}: {exc} on {body[:120]!r}")
+        return
+    if plain != by_expat:
+        stats.failures.append(f"pidf-plain: read {plain!r}, expat {by_expat!r}, on {body!r}")
+        return
+    stats.accepted += 1
+
+
 _DECODERS = (decode_request, decode_status, decode_control)
 
 
@@ -274,6 +317,7 @@ class _EngineTarget:
 TARGETS: dict[str, Callable[[], Target]] = {
     "sip": lambda: _sip,
     "body": lambda: _body,
+    "pidf-plain": lambda: _pidf_plain,
     "wire": lambda: _wire,
     "ring": lambda: _ring,
     "engine": _EngineTarget,
