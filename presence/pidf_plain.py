@@ -56,6 +56,12 @@ _DECLARATION: Final = re.compile(
     r"(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:\"(?:yes|no)\"|'(?:yes|no)'))?"
     r"[ \t\r\n]*\?>"
 )
+# The declarations servers write, found without the regular expression.
+_USUAL_DECLARATIONS: Final = (
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    "<?xml version='1.0' encoding='UTF-8'?>",
+    '<?xml version="1.0"?>',
+)
 # Bytes XML forbids: the control characters but tab, LF and CR (a byte
 # string's translate() deletes every other byte; what is left is refused).
 _ALLOWED_BYTES: Final = bytes(c for c in range(256) if c >= 0x20 or c in (0x09, 0x0A, 0x0D))
@@ -122,9 +128,14 @@ def read_plain(body: bytes, max_depth: int, max_elements: int) -> Presentity | N
             if character in text:
                 return None
     start = 0
-    declaration = _DECLARATION.match(text)
-    if declaration is not None:
-        start = declaration.end()
+    for usual in _USUAL_DECLARATIONS:  # a regular expression call costs more
+        if text.startswith(usual):
+            start = len(usual)
+            break
+    else:
+        declaration = _DECLARATION.match(text)
+        if declaration is not None:
+            start = declaration.end()
     try:
         return _Reader(text, max_depth, max_elements).read(start)
     except _NotPlainError:
