@@ -376,7 +376,10 @@ def parse_message(data: bytes, *, max_size: int = 65535) -> Request | Response:
         raise SipParseError("empty", "no message (keep-alive?)")
     # The head ends at the first empty line, whatever mix of CRLF and LF was used.
     a = data.find(b"\n\r\n", start)
-    b = data.find(b"\n\n", start)
+    # Only an LF LF before that one matters: without a bound the search would
+    # run through the whole body of every CRLF message. (One starting at a - 1
+    # ends at a + 1; none can start at a, which is followed by CR.)
+    b = data.find(b"\n\n", start, a + 1) if a >= 0 else data.find(b"\n\n", start)
     if a < 0 and b < 0:
         raise SipParseError("truncated", "no empty line after the headers")
     if b < 0 or 0 <= a < b:

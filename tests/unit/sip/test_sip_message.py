@@ -132,6 +132,13 @@ def test_mixed_line_ends_are_accepted() -> None:
     assert msg.body == b"body"
 
 
+def test_the_head_ends_at_the_first_empty_line_whichever_line_end_made_it() -> None:
+    lf_first = parse_response(b"SIP/2.0 200 OK\nCSeq: 1 A\n\n\r\nbody")
+    assert lf_first.get("CSeq") == "1 A" and lf_first.body == b"\r\nbody"
+    crlf_first = parse_response(b"SIP/2.0 200 OK\r\nCSeq: 1 A\r\n\r\nbody\n\nmore")
+    assert crlf_first.get("CSeq") == "1 A" and crlf_first.body == b"body\n\nmore"
+
+
 def test_folded_header_lines_are_joined_with_a_space() -> None:
     msg = parse_response(b"SIP/2.0 200 OK\r\nSubject: I know\r\n   you're\r\n\tthere\r\n\r\n")
     assert msg.get("Subject") == "I know you're there"
