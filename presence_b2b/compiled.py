@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 HOT_MODULES: tuple[str, ...] = (
     "presence_b2b.packed_strings",
     "presence_b2b.id_map",
+    "presence_b2b.packed_map",
     "presence_b2b.sip.message",
     "presence_b2b.sip.headers",
     "presence_b2b.sip.ids",

@@ -8,15 +8,16 @@ for its final status, which only the shard writes). Pure bookkeeping: it decides
 what to send where and the supervisor sends it.
 
 There is an entry for every subscription of the service, a million on a big
-node, so each is kept packed: one bytes object with the shard and seq in front
-and the three strings behind (:mod:`presence_b2b.packed_strings`). With its
-dict slot and id that is ~190 bytes, where an entry object with its seq and
-its own record and subscriber strings took ~375 (tracemalloc). A watcher's
-URI is now copied into each of its entries (~30 bytes) instead of shared
-through an interned string; the interned string cost more for every watcher
-with fewer than about six buddies. Only the replay to a restarted shard reads
-the strings back. Each client's entries are an :class:`IdMap` by subscription
-id (~11 bytes per id where a dict and its int keys took ~74).
+node, so each is kept packed: the shard and seq in front and the three
+strings behind (:mod:`presence_b2b.packed_strings`), in the page blobs of a
+:class:`PackedIdMap` by subscription id, ~15 bytes around the entry's own
+(a bytes object of its own in an :class:`IdMap` took ~55 more, a dict slot
+and an entry object with its own strings ~300 more). A watcher's URI is
+copied into each of its entries (~30 bytes) instead of shared through an
+interned string; the interned string cost more for every watcher with fewer
+than about six buddies. Only the replay to a restarted shard reads the
+strings back. An entry beyond the packed widths (a string over 64 KiB) is
+kept whole in a dict beside the blobs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..id_map import IdMap
 from ..ipc.channel import Sub, Unsub
 from ..ipc.messages import Subscribe, Unsubscribe
+from ..packed_map import PackedIdMap
 from ..packed_strings import pack_strings, unpack_strings
 from .routing import shard_of
 
@@ -78,18 +79,54 @@ def _shard_seq(kept: Kept) -> tuple[int, int]:
     return shard, seq
 
 
+class _ClientEntries:
+    """One client's entries by subscription id: packed, or whole beside them."""
+
+    __slots__ = ("packed", "whole")
+
+    def __init__(self) -> None:
+        self.packed = PackedIdMap()
+        self.whole: dict[int, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self.packed) + len(self.whole)
+
+    def get(self, sub_id: int) -> Kept | None:
+        kept = self.packed.get(sub_id)
+        return kept if kept is not None else self.whole.get(sub_id)
+
+    def put(self, sub_id: int, kept: Kept) -> None:
+        if isinstance(kept, Entry):
+            self.packed.pop(sub_id)
+            self.whole[sub_id] = kept
+        else:
+            self.whole.pop(sub_id, None)
+            self.packed[sub_id] = kept
+
+    def pop(self, sub_id: int) -> Kept | None:
+        kept = self.packed.pop(sub_id)
+        return kept if kept is not None else self.whole.pop(sub_id, None)
+
+    def items(self) -> list[tuple[int, Kept]]:
+        """Every (id, entry), in id order."""
+        items: list[tuple[int, Kept]] = list(self.packed.items())
+        if self.whole:
+            items = sorted([*items, *self.whole.items()], key=lambda item: item[0])
+        return items
+
+
 class Registry:
     """(client, subscription id) -> Entry, for the clients connected now."""
 
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
-        self._clients: dict[int, IdMap[Kept]] = {}
+        self._clients: dict[int, _ClientEntries] = {}
         self._seq = 0
         #: Unsubscribes that found their shard down, owed a final status once it is back.
         self._missed: dict[int, list[Unsub]] = {i: [] for i in range(shard_count)}
 
     def add_client(self, client: int) -> None:
-        self._clients[client] = IdMap()
+        self._clients[client] = _ClientEntries()
 
     def remove_client(self, client: int) -> int:
         """Forget a client that left; returns how many subscriptions it had."""
@@ -149,7 +186,7 @@ class Registry:
             )
             return index, self._sub(client, msg, refuse=refuse)
         self._seq += 1
-        entries[msg.id] = _pack(Entry(index, msg.package, msg.record, msg.subscriber, self._seq))
+        entries.put(msg.id, _pack(Entry(index, msg.package, msg.record, msg.subscriber, self._seq)))
         return index, self._sub(client, msg, seq=self._seq)
 
     @staticmethod

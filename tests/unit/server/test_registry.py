@@ -129,7 +129,7 @@ def test_a_subscription_is_kept_in_a_fraction_of_the_bytes_of_its_strings() -> N
     registry = _registry(1)
     record, subscriber = "sip:bob.builder@example.com", "sip:alice.liddell@example.com"
     registry.subscribe(1, _ask(5, record, subscriber))
-    kept = registry._clients[1][5]
+    kept = registry._clients[1].get(5)
     assert isinstance(kept, bytes)
     assert sys.getsizeof(kept) < sys.getsizeof(record) + sys.getsizeof(subscriber)
 
