@@ -33,6 +33,7 @@ from typing import Any
 from ..config import B2BParams, SipSettings
 from ..id_map import IdMap
 from ..metrics.catalog import TRANSACTION_TIMER, state_label
+from ..packed_map import PackedIdMap
 from ..presence.body import decode, decode_body
 from ..presence.listing import is_list_body, resource_status
 from ..presence.packages import package_problem
@@ -224,6 +225,8 @@ class Engine:
         #: rest it is copied into one of the size it has now.
         self._awake_peak = 0
         self._resting = 0
+        #: The packed data of each resting subscription, by its id (:func:`rest`).
+        self._rest_data = PackedIdMap()
         #: Quiet for this long, a subscription rests. Nothing in flight is
         #: needed (``rest`` refuses a usage with an outstanding request or
         #: Timer N); past Timer K (T4) the finished SUBSCRIBE's transaction no
@@ -550,12 +553,14 @@ class Engine:
                 self._rest_at = usage.touched + self.rest_after + REST_SLACK
                 break
             due.append(sub_id)
+        rest_data = self._rest_data
         for sub_id in due:
             usage = awake.pop(sub_id)
             if self.usages.get(sub_id) is not usage:
                 continue
+            resting: RestingUsage | None = None
             try:
-                resting = rest(usage)
+                resting = rest(usage, rest_data)
                 if resting is None:
                     continue
                 assert usage.armed_at is not None  # rest() asks for an armed timer
@@ -566,6 +571,8 @@ class Engine:
                 self._out.rested.append(sub_id)
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.
+                if resting is not None and self.usages.get(sub_id) is not resting:
+                    rest_data.pop(sub_id)
                 self._unowned_error("rest", exc)
         if len(awake) * 4 < self._awake_peak:
             self._awake = dict(awake)
@@ -588,6 +595,7 @@ class Engine:
             self.queue.hand_over(resting, usage, resting.deadline)
         else:
             usage.armed_at = None  # its timer fired: the caller runs it
+        self._rest_data.pop(sub_id)
         self._touch(usage)
         return usage
 
@@ -601,6 +609,7 @@ class Engine:
         self.dialogs.swap(resting, None)
         self._note(resting, Change.TERMINATED)  # its stored row goes too
         del self.usages[sub_id]
+        self._rest_data.pop(sub_id)
         self._resting -= 1
         self._out.finished.append(sub_id)
 

@@ -13,6 +13,7 @@ from presence_b2b.sip.dialog import Dialog
 from presence_b2b.sip.message import Request
 
 from presence_b2b.id_map import IdMap
+from presence_b2b.packed_map import PackedIdMap
 
 RECORD = "sip:alice@127.0.0.1:5090"
 
@@ -63,7 +64,7 @@ def _rested(usage: Usage) -> RestingUsage | None:
     usage.state = usage.counted = State.CONFIRMED
     usage.deadline = usage.armed_at = 100.0
     usage.timer_seq = 1
-    return rest(usage)
+    return rest(usage, PackedIdMap())
 
 
 def _match(dialogs: DialogSet, n: Request) -> tuple[int, bool]:

@@ -14,6 +14,8 @@ from presence_b2b.sip.headers import parse_cseq, parse_tag
 from presence_b2b.sip.message import Request
 from presence_b2b.store.record import Change
 
+from presence_b2b.packed_map import PackedIdMap
+
 PIDF_CLOSED = PIDF_OPEN.replace(b"<basic>open</basic>", b"<basic>closed</basic>")
 
 
@@ -106,6 +108,19 @@ def test_waking_gives_back_the_subscription_that_went_to_rest() -> None:
     assert after == before
 
 
+def test_the_packed_data_of_a_subscription_is_kept_while_it_rests_and_goes_when_it_wakes() -> None:
+    h = Harness()
+    first = h.established()
+    h.established(2)
+    quiet(h)
+    assert sorted(h.engine._rest_data) == [1, 2]
+    h.notify(first, "active;expires=500", PIDF_CLOSED)
+    assert isinstance(h.engine.usages[1], Usage)
+    assert sorted(h.engine._rest_data) == [2]
+    quiet(h)
+    assert sorted(h.engine._rest_data) == [1, 2]
+
+
 def test_peeking_at_a_resting_subscription_reads_it_and_leaves_it_at_rest() -> None:
     h = Harness()
     first = h.established()
@@ -171,7 +186,7 @@ def _usage_with_everything(h: Harness) -> Usage:
 def test_rest_and_wake_keep_every_field_of_a_subscription_and_its_dialog() -> None:
     h = Harness()
     usage = _usage_with_everything(h)
-    resting = rest(usage)
+    resting = rest(usage, PackedIdMap())
     assert resting is not None
     woken = resting.wake(usage.params, usage.rng)
     for name in _packed_slots():
@@ -218,7 +233,7 @@ def test_every_slot_of_a_usage_and_its_dialog_is_kept_at_rest_or_named_as_not() 
     assert len(_packed_slots()) > 20
     h = Harness()
     usage = _usage_with_everything(h)
-    resting = rest(usage)
+    resting = rest(usage, PackedIdMap())
     assert resting is not None
     woken = resting.wake(usage.params, usage.rng)
     assert [n for n in _packed_slots() if getattr(woken, n) != getattr(usage, n)] == []
@@ -230,7 +245,7 @@ def test_a_subscription_with_a_request_in_flight_does_not_rest() -> None:
     h.refresh(1)  # operator's refresh: a SUBSCRIBE is out, unanswered
     usage = h.engine.usage(1)
     assert usage is not None and usage.outstanding
-    assert rest(usage) is None
+    assert rest(usage, PackedIdMap()) is None
 
 
 def test_a_refresh_unanswered_for_longer_than_rest_after_keeps_it_awake_for_the_answer() -> None:
@@ -262,7 +277,7 @@ def test_a_subscription_whose_numbers_do_not_fit_stays_awake() -> None:
     usage = h.engine.usage(1)
     assert usage is not None
     usage.errors = 2**40
-    assert rest(usage) is None
+    assert rest(usage, PackedIdMap()) is None
 
 
 def test_a_woken_subscription_keeps_its_timer_and_its_kind() -> None:
@@ -302,7 +317,7 @@ def test_a_resting_subscription_that_cannot_wake_fails_and_its_notify_gets_481()
     assert isinstance(resting, RestingUsage)
     # What a bug in packing would leave: the Call-ID that finds it, then nothing.
     end = resting.data.index(resting.call_id.encode()) + len(resting.call_id)
-    resting.data = resting.data[:end]
+    resting.table[resting.sub_id] = resting.data[:end]
     h.delivered.clear()
     h.notify(first, "active;expires=600", PIDF_OPEN)
     assert h.responses()[-1].status == 481
@@ -310,6 +325,7 @@ def test_a_resting_subscription_that_cannot_wake_fails_and_its_notify_gets_481()
     assert isinstance(failure, Failure) and failure.kind is FailureKind.INTERNAL
     assert 1 in h.finished and 1 not in h.engine.usages
     assert h.engine.resting == 1  # the other one rests on
+    assert sorted(h.engine._rest_data) == [2]
     assert h.obs.counts["failed", "internal"] == 1
 
 
@@ -320,7 +336,7 @@ def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
     resting = h.engine.usages[1]
     assert isinstance(resting, RestingUsage)
     deadline = resting.deadline
-    resting.data = resting.data[:10]
+    resting.table[resting.sub_id] = resting.data[:10]
     h.delivered.clear()
     h.advance(deadline - h.clock.now + 1)
     assert [type(m) for m in h.delivered] == [Failure]
@@ -358,6 +374,6 @@ def test_a_resting_subscription_that_cannot_wake_is_noted_for_the_store_as_termi
     h.engine.take_changes()
     resting = h.engine.usages[1]
     assert isinstance(resting, RestingUsage)
-    resting.data = b"\x00"
+    resting.table[resting.sub_id] = b"\x00"
     assert h.engine.usage(1) is None
     assert [c for _, c in h.engine.take_changes().values()] == [Change.TERMINATED]
