@@ -28,6 +28,7 @@ from ..id_map import IdMap
 from ..ipc.messages import encode
 from ..ipc.ring import Ring, RingError, RingWriter
 from ..metrics.shard import ShardMetrics
+from ..packed_map import PackedIdMap
 from ..presence.body import decode
 from ..presence.status import Failure, FailureKind, Status, StatusMessage, SubscriptionState
 from .kept_status import pack, unpack
@@ -50,8 +51,9 @@ class DialogEntry:
 
     ``last`` is what a client that joins is told at once; for a resource list
     that is one status per resource (``resources``, by resource URI) besides
-    the list's own last word. While the dialog rests, ``kept`` holds it
-    packed (:mod:`.kept_status`).
+    the list's own last word. While the dialog rests, it is kept packed
+    (:mod:`.kept_status`) in the fan-out's table of packed statuses by the
+    dialog's id, and ``kept`` is that table.
 
     Nearly every dialog serves one client subscription, so the first one lives
     in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
@@ -73,7 +75,7 @@ class DialogEntry:
         self.sub_id = 0
         self.seq = 0
         self.more: tuple[EndedItem, ...] = ()
-        self.kept: StatusMessage | bytes | None = None
+        self.kept: StatusMessage | PackedIdMap | None = None
         self.resources: dict[str, Status] | None = None
 
     @property
@@ -137,23 +139,37 @@ class DialogEntry:
                 return
             if not msg.list and (msg.presentity is not None or msg.document is not None):
                 msg = msgspec.structs.replace(msg, presentity=None, document=None)
+        self.drop_packed()
         self.kept = msg
 
     @property
     def last(self) -> StatusMessage | None:
         """The last word, as :meth:`remember` kept it."""
         kept = self.kept
-        return unpack(kept) if isinstance(kept, bytes) else kept
+        if isinstance(kept, PackedIdMap):
+            data = kept.get(self.did)
+            return None if data is None else unpack(data)
+        return kept
 
-    def rest(self) -> None:
-        """The dialog went quiet: keep its last word packed until it is needed.
-        A resource list's statuses stay as they are (a list does not rest)."""
+    def rest(self, table: PackedIdMap) -> None:
+        """The dialog went quiet: keep its last word packed in ``table`` until
+        it is needed. A resource list's statuses stay as they are (a list does
+        not rest)."""
         kept = self.kept
-        if kept is None or isinstance(kept, bytes) or self.resources:
+        if kept is None or isinstance(kept, PackedIdMap) or self.resources:
             return
         if isinstance(kept, Status) and kept.list:
             return
-        self.kept = pack(kept)
+        table[self.did] = pack(kept)
+        self.kept = table
+
+    def drop_packed(self) -> None:
+        """Its packed last word, if any, out of the table (a new one came, or it
+        is gone)."""
+        kept = self.kept
+        if isinstance(kept, PackedIdMap):
+            kept.pop(self.did)
+            self.kept = None
 
     @property
     def last_parsed(self) -> StatusMessage | None:
@@ -333,6 +349,8 @@ class FanOut:
         self.outboxes: dict[int, Outbox] = {}
         #: By dialog id (numbered in order here: an IdMap's pages suit them).
         self.dialogs: IdMap[DialogEntry] = IdMap()
+        #: The last status of each dialog at rest, packed, by dialog id.
+        self._packed = PackedIdMap()
         #: The id of the dialog a new subscription to a (package, record,
         #: subscriber) joins; an ending dialog is no longer there.
         self._by_key = KeyIndex(self._key_of)
@@ -522,7 +540,7 @@ class FanOut:
         if entry is None:
             return
         try:
-            entry.rest()
+            entry.rest(self._packed)
         except Exception:  # kept as it was: packing is an economy, never a step
             log.exception("dialog %d: its last status could not be packed", did)
 
@@ -533,6 +551,7 @@ class FanOut:
             return
         self._unkey(entry)  # while its key can still be read through its id
         self.dialogs.pop(did)
+        entry.drop_packed()
         members = sorted(entry.members())
         for client, sub_id, _ in members:
             self._unindex(client, sub_id)

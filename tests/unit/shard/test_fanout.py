@@ -24,6 +24,8 @@ from presence_b2b.presence.status import (
 from presence_b2b.shard.fanout import DialogEntry, FanOut, Outbox
 from presence_b2b.shard.output import Output
 
+from presence_b2b.packed_map import PackedIdMap
+
 ACTIVE = SubscriptionState.ACTIVE
 TERMINATED = SubscriptionState.TERMINATED
 RECORD = "sip:bob@example.com"
@@ -578,7 +580,7 @@ def test_a_dialog_at_rest_keeps_its_last_status_packed_and_a_joiner_gets_it_pars
     h.fanout.deliver(parsed(h.did()))
     [first] = a.read()
     h.fanout.consume(Output(rested=[h.did()]))
-    assert isinstance(h.fanout.dialogs[h.did()].kept, bytes)
+    assert isinstance(h.fanout.dialogs[h.did()].kept, PackedIdMap)
     h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
     [joined] = b.read()
     assert isinstance(joined, Status) and joined.presentity is not None
@@ -593,6 +595,18 @@ def test_a_status_after_rest_replaces_the_packed_one(h: Harness) -> None:
     h.fanout.deliver(active(h.did(), "new"))
     entry = h.fanout.dialogs[h.did()]
     assert entry.kept == active(h.did(), "new")
+    assert h.did() not in h.fanout._packed
+
+
+def test_the_packed_status_of_a_dialog_goes_with_the_dialog(h: Harness) -> None:
+    h.attach(1)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    did = h.did()
+    h.fanout.deliver(active(did, "old"))
+    h.fanout.rest(did)
+    assert did in h.fanout._packed
+    h.fanout.finished(did)
+    assert did not in h.fanout._packed
 
 
 def test_a_failure_kept_at_rest_is_told_to_a_joiner_unchanged(h: Harness) -> None:
