@@ -51,7 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvloop
-from presence_b2b.ipc.client import ClientEvent, QsaClient
+from presence_b2b.ipc.client import ClientEvent, QsaClient, QsaError, admin
 from presence_b2b.presence.status import Failure, SubscriptionState
 
 from bench.common import (
@@ -217,6 +217,49 @@ def stop_stub(proc: subprocess.Popen[str]) -> dict[str, int]:
     return {}
 
 
+async def memory_split(control_socket: str) -> dict[str, dict[str, int]]:
+    """Each process's RSS as ``ctl memory`` splits it: pymalloc's live blocks,
+    the room pymalloc keeps (free blocks and pools), malloc's live and free
+    bytes, and the rest (code, stacks, pages the allocators do not count).
+    Empty when the service has no such command."""
+    try:
+        reply = await admin(control_socket, "memory")
+    except (QsaError, OSError):
+        return {}
+    if not reply.ok or not isinstance(reply.data, dict):
+        return {}
+    processes = {"supervisor": reply.data["supervisor"]}
+    for shard in reply.data["shards"]:
+        processes[f"shard{shard.get('shard', '?')}"] = shard
+    split: dict[str, dict[str, int]] = {}
+    for name, f in processes.items():
+        if "rss_bytes" not in f:
+            continue
+        py, c = f.get("pymalloc", {}), f.get("malloc", {})
+        parts = {
+            "pymalloc_blocks": py.get("allocated_blocks_bytes", 0),
+            "pymalloc_free": py.get("arenas_bytes", 0) - py.get("allocated_blocks_bytes", 0),
+            "malloc_in_use": c.get("in_use_bytes", 0),
+            "malloc_free": c.get("free_bytes", 0),
+        }
+        other = f["rss_bytes"] - sum(parts.values())
+        split[name] = {"rss": f["rss_bytes"], **parts, "other": other}
+    return split
+
+
+def print_memory(report: dict[str, object], established: int) -> None:
+    """Per process and part: bytes per subscription above the empty service."""
+    memory, empty = report.get("memory") or {}, report.get("memory_empty") or {}
+    assert isinstance(memory, dict) and isinstance(empty, dict)
+    for name, parts in memory.items():
+        before = empty.get(name, {})
+        per = {k: (v - before.get(k, 0)) / max(established, 1) for k, v in parts.items()}
+        print(
+            f"  {name:<10} bytes per subscription above empty: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
+        )
+
+
 def lag_series(samples: list[Sample]) -> list[tuple[float, float, float, float]]:
     """(seconds since start, p50 ms, p99 ms, timers fired) per sampling interval."""
     out: list[tuple[float, float, float, float]] = []
@@ -333,6 +376,7 @@ def main() -> None:
 
         async def run() -> dict[str, object]:
             await holder.client.connect()
+            memory_empty = await memory_split(svc.control_socket)
             consumer = asyncio.get_running_loop().create_task(holder.consume())
             busy = CpuMeter({**names, "stub": stub.pid})
             busy.start()
@@ -344,9 +388,12 @@ def main() -> None:
                 + " ".join(f"{k} {v:.2f}" for k, v in shares.items())
             )
             await asyncio.sleep(args.idle_wait)
+            memory = await memory_split(svc.control_socket)
             rss = rss_of(svc.pids())
             total = sum(rss.values())
             out: dict[str, object] = {
+                "memory": memory,
+                "memory_empty": memory_empty,
                 "establish_s": establish_s,
                 "rss_total": total,
                 "rss_by_process": rss,
@@ -424,6 +471,7 @@ def main() -> None:
         f"subscription ({marginal:.0f} above the empty service's {rss_empty / 2**20:.1f} MiB);"
         f" by pid {by_proc}"
     )
+    print_memory(report, established)
     if refreshes:
         print(
             f"refreshes:              {refreshes:.0f} in {span:.1f} s ({refreshes / span:.0f}/s "
@@ -464,6 +512,7 @@ def main() -> None:
             "steady_refresh_per_s_at_3600": round(steady, 1),
             "failures": holder.failures,
             "code": version,
+            "memory": report.get("memory", {}),
             "establish_cpu_share": {
                 k: round(v, 2)
                 for k, v in report.get("establish_cpu_share", {}).items()  # type: ignore[attr-defined]

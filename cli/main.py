@@ -148,7 +148,36 @@ def _print_human(command: str, data: Any) -> None:
                     f"unavailable {store.get('unavailable')} refused {store.get('refused')}"
                 )
         return
+    if command == "memory" and isinstance(data, dict):
+        _print_memory(data)
+        return
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _mib(value: Any) -> str:
+    return "-" if not isinstance(value, int) else f"{value / 2**20:.1f}"
+
+
+def _print_memory(data: dict[str, Any]) -> None:
+    """One line per process: RSS, then what pymalloc and malloc hold of it (MiB)."""
+    sup = data.get("supervisor", {})
+    rows = [("supervisor", f"subscriptions {sup.get('subscriptions', '-')}", sup)]
+    for s in data.get("shards", []):
+        what = f"dialogs {s.get('dialogs', '-')} resting {s.get('resting', '-')}"
+        rows.append((f"shard {s.get('shard', '?')}", what, s))
+    for name, what, figures in rows:
+        if "error" in figures:
+            print(f"{name:<11} {figures['error']}")
+            continue
+        py, c = figures.get("pymalloc", {}), figures.get("malloc", {})
+        print(
+            f"{name:<11} rss {_mib(figures.get('rss_bytes'))} MiB  {what}  "
+            f"pymalloc: blocks {_mib(py.get('allocated_blocks_bytes'))}, "
+            f"free {_mib(py.get('available_blocks_bytes'))}, "
+            f"unused pools {_mib(py.get('unused_pools_bytes'))}, "
+            f"arenas {_mib(py.get('arenas_bytes'))}  "
+            f"malloc: in use {_mib(c.get('in_use_bytes'))}, free {_mib(c.get('free_bytes'))}"
+        )
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
@@ -225,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--control-socket", help="QSA control socket path")
     ctl.add_argument("--config", help="take the control socket path from this configuration")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
-    ctl.add_argument("command", choices=("stats", "list", "show", "kill", "refresh", "clients"))
+    ctl.add_argument(
+        "command", choices=("stats", "memory", "list", "show", "kill", "refresh", "clients")
+    )
     ctl.add_argument("id", nargs="?", help="subscription id (shard:number) for show/kill/refresh")
     ctl.add_argument("--record", help="list: only records containing this")
     ctl.add_argument("--subscriber", help="list: only subscribers containing this")

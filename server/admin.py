@@ -19,10 +19,11 @@ from .. import __version__, compiled
 from ..config import Config
 from ..ipc.control import ConnectedClient, Peer
 from ..ipc.messages import AdminReply, AdminRequest
+from ..metrics.heap import heap_figures
 from .registry import Registry
 from .shards import ShardPool
 
-COMMANDS = ("stats", "list", "show", "kill", "refresh", "clients")
+COMMANDS = ("stats", "memory", "list", "show", "kill", "refresh", "clients")
 
 
 def _process_figures(pid: int) -> dict[str, Any]:
@@ -116,6 +117,15 @@ class AdminCommands:
             "log_level": sup.cfg.server.log_level,
             "shard_memory_limit_bytes": sup.cfg.server.shard_memory_limit_bytes,
             **_process_figures(os.getpid()),
+        }
+
+    async def _memory(self, args: dict[str, str]) -> dict[str, Any]:
+        """Where each process's memory is (metrics/heap.py): live objects or
+        the room the allocators keep around them."""
+        shards = await self._ask_all("memory", {})
+        return {
+            "supervisor": {"subscriptions": len(self.sup.registry), **heap_figures()},
+            "shards": shards,
         }
 
     async def _list(self, args: dict[str, str]) -> list[Any]:

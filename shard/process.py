@@ -55,6 +55,7 @@ from ..ipc.channel import (
 from ..ipc.fdpass import close_fds
 from ..ipc.ring import Ring, RingError
 from ..metrics.block import MetricsBlock
+from ..metrics.heap import heap_figures
 from ..metrics.shard import ShardMetrics
 from ..store.backend import StoreUnavailableError
 from ..store.connect import open_backend, parse_url
@@ -415,6 +416,13 @@ class ShardProcess:
                     "connections": 0 if self.driver is None else self.driver.network.connections(),
                     "store": self._store_stats(),
                     "params": dataclasses.asdict(engine.params),
+                })
+            if q.command == "memory":
+                return Answer(q.qid, True, {
+                    "shard": self.index,
+                    "dialogs": len(fanout.dialogs),
+                    "resting": engine.resting,
+                    **heap_figures(),
                 })
             if q.command == "list":
                 rows = []

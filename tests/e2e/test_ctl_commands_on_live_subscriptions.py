@@ -154,3 +154,20 @@ def test_ctl_stats_and_version_say_whether_the_running_code_is_compiled(live):
     assert stats["compiled"] is expected
     assert [s["compiled"] for s in stats["shards"]] == [expected, expected]
     assert ("compiled" if expected else "pure Python") in svc.ctl("stats").stdout.splitlines()[0]
+
+
+def test_ctl_memory_splits_each_process_rss_into_what_the_allocators_hold(live):
+    svc, *_ = live
+    memory = json.loads(svc.ctl("--json", "memory").stdout)
+    supervisor, shards = memory["supervisor"], memory["shards"]
+    assert supervisor["subscriptions"] == 2
+    assert [s["shard"] for s in shards] == [0, 1]
+    assert [s["dialogs"] for s in shards] == [1, 1]
+    for figures in (supervisor, *shards):
+        pymalloc = figures["pymalloc"]
+        assert 0 < pymalloc["allocated_blocks_bytes"] < pymalloc["arenas_bytes"]
+        assert pymalloc["arenas_bytes"] < figures["rss_bytes"]
+        assert figures["malloc"]["in_use_bytes"] > 0
+    lines = svc.ctl("memory").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["supervisor", "shard", "shard"]
+    assert all("pymalloc: blocks" in line and "malloc: in use" in line for line in lines)
