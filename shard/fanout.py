@@ -46,6 +46,17 @@ Interest = tuple[int, int]  # client, the client's subscription id
 EndedItem = tuple[int, int, int]  # client, id, the supervisor's seq of the Sub
 
 
+class _Rare:
+    """What few dialogs have: client subscriptions beyond the first, and a
+    resource list's statuses by resource URI."""
+
+    __slots__ = ("more", "resources")
+
+    def __init__(self) -> None:
+        self.more: tuple[EndedItem, ...] = ()
+        self.resources: dict[str, Status] | None = None
+
+
 class DialogEntry:
     """One engine subscription and the client subscriptions it serves.
 
@@ -59,11 +70,12 @@ class DialogEntry:
     in the entry's own slots (``client``, ``sub_id`` and ``seq``, the
     supervisor's seq of its Sub, echoed when it ends on its own) and only the
     others in a tuple: a tuple of tuples would cost 104 bytes per dialog more,
-    and a dict or set per interest more again."""
+    and a dict or set per interest more again. The others and a list's
+    statuses share one slot (``rare``, None for nearly every dialog): nine
+    slots make the entry 16 bytes smaller in pymalloc than ten."""
 
     __slots__ = (
-        "client", "did", "kept", "more", "package", "record", "resources", "seq", "sub_id",
-        "subscriber",
+        "client", "did", "kept", "package", "rare", "record", "seq", "sub_id", "subscriber",
     )
 
     def __init__(self, did: int, package: str, record: str, subscriber: str) -> None:
@@ -74,9 +86,41 @@ class DialogEntry:
         self.client = _NOBODY
         self.sub_id = 0
         self.seq = 0
-        self.more: tuple[EndedItem, ...] = ()
         self.kept: StatusMessage | PackedIdMap | None = None
-        self.resources: dict[str, Status] | None = None
+        self.rare: _Rare | None = None
+
+    @property
+    def more(self) -> tuple[EndedItem, ...]:
+        """(client, id, seq) of the client subscriptions after the first."""
+        rare = self.rare
+        return () if rare is None else rare.more
+
+    @more.setter
+    def more(self, value: tuple[EndedItem, ...]) -> None:
+        rare = self.rare
+        if rare is None:
+            if not value:
+                return
+            rare = self.rare = _Rare()
+        rare.more = value
+        if not value and rare.resources is None:
+            self.rare = None
+
+    @property
+    def resources(self) -> dict[str, Status] | None:
+        rare = self.rare
+        return None if rare is None else rare.resources
+
+    @resources.setter
+    def resources(self, value: dict[str, Status] | None) -> None:
+        rare = self.rare
+        if rare is None:
+            if value is None:
+                return
+            rare = self.rare = _Rare()
+        rare.resources = value
+        if value is None and not rare.more:
+            self.rare = None
 
     @property
     def key(self) -> Key:

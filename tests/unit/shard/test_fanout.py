@@ -123,6 +123,17 @@ def test_identical_subscriptions_from_two_clients_share_one_dialog(h: Harness) -
     assert [(m.id, m.reason) for m in b.read()] == [(20, "lunch")]
 
 
+def test_a_dialog_serving_one_client_holds_no_room_for_more(h: Harness) -> None:
+    h.attach(1), h.attach(2)
+    h.fanout.subscribe(1, 10, "presence", RECORD, WATCHER)
+    entry = h.fanout.dialogs[h.did()]
+    assert entry.rare is None
+    h.fanout.subscribe(2, 20, "presence", RECORD, WATCHER)
+    assert entry.rare is not None and entry.interests == ((1, 10), (2, 20))
+    h.fanout.unsubscribe(2, 20)
+    assert entry.rare is None and entry.interests == ((1, 10),)
+
+
 def test_another_subscriber_or_package_is_another_dialog(h: Harness) -> None:
     h.attach(1)
     h.fanout.subscribe(1, 1, "presence", RECORD, WATCHER)
