@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..id_map import IdMap
+from ..packed_map import PackedIdMap
 from ..sip.dialog import CSeqOutOfOrder
 from ..sip.headers import parse_event, parse_subscription_state, parse_tag
 from ..sip.message import Request, SipParseError
@@ -23,7 +24,7 @@ from .call_id import dialog_id_in
 from .observer import EngineObserver
 from .output import valid_text
 from .subscription import NotifyInfo
-from .usage import RestingUsage, Usage
+from .usage import RestingUsage, Usage, packed_call_id
 
 __all__ = ["PACKAGE", "DialogSet", "NotifyMatch"]
 
@@ -50,13 +51,14 @@ class DialogSet:
     """The live dialogs of one shard: a usage's dialog is in the set from
     :meth:`add` until :meth:`forget` (``usage.dialog`` set meanwhile)."""
 
-    __slots__ = ("_obs", "_others", "_sub_states", "_usages", "_wake")
+    __slots__ = ("_obs", "_others", "_rest_data", "_sub_states", "_usages", "_wake")
 
     def __init__(
         self,
         observer: EngineObserver,
         usages: IdMap[Usage | RestingUsage],
         wake: Callable[[RestingUsage], Usage | None] | None = None,
+        rest_data: PackedIdMap | None = None,
     ) -> None:
         #: The engine's subscriptions by id: where our Call-IDs lead.
         self._usages = usages
@@ -66,6 +68,8 @@ class DialogSet:
         self._obs = observer
         #: How the engine wakes a resting subscription a NOTIFY is for.
         self._wake = wake
+        #: The packed data of the resting ones, by id (the engine's).
+        self._rest_data = rest_data
 
     @property
     def by_call_id(self) -> int:
@@ -85,7 +89,7 @@ class DialogSet:
         table already: a Call-ID kept here leads there too, if it led to ``old``."""
         if not self._others:
             return
-        call_id = _call_id_of(old)
+        call_id = self._call_id_of(old)
         if call_id is None or self._others.get(call_id) is not old:
             return
         if new is None:
@@ -99,7 +103,7 @@ class DialogSet:
         did = dialog_id_in(call_id)
         if did is not None:
             found = self._usages.get(did)
-            if found is not None and _call_id_of(found) == call_id:
+            if found is not None and self._call_id_of(found) == call_id:
                 return found
         return self._others.get(call_id) if self._others else None
 
@@ -179,7 +183,8 @@ class DialogSet:
         return cached
 
 
-def _call_id_of(usage: Usage | RestingUsage) -> str | None:
-    if isinstance(usage, RestingUsage):
-        return usage.call_id
-    return None if usage.dialog is None else usage.dialog.call_id
+    def _call_id_of(self, usage: Usage | RestingUsage) -> str | None:
+        if isinstance(usage, RestingUsage):
+            data = None if self._rest_data is None else self._rest_data.get(usage.sub_id)
+            return None if data is None else packed_call_id(data)
+        return None if usage.dialog is None else usage.dialog.call_id

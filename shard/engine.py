@@ -83,7 +83,7 @@ from .subscription import (
     SendInitial,
     State,
 )
-from .usage import RestingUsage, Usage, rest
+from .usage import RestingUsage, Usage, packed_deadline, rest
 
 __all__ = ["PACKAGE", "Engine", "LocalEndpoint", "machine_params"]
 
@@ -234,7 +234,7 @@ class Engine:
         #: keeps a set-up's or a refresh wave's last seconds of subscriptions
         #: whole, and their memory stays scattered among the resting ones.
         self.rest_after = sip.t4 + 1.0
-        self.dialogs = DialogSet(self.obs, self.usages, self._wake)
+        self.dialogs = DialogSet(self.obs, self.usages, self._wake, self._rest_data)
         self.requester = Requester(params, sip, local)
         self.auth = AuthLayer(credentials, self.obs)
         self._hostport = local.hostport
@@ -461,7 +461,7 @@ class Engine:
         if found is None or isinstance(found, Usage):
             return found
         try:
-            return found.wake(self._machine_params, self.rng)
+            return found.wake(self._packed(found), self._machine_params, self.rng)
         except Exception as exc:
             self._unowned_error("peek", exc)
             return None
@@ -583,7 +583,8 @@ class Engine:
         could not be unpacked, and has ended with an internal failure."""
         sub_id = resting.sub_id
         try:
-            usage = resting.wake(self._machine_params, self.rng)
+            data = self._packed(resting)
+            usage = resting.wake(data, self._machine_params, self.rng)
         except Exception as exc:
             self._unowned_error("wake", exc)
             self._lose_resting(resting)
@@ -592,12 +593,19 @@ class Engine:
         self.dialogs.swap(resting, usage)
         self._resting -= 1
         if resting.timer_seq:
-            self.queue.hand_over(resting, usage, resting.deadline)
+            self.queue.hand_over(resting, usage, packed_deadline(data))
         else:
             usage.armed_at = None  # its timer fired: the caller runs it
         self._rest_data.pop(sub_id)
         self._touch(usage)
         return usage
+
+    def _packed(self, resting: RestingUsage) -> bytes:
+        """What :func:`rest` packed of ``resting``."""
+        data = self._rest_data.get(resting.sub_id)
+        if data is None:
+            raise LookupError(f"subscription {resting.sub_id}: its packed data is gone")
+        return data
 
     def _lose_resting(self, resting: RestingUsage) -> None:
         """End a resting subscription that cannot wake: its client is told."""

@@ -25,7 +25,7 @@ from ..sip.dialog import Dialog
 from .auth import ClientAuth
 from .subscription import MachineParams, State, Subscription, TimerKind
 
-__all__ = ["RestingUsage", "Usage", "rest"]
+__all__ = ["RestingUsage", "Usage", "packed_call_id", "packed_deadline", "rest"]
 
 
 class Usage(Subscription):
@@ -90,12 +90,13 @@ class RestingUsage:
     Most of a shard's subscriptions are quiet most of the time: a refresh an
     hour away, now and then a NOTIFY. At rest, one is this object (the strings
     other layers share by reference: ids, record, subscriber, package, target)
-    and the packed rest in the engine's table of resting data (``table``, by
-    its id; a bytes object of its own cost ~45 bytes more and a hole among
-    the pools when it went): less than half of a :class:`Usage` with its
-    :class:`Dialog`, tags and boxed numbers. The engine
-    wakes it (:meth:`wake`) for any event and lets it rest again once it has
-    been quiet for longer than any transaction lives.
+    and its packed data in the engine's table of resting data, by its id (a
+    bytes object of its own cost ~45 bytes more and a hole among the pools
+    when it went; a slot for the table, 16 bytes of pymalloc's rounding):
+    less than half of a :class:`Usage` with its :class:`Dialog`, tags and
+    boxed numbers. The engine wakes it (:meth:`wake`, with that data) for any
+    event and lets it rest again once it has been quiet for longer than any
+    transaction lives.
 
     It owns the timer entry of the usage it was (``timer_seq``)."""
 
@@ -106,46 +107,25 @@ class RestingUsage:
         "remote_target",
         "sub_id",
         "subscriber",
-        "table",
         "timer_seq",
     )
 
-    def __init__(self, usage: Usage, dialog: Dialog, table: PackedIdMap) -> None:
+    def __init__(self, usage: Usage, dialog: Dialog) -> None:
         self.sub_id = usage.sub_id
         self.record = usage.record
         self.subscriber = usage.subscriber
         self.package = usage.package
         self.auth = usage.auth
         self.remote_target = dialog.remote_target
-        self.table = table
         self.timer_seq = 0
-
-    @property
-    def data(self) -> bytes:
-        """Its numbers and strings, as :func:`rest` packed them."""
-        data = self.table.get(self.sub_id)
-        if data is None:
-            raise LookupError(f"subscription {self.sub_id}: its packed data is gone")
-        return data
 
     @property
     def state(self) -> State:
         return State.CONFIRMED
 
-    @property
-    def call_id(self) -> str:
-        """Its dialog's Call-ID, the first string packed."""
-        return unpack_first(self.data, _NUMBERS.size)
-
-    @property
-    def deadline(self) -> float:
-        """The deadline its timer entry is armed with."""
-        return float(_NUMBERS.unpack_from(self.data)[0])
-
-    def wake(self, params: MachineParams, rng: random.Random | None) -> Usage:
-        """The usage again, equal to the one that went to rest (its timer entry
-        is the caller's to hand over)."""
-        data = self.data
+    def wake(self, data: bytes, params: MachineParams, rng: random.Random | None) -> Usage:
+        """The usage again from ``data``, what :func:`rest` packed, equal to the
+        one that went to rest (its timer entry is the caller's to hand over)."""
         (
             deadline, refresh_at, expires_at, last_resubscribe, t1,
             expires, txn, redirects, errors, ignored, last_code,
@@ -256,6 +236,16 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
         )
     except (struct.error, OverflowError):
         return None  # a number or string beyond the packed widths: it stays awake
-    resting = RestingUsage(usage, dialog, table)
+    resting = RestingUsage(usage, dialog)
     table[usage.sub_id] = data
     return resting
+
+
+def packed_call_id(data: bytes) -> str:
+    """The Call-ID of a resting subscription's dialog, the first string packed."""
+    return unpack_first(data, _NUMBERS.size)
+
+
+def packed_deadline(data: bytes) -> float:
+    """The deadline a resting subscription's timer entry is armed with."""
+    return float(_NUMBERS.unpack_from(data)[0])

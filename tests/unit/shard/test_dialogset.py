@@ -24,7 +24,7 @@ OURS = f"{label(1)}0123456789abcdef0123456789abcdef@127.0.0.1"
 def _set(call_id: str = "cid") -> tuple[DialogSet, Usage, RecordingObserver]:
     obs = RecordingObserver()
     usages: IdMap[Usage | RestingUsage] = IdMap()
-    dialogs = DialogSet(obs, usages)
+    dialogs = DialogSet(obs, usages, rest_data=PackedIdMap())
     usage = Usage(1, RECORD, "sip:bob@x", MachineParams(), rng=random.Random(0))
     usage.dialog = Dialog(
         call_id=call_id, local_tag="ours", local_uri="sip:bob@x", remote_uri=RECORD,
@@ -59,12 +59,13 @@ def _answer(dialogs: DialogSet, n: Request) -> tuple[int, str, Usage | None, obj
     return dialogs.match_notify(n, first, dialogs.find(first["Call-ID"]))
 
 
-def _rested(usage: Usage) -> RestingUsage | None:
+def _rested(dialogs: DialogSet, usage: Usage) -> RestingUsage | None:
     """``usage`` (its dialog confirmed) settled with a timer armed, at rest."""
     usage.state = usage.counted = State.CONFIRMED
     usage.deadline = usage.armed_at = 100.0
     usage.timer_seq = 1
-    return rest(usage, PackedIdMap())
+    assert dialogs._rest_data is not None
+    return rest(usage, dialogs._rest_data)
 
 
 def _match(dialogs: DialogSet, n: Request) -> tuple[int, bool]:
@@ -150,8 +151,8 @@ def test_a_call_id_naming_no_id_of_its_dialog_is_kept_by_call_id() -> None:
 def test_a_resting_subscription_is_found_by_the_call_id_it_packed() -> None:
     dialogs, usage, _ = _set(OURS)
     _match(dialogs, _notify(**{"Call-ID": OURS}))
-    resting = _rested(usage)
-    assert resting is not None and resting.call_id == OURS
+    resting = _rested(dialogs, usage)
+    assert resting is not None and dialogs._call_id_of(resting) == OURS
     dialogs._usages[1] = resting
     dialogs.swap(usage, resting)
     assert dialogs.find(OURS) is resting
@@ -160,7 +161,7 @@ def test_a_resting_subscription_is_found_by_the_call_id_it_packed() -> None:
 def test_a_kept_call_id_follows_its_subscription_to_rest_and_back() -> None:
     dialogs, usage, _ = _set()
     _match(dialogs, _notify())
-    resting = _rested(usage)
+    resting = _rested(dialogs, usage)
     assert resting is not None
     dialogs.swap(usage, resting)
     assert dialogs.find("cid") is resting

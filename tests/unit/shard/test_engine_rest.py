@@ -9,7 +9,7 @@ import tracemalloc
 from engine_harness import PIDF_OPEN, Harness
 from presence_b2b.presence.status import Failure, FailureKind, Status, SubscriptionState
 from presence_b2b.shard.subscription import State, TimerKind
-from presence_b2b.shard.usage import RestingUsage, Usage, rest
+from presence_b2b.shard.usage import RestingUsage, Usage, packed_call_id, packed_deadline, rest
 from presence_b2b.sip.headers import parse_cseq, parse_tag
 from presence_b2b.sip.message import Request
 from presence_b2b.store.record import Change
@@ -71,7 +71,8 @@ def test_a_subscription_at_rest_refreshes_in_its_dialog_on_time() -> None:
     h = Harness()
     first = h.established()
     quiet(h)
-    refresh_at = h.engine.usages[1].deadline
+    assert isinstance(h.engine.usages[1], RestingUsage)
+    refresh_at = packed_deadline(h.engine._rest_data[1])
     h.advance(refresh_at - h.clock.now - 0.01)
     assert len(h.requests()) == 1
     h.advance(0.02)
@@ -186,9 +187,10 @@ def _usage_with_everything(h: Harness) -> Usage:
 def test_rest_and_wake_keep_every_field_of_a_subscription_and_its_dialog() -> None:
     h = Harness()
     usage = _usage_with_everything(h)
-    resting = rest(usage, PackedIdMap())
+    table = PackedIdMap()
+    resting = rest(usage, table)
     assert resting is not None
-    woken = resting.wake(usage.params, usage.rng)
+    woken = resting.wake(table[usage.sub_id], usage.params, usage.rng)
     for name in _packed_slots():
         assert getattr(woken, name) == getattr(usage, name), name
     assert woken.dialog is not None and usage.dialog is not None
@@ -233,9 +235,10 @@ def test_every_slot_of_a_usage_and_its_dialog_is_kept_at_rest_or_named_as_not() 
     assert len(_packed_slots()) > 20
     h = Harness()
     usage = _usage_with_everything(h)
-    resting = rest(usage, PackedIdMap())
+    table = PackedIdMap()
+    resting = rest(usage, table)
     assert resting is not None
-    woken = resting.wake(usage.params, usage.rng)
+    woken = resting.wake(table[usage.sub_id], usage.params, usage.rng)
     assert [n for n in _packed_slots() if getattr(woken, n) != getattr(usage, n)] == []
 
 
@@ -316,8 +319,10 @@ def test_a_resting_subscription_that_cannot_wake_fails_and_its_notify_gets_481()
     resting = h.engine.usages[1]
     assert isinstance(resting, RestingUsage)
     # What a bug in packing would leave: the Call-ID that finds it, then nothing.
-    end = resting.data.index(resting.call_id.encode()) + len(resting.call_id)
-    resting.table[resting.sub_id] = resting.data[:end]
+    data = h.engine._rest_data[1]
+    call_id = packed_call_id(data)
+    end = data.index(call_id.encode()) + len(call_id)
+    h.engine._rest_data[1] = data[:end]
     h.delivered.clear()
     h.notify(first, "active;expires=600", PIDF_OPEN)
     assert h.responses()[-1].status == 481
@@ -335,8 +340,8 @@ def test_a_resting_subscription_that_cannot_wake_for_its_timer_fails() -> None:
     quiet(h)
     resting = h.engine.usages[1]
     assert isinstance(resting, RestingUsage)
-    deadline = resting.deadline
-    resting.table[resting.sub_id] = resting.data[:10]
+    deadline = packed_deadline(h.engine._rest_data[1])
+    h.engine._rest_data[1] = h.engine._rest_data[1][:10]
     h.delivered.clear()
     h.advance(deadline - h.clock.now + 1)
     assert [type(m) for m in h.delivered] == [Failure]
@@ -374,6 +379,6 @@ def test_a_resting_subscription_that_cannot_wake_is_noted_for_the_store_as_termi
     h.engine.take_changes()
     resting = h.engine.usages[1]
     assert isinstance(resting, RestingUsage)
-    resting.table[resting.sub_id] = b"\x00"
+    h.engine._rest_data[resting.sub_id] = b"\x00"
     assert h.engine.usage(1) is None
     assert [c for _, c in h.engine.take_changes().values()] == [Change.TERMINATED]
