@@ -7,7 +7,7 @@ bytes object costs its header once, where each str costs ~50 bytes of its own.
 
 from __future__ import annotations
 
-__all__ = ["pack_strings", "unpack_first", "unpack_strings"]
+__all__ = ["pack_counts", "pack_strings", "unpack_counts", "unpack_first", "unpack_strings"]
 
 
 def pack_strings(*values: str) -> bytes:
@@ -39,3 +39,37 @@ def unpack_first(data: bytes, offset: int = 0) -> str:
     size = int.from_bytes(data[offset : offset + 2], "little")
     start = offset + 2
     return data[start : start + size].decode("utf-8", "surrogateescape")
+
+
+def pack_counts(out: bytearray, values: tuple[int, ...]) -> None:
+    """Append each value (≥ 0) in 7-bit groups, low first, the high bit set on
+    all but the last (LEB128): the counters of a record at rest are mostly
+    below 128 and take one byte where a fixed width took four or eight. A
+    negative value raises OverflowError, and the caller keeps it unpacked."""
+    for value in values:
+        if value < 0:
+            raise OverflowError(f"cannot pack a negative count ({value})")
+        rest = value
+        while rest > 0x7F:
+            out.append((rest & 0x7F) | 0x80)
+            rest >>= 7
+        out.append(rest)
+
+
+def unpack_counts(data: bytes, offset: int, count: int) -> tuple[list[int], int]:
+    """``count`` values :func:`pack_counts` packed at ``offset``, and where they end."""
+    values: list[int] = []
+    end = len(data)
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            if offset >= end:
+                raise ValueError("packed counts cut short")
+            byte = data[offset]
+            offset += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        values.append(value)
+    return values, offset

@@ -13,12 +13,11 @@ numbers and strings into the engine's :class:`PackedIdMap` by its id, and
 
 from __future__ import annotations
 
-import math
 import random
 import struct
 
 from ..packed_map import PackedIdMap
-from ..packed_strings import pack_strings, unpack_first, unpack_strings
+from ..packed_strings import pack_counts, pack_strings, unpack_counts, unpack_first, unpack_strings
 from ..presence.resourcelist import ListTracker
 from ..presence.status import FailureKind
 from ..sip.dialog import Dialog
@@ -68,13 +67,18 @@ class Usage(Subscription):
         self.touched = 0.0
 
 
-#: The numbers of a resting subscription, little-endian, no padding: deadline,
-#: refresh and expiry, last at-once re-subscribe (NaN: none), T1; asked
-#: Expires, SUBSCRIBEs sent, 3xx in a row, errors, ignored, last code,
-#: NOTIFYs, retries, CSeq mark, local CSeq, remote CSeq (-1: none); timer
-#: kind and last failure (255: none), flags, routes.
-_NUMBERS = struct.Struct("<5dIIHIIHQIQIqBBBH")
-_NONE = 255
+#: A resting subscription's data: a layout byte, then its times as
+#: little-endian doubles (deadline; refresh, unless it equals the deadline;
+#: expiry; last at-once re-subscribe, if any; T1), then its counters as
+#: :func:`pack_counts` packs them (asked Expires, SUBSCRIBEs sent, 3xx in a
+#: row, errors, ignored, last code, NOTIFYs, retries, CSeq mark, local CSeq,
+#: remote CSeq + 1 (0: none), timer kind + 1 and last failure + 1 (0: none),
+#: flags, routes), then its strings. A fixed struct took 97 bytes for what
+#: is 40 to 50 here.
+_DOUBLE = struct.Struct("<d")
+_COUNTS = 15
+_REFRESH_IS_DEADLINE = 1
+_HAS_LAST_RESUBSCRIBE = 2
 _KINDS = tuple(TimerKind)
 _FAILURES = tuple(FailureKind)
 _GOT_NOTIFY = 1
@@ -126,13 +130,23 @@ class RestingUsage:
     def wake(self, data: bytes, params: MachineParams, rng: random.Random | None) -> Usage:
         """The usage again from ``data``, what :func:`rest` packed, equal to the
         one that went to rest (its timer entry is the caller's to hand over)."""
+        layout = data[0]
+        offset = 1
+        times: list[float] = []
+        for _ in range(_doubles(layout)):
+            times.append(_DOUBLE.unpack_from(data, offset)[0])
+            offset += 8
+        deadline = times.pop(0)
+        refresh_at = deadline if layout & _REFRESH_IS_DEADLINE else times.pop(0)
+        expires_at = times.pop(0)
+        last_resubscribe = times.pop(0) if layout & _HAS_LAST_RESUBSCRIBE else None
+        t1 = times.pop(0)
+        counts, offset = unpack_counts(data, offset, _COUNTS)
         (
-            deadline, refresh_at, expires_at, last_resubscribe, t1,
-            expires, txn, redirects, errors, ignored, last_code,
-            notifies, retries, cseq_high, local_cseq, remote_cseq,
-            kind, failure, flags, routes,
-        ) = _NUMBERS.unpack_from(data)
-        strings = unpack_strings(data, _NUMBERS.size)
+            expires, txn, redirects, errors, ignored, last_code, notifies, retries,
+            cseq_high, local_cseq, remote_cseq, kind, failure, flags, routes,
+        ) = counts
+        strings = unpack_strings(data, offset)
         call_id, local_tag, remote_tag = strings[0], strings[1], strings[2]
         route_set = strings[3 : 3 + routes]
         rest = strings[3 + routes :]
@@ -150,7 +164,7 @@ class RestingUsage:
             route_set=route_set,
             local_cseq=local_cseq,
             remote_tag=remote_tag,
-            remote_cseq=None if remote_cseq < 0 else remote_cseq,
+            remote_cseq=None if remote_cseq == 0 else remote_cseq - 1,
             keep_preset_route=bool(flags & _KEEP_PRESET_ROUTE),
         )
         dialog.confirmed = True
@@ -161,7 +175,7 @@ class RestingUsage:
         usage.counted = State.CONFIRMED
         usage.deadline = deadline
         usage.armed_at = deadline
-        usage.timer_kind = None if kind == _NONE else _KINDS[kind]
+        usage.timer_kind = None if kind == 0 else _KINDS[kind - 1]
         usage.t1 = t1
         usage._expires = expires
         usage._txn = txn
@@ -170,13 +184,13 @@ class RestingUsage:
         usage._got_notify = bool(flags & _GOT_NOTIFY)
         usage._target = rest.pop(0) if flags & _REDIRECTED else None
         usage._redirects = redirects
-        usage._last_resubscribe = None if math.isnan(last_resubscribe) else last_resubscribe
+        usage._last_resubscribe = last_resubscribe
         usage.notifies = notifies
         usage.errors = errors
         usage.retries = retries
         usage.ignored = ignored
         usage.last_code = last_code
-        usage.last_failure = None if failure == _NONE else _FAILURES[failure]
+        usage.last_failure = None if failure == 0 else _FAILURES[failure - 1]
         return usage
 
 
@@ -221,31 +235,62 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
     kind = usage.timer_kind
     failure = usage.last_failure
     last = usage._last_resubscribe
+    refresh_at = usage._refresh_at
+    layout = 0
+    times = [deadline]
+    if refresh_at == deadline:
+        layout |= _REFRESH_IS_DEADLINE
+    else:
+        times.append(refresh_at)
+    times.append(usage._expires_at)
+    if last is not None:
+        layout |= _HAS_LAST_RESUBSCRIBE
+        times.append(last)
+    times.append(usage.t1)
+    out = bytearray((layout,))
     try:
-        data = _NUMBERS.pack(
-            deadline, usage._refresh_at, usage._expires_at,
-            math.nan if last is None else last, usage.t1,
+        for value in times:
+            out += _DOUBLE.pack(value)
+        pack_counts(out, (
             usage._expires, usage._txn, usage._redirects, usage.errors, usage.ignored,
             usage.last_code, usage.notifies, usage.retries, usage.cseq_high,
-            dialog.local_cseq, -1 if dialog.remote_cseq is None else dialog.remote_cseq,
-            _NONE if kind is None else _KINDS.index(kind),
-            _NONE if failure is None else _FAILURES.index(failure),
+            dialog.local_cseq, 0 if dialog.remote_cseq is None else dialog.remote_cseq + 1,
+            0 if kind is None else _KINDS.index(kind) + 1,
+            0 if failure is None else _FAILURES.index(failure) + 1,
             flags, len(routes),
-        ) + pack_strings(
-            dialog.call_id, dialog.local_tag, dialog.remote_tag, *routes, *extra
-        )
-    except (struct.error, OverflowError):
-        return None  # a number or string beyond the packed widths: it stays awake
+        ))
+        out += pack_strings(dialog.call_id, dialog.local_tag, dialog.remote_tag, *routes, *extra)
+    except (struct.error, OverflowError, TypeError):
+        return None  # a number or string beyond what packs: it stays awake
+    data = bytes(out)
     resting = RestingUsage(usage, dialog)
     table[usage.sub_id] = data
     return resting
 
 
+def _doubles(layout: int) -> int:
+    """How many times a resting subscription's data holds, by its layout byte."""
+    count = 4 if layout & _HAS_LAST_RESUBSCRIBE else 3
+    return count if layout & _REFRESH_IS_DEADLINE else count + 1
+
+
 def packed_call_id(data: bytes) -> str:
-    """The Call-ID of a resting subscription's dialog, the first string packed."""
-    return unpack_first(data, _NUMBERS.size)
+    """The Call-ID of a resting subscription's dialog, the first string packed
+    ("" if the data is cut short: no NOTIFY matches it, and waking fails)."""
+    end = len(data)
+    if not end:
+        return ""
+    offset = 1 + 8 * _doubles(data[0])
+    skipped = 0
+    while skipped < _COUNTS:
+        if offset >= end:
+            return ""
+        if data[offset] < 0x80:
+            skipped += 1
+        offset += 1
+    return unpack_first(data, offset)
 
 
 def packed_deadline(data: bytes) -> float:
     """The deadline a resting subscription's timer entry is armed with."""
-    return float(_NUMBERS.unpack_from(data)[0])
+    return float(_DOUBLE.unpack_from(data, 1)[0])

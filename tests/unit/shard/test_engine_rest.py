@@ -274,13 +274,37 @@ def test_a_quiet_subscription_rests_after_timer_k_not_after_timer_f() -> None:
     assert isinstance(h.engine.usages[1], RestingUsage)
 
 
-def test_a_subscription_whose_numbers_do_not_fit_stays_awake() -> None:
+def test_counters_of_any_size_rest_and_wake_unchanged() -> None:
+    h = Harness()
+    h.established()
+    usage = h.engine.usage(1)
+    assert usage is not None and usage.dialog is not None
+    usage.errors, usage.notifies, usage.dialog.local_cseq = 2**40, 127, 128
+    table = PackedIdMap()
+    resting = rest(usage, table)
+    assert resting is not None
+    woken = resting.wake(table[1], usage.params, usage.rng)
+    assert (woken.errors, woken.notifies) == (2**40, 127)
+    assert woken.dialog is not None and woken.dialog.local_cseq == 128
+
+
+def test_a_subscription_with_a_negative_counter_stays_awake() -> None:
     h = Harness()
     h.established()
     usage = h.engine.usage(1)
     assert usage is not None
-    usage.errors = 2**40
-    assert rest(usage, PackedIdMap()) is None
+    usage.errors = -1
+    table = PackedIdMap()
+    assert rest(usage, table) is None and not table
+
+
+def test_a_typical_subscription_rests_in_under_a_hundred_bytes_of_numbers() -> None:
+    h = Harness()
+    h.established()
+    quiet(h)
+    data = h.engine._rest_data[1]
+    call_id = packed_call_id(data)
+    assert data.index(call_id.encode()) - 2 < 60
 
 
 def test_a_woken_subscription_keeps_its_timer_and_its_kind() -> None:
@@ -382,3 +406,12 @@ def test_a_resting_subscription_that_cannot_wake_is_noted_for_the_store_as_termi
     h.engine._rest_data[resting.sub_id] = b"\x00"
     assert h.engine.usage(1) is None
     assert [c for _, c in h.engine.take_changes().values()] == [Change.TERMINATED]
+
+
+def test_data_cut_short_names_no_call_id() -> None:
+    h = Harness()
+    h.established()
+    quiet(h)
+    data = h.engine._rest_data[1]
+    assert packed_call_id(data) != ""
+    assert {packed_call_id(data[:n]) for n in range(0, 40)} == {""}
