@@ -186,5 +186,5 @@ class DialogSet:
     def _call_id_of(self, usage: Usage | RestingUsage) -> str | None:
         if isinstance(usage, RestingUsage):
             data = None if self._rest_data is None else self._rest_data.get(usage.sub_id)
-            return None if data is None else packed_call_id(data)
+            return None if data is None else packed_call_id(data, usage.sub_id)
         return None if usage.dialog is None else usage.dialog.call_id

@@ -22,6 +22,7 @@ from ..presence.resourcelist import ListTracker
 from ..presence.status import FailureKind
 from ..sip.dialog import Dialog
 from .auth import ClientAuth
+from .call_id import label
 from .subscription import MachineParams, State, Subscription, TimerKind
 
 __all__ = ["RestingUsage", "Usage", "packed_call_id", "packed_deadline", "rest"]
@@ -74,11 +75,19 @@ class Usage(Subscription):
 #: row, errors, ignored, last code, NOTIFYs, retries, CSeq mark, local CSeq,
 #: remote CSeq + 1 (0: none), timer kind + 1 and last failure + 1 (0: none),
 #: flags, routes), then its strings. A fixed struct took 97 bytes for what
-#: is 40 to 50 here.
+#: is 40 to 50 here; our own Call-ID and tag as raw bytes save 28 more.
 _DOUBLE = struct.Struct("<d")
 _COUNTS = 15
 _REFRESH_IS_DEADLINE = 1
 _HAS_LAST_RESUBSCRIBE = 2
+#: The Call-ID is one we made for this id (``<label><32 hex>@<host>``): its
+#: random part is kept as 16 raw bytes after the times, its host as its
+#: first string.
+_OUR_CALL_ID = 4
+#: The local tag is 16 lowercase hex digits (ours): 8 raw bytes follow.
+_OUR_TAG = 8
+_CALL_ID_RANDOM = 16
+_TAG_RANDOM = 8
 _KINDS = tuple(TimerKind)
 _FAILURES = tuple(FailureKind)
 _GOT_NOTIFY = 1
@@ -141,15 +150,25 @@ class RestingUsage:
         expires_at = times.pop(0)
         last_resubscribe = times.pop(0) if layout & _HAS_LAST_RESUBSCRIBE else None
         t1 = times.pop(0)
+        call_random = local_random = ""
+        if layout & _OUR_CALL_ID:
+            call_random = data[offset : offset + _CALL_ID_RANDOM].hex()
+            offset += _CALL_ID_RANDOM
+        if layout & _OUR_TAG:
+            local_random = data[offset : offset + _TAG_RANDOM].hex()
+            offset += _TAG_RANDOM
         counts, offset = unpack_counts(data, offset, _COUNTS)
         (
             expires, txn, redirects, errors, ignored, last_code, notifies, retries,
             cseq_high, local_cseq, remote_cseq, kind, failure, flags, routes,
         ) = counts
-        strings = unpack_strings(data, offset)
-        call_id, local_tag, remote_tag = strings[0], strings[1], strings[2]
-        route_set = strings[3 : 3 + routes]
-        rest = strings[3 + routes :]
+        rest = unpack_strings(data, offset)
+        first = rest.pop(0)
+        call_id = f"{label(self.sub_id)}{call_random}@{first}" if call_random else first
+        local_tag = local_random if local_random else rest.pop(0)
+        remote_tag = rest.pop(0)
+        route_set = rest[:routes]
+        del rest[:routes]
         local_uri = rest.pop(0) if flags & _OWN_LOCAL_URI else self.subscriber
         remote_uri = rest.pop(0) if flags & _OWN_REMOTE_URI else self.record
         usage = Usage(
@@ -247,10 +266,24 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
         layout |= _HAS_LAST_RESUBSCRIBE
         times.append(last)
     times.append(usage.t1)
+    strings = [dialog.call_id]
+    raw = b""
+    call_random = _our_random(dialog.call_id, usage.sub_id)
+    if call_random is not None:
+        layout |= _OUR_CALL_ID
+        raw = call_random
+        strings[0] = dialog.call_id.rpartition("@")[2]
+    local_tag = dialog.local_tag
+    if _is_hex(local_tag, 2 * _TAG_RANDOM):
+        layout |= _OUR_TAG
+        raw += bytes.fromhex(local_tag)
+    else:
+        strings.append(local_tag)
     out = bytearray((layout,))
     try:
         for value in times:
             out += _DOUBLE.pack(value)
+        out += raw
         pack_counts(out, (
             usage._expires, usage._txn, usage._redirects, usage.errors, usage.ignored,
             usage.last_code, usage.notifies, usage.retries, usage.cseq_high,
@@ -259,7 +292,7 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
             0 if failure is None else _FAILURES.index(failure) + 1,
             flags, len(routes),
         ))
-        out += pack_strings(dialog.call_id, dialog.local_tag, dialog.remote_tag, *routes, *extra)
+        out += pack_strings(*strings, dialog.remote_tag, *routes, *extra)
     except (struct.error, OverflowError, TypeError):
         return None  # a number or string beyond what packs: it stays awake
     data = bytes(out)
@@ -268,19 +301,46 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
     return resting
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex(text: str, length: int) -> bool:
+    """``text`` is ``length`` lowercase hex digits (bytes.hex() gives them back)."""
+    return len(text) == length and all(c in _HEX for c in text)
+
+
+def _our_random(call_id: str, sub_id: int) -> bytes | None:
+    """The 16 random bytes of a Call-ID we made for ``sub_id``; None: another."""
+    prefix = label(sub_id)
+    at = len(prefix) + 2 * _CALL_ID_RANDOM
+    if not call_id.startswith(prefix) or call_id[at : at + 1] != "@" or at + 1 == len(call_id):
+        return None
+    random_hex = call_id[len(prefix) : at]
+    return bytes.fromhex(random_hex) if _is_hex(random_hex, 2 * _CALL_ID_RANDOM) else None
+
+
 def _doubles(layout: int) -> int:
     """How many times a resting subscription's data holds, by its layout byte."""
     count = 4 if layout & _HAS_LAST_RESUBSCRIBE else 3
     return count if layout & _REFRESH_IS_DEADLINE else count + 1
 
 
-def packed_call_id(data: bytes) -> str:
-    """The Call-ID of a resting subscription's dialog, the first string packed
-    ("" if the data is cut short: no NOTIFY matches it, and waking fails)."""
+def packed_call_id(data: bytes, sub_id: int) -> str:
+    """The Call-ID of resting ``sub_id``'s dialog ("" if the data is cut short:
+    no NOTIFY matches it, and waking fails)."""
     end = len(data)
     if not end:
         return ""
-    offset = 1 + 8 * _doubles(data[0])
+    layout = data[0]
+    offset = 1 + 8 * _doubles(layout)
+    call_random = ""
+    if layout & _OUR_CALL_ID:
+        if offset + _CALL_ID_RANDOM > end:
+            return ""
+        call_random = data[offset : offset + _CALL_ID_RANDOM].hex()
+        offset += _CALL_ID_RANDOM
+    if layout & _OUR_TAG:
+        offset += _TAG_RANDOM
     skipped = 0
     while skipped < _COUNTS:
         if offset >= end:
@@ -288,7 +348,8 @@ def packed_call_id(data: bytes) -> str:
         if data[offset] < 0x80:
             skipped += 1
         offset += 1
-    return unpack_first(data, offset)
+    first = unpack_first(data, offset)
+    return f"{label(sub_id)}{call_random}@{first}" if call_random else first
 
 
 def packed_deadline(data: bytes) -> float:

@@ -298,13 +298,32 @@ def test_a_subscription_with_a_negative_counter_stays_awake() -> None:
     assert rest(usage, table) is None and not table
 
 
-def test_a_typical_subscription_rests_in_under_a_hundred_bytes_of_numbers() -> None:
+def test_a_typical_subscription_rests_in_under_ninety_bytes() -> None:
+    # Times, counters, our Call-ID's and tag's random bytes, the Call-ID's
+    # host and the notifier's tag: a fixed struct and hex strings took ~150.
     h = Harness()
     h.established()
     quiet(h)
-    data = h.engine._rest_data[1]
-    call_id = packed_call_id(data)
-    assert data.index(call_id.encode()) - 2 < 60
+    assert len(h.engine._rest_data[1]) < 90
+
+
+def test_a_call_id_we_did_not_make_for_this_id_rests_as_it_is() -> None:
+    h = Harness()
+    h.established()
+    usage = h.engine.usage(1)
+    assert usage is not None and usage.dialog is not None
+    for call_id in ("abc@host", "7.74e8f58603b0a2a939f819cd2573e883@127.0.0.1",
+                    "1.74E8F58603B0A2A939F819CD2573E883@127.0.0.1",
+                    "1.74e8f58603b0a2a939f819cd2573e883@", "1.74e8f58603b0a2a939f819cd2573e8@h"):
+        usage.dialog.call_id = call_id
+        usage.dialog.local_tag = call_id[:16]
+        table = PackedIdMap()
+        resting = rest(usage, table)
+        assert resting is not None
+        assert packed_call_id(table[1], 1) == call_id
+        woken = resting.wake(table[1], usage.params, usage.rng)
+        assert woken.dialog is not None
+        assert (woken.dialog.call_id, woken.dialog.local_tag) == (call_id, call_id[:16])
 
 
 def test_a_woken_subscription_keeps_its_timer_and_its_kind() -> None:
@@ -344,9 +363,11 @@ def test_a_resting_subscription_that_cannot_wake_fails_and_its_notify_gets_481()
     assert isinstance(resting, RestingUsage)
     # What a bug in packing would leave: the Call-ID that finds it, then nothing.
     data = h.engine._rest_data[1]
-    call_id = packed_call_id(data)
-    end = data.index(call_id.encode()) + len(call_id)
+    call_id = packed_call_id(data, 1)
+    host = call_id.rpartition("@")[2].encode()
+    end = data.index(host) + len(host)
     h.engine._rest_data[1] = data[:end]
+    assert packed_call_id(h.engine._rest_data[1], 1) == call_id
     h.delivered.clear()
     h.notify(first, "active;expires=600", PIDF_OPEN)
     assert h.responses()[-1].status == 481
@@ -413,5 +434,5 @@ def test_data_cut_short_names_no_call_id() -> None:
     h.established()
     quiet(h)
     data = h.engine._rest_data[1]
-    assert packed_call_id(data) != ""
-    assert {packed_call_id(data[:n]) for n in range(0, 40)} == {""}
+    assert packed_call_id(data, 1) != ""
+    assert {packed_call_id(data[:n], 1) for n in range(0, 60)} == {""}
