@@ -241,13 +241,36 @@ class DialogEntry:
         return out
 
 
-def _kept_key(package: str, record: str, subscriber: str) -> Key:
-    """The key a dialog is kept under, its strings shared with every other dialog's.
+#: How many recent subscribers :class:`SharedSubscribers` remembers.
+RECENT_SUBSCRIBERS = 4096
 
-    Each Sub is decoded from the channel into new strings; kept as they come, a
-    watcher with a thousand buddies would hold a thousand copies of its URI and
-    every dialog one of its package's name (the supervisor interns them too)."""
-    return (sys.intern(package), record, sys.intern(subscriber))
+
+class SharedSubscribers:
+    """One string for a watcher's URI across the dialogs of its buddies.
+
+    Each Sub is decoded from the channel into new strings; kept as they come,
+    a watcher with a thousand buddies would hold a thousand copies of its URI
+    (~75 bytes each). Interning them all cost ~38 bytes for every watcher with
+    a single dialog, most of them at a million. A watcher's buddies come
+    together (a list subscribed at login), so the last few thousand
+    subscribers are remembered instead, and forgotten all at once when full:
+    a bounded dict, and every repeat inside the window shares a string."""
+
+    __slots__ = ("_recent",)
+
+    def __init__(self) -> None:
+        self._recent: dict[str, str] = {}
+
+    def key(self, package: str, record: str, subscriber: str) -> Key:
+        """The key a dialog is kept under: its package interned (there are few),
+        its subscriber shared with recent dialogs' where it is the same."""
+        recent = self._recent
+        shared = recent.get(subscriber)
+        if shared is None:
+            if len(recent) >= RECENT_SUBSCRIBERS:
+                recent.clear()
+            recent[subscriber] = shared = subscriber
+        return (sys.intern(package), record, shared)
 
 
 def _merge_key(sub_id: int, msg: StatusMessage) -> tuple[int, str]:
@@ -395,6 +418,7 @@ class FanOut:
         self.dialogs: IdMap[DialogEntry] = IdMap()
         #: The last status of each dialog at rest, packed, by dialog id.
         self._packed = PackedIdMap()
+        self._shared = SharedSubscribers()
         #: The id of the dialog a new subscription to a (package, record,
         #: subscriber) joins; an ending dialog is no longer there.
         self._by_key = KeyIndex(self._key_of)
@@ -442,7 +466,7 @@ class FanOut:
             return
         if replay:
             self._send(client, sub_id, Status(sub_id, SubscriptionState.PENDING, "reestablishing"))
-        key = _kept_key(package, record, subscriber)
+        key = self._shared.key(package, record, subscriber)
         entry = self._serving(key)
         if entry is not None:
             entry.join(client, sub_id, seq)
@@ -469,7 +493,7 @@ class FanOut:
         if did is None or did < self._next_did:
             did = self._next_did
         self._next_did = did + 1
-        entry = DialogEntry(did, *_kept_key(*key))
+        entry = DialogEntry(did, *self._shared.key(*key))
         for msg in kept:
             entry.remember(msgspec.structs.replace(msg, id=did))
         old = self._serving(entry.key)

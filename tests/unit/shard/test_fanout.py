@@ -21,7 +21,13 @@ from presence_b2b.presence.status import (
     StatusMessage,
     SubscriptionState,
 )
-from presence_b2b.shard.fanout import DialogEntry, FanOut, Outbox
+from presence_b2b.shard.fanout import (
+    RECENT_SUBSCRIBERS,
+    DialogEntry,
+    FanOut,
+    Outbox,
+    SharedSubscribers,
+)
 from presence_b2b.shard.output import Output
 
 from presence_b2b.packed_map import PackedIdMap
@@ -653,3 +659,24 @@ def test_a_status_that_cannot_be_packed_is_kept_as_it_was(h: Harness) -> None:
 def test_the_rest_of_a_dialog_the_fanout_does_not_know_is_ignored(h: Harness) -> None:
     h.fanout.rest(12345)
     assert not h.fanout.dialogs
+
+
+# ---------------------------------------------------------------- shared strings
+
+
+def test_the_dialogs_of_a_watchers_buddies_share_one_subscriber_string(h: Harness) -> None:
+    h.attach(1)
+    for i in range(3):
+        h.fanout.subscribe(1, 10 + i, "presence", f"sip:buddy{i}@example.com", "".join(WATCHER))
+    subscribers = [e.subscriber for e in h.fanout.dialogs.values()]
+    assert len(subscribers) == 3 and all(s is subscribers[0] for s in subscribers)
+
+
+def test_the_subscribers_remembered_for_sharing_are_bounded() -> None:
+    shared = SharedSubscribers()
+    for i in range(RECENT_SUBSCRIBERS * 3):
+        shared.key("presence", "sip:r@example.com", f"sip:w{i}@example.com")
+    assert len(shared._recent) <= RECENT_SUBSCRIBERS
+    first = shared.key("presence", "sip:r@example.com", "".join("sip:w@example.com"))
+    again = shared.key("dialog", "sip:q@example.com", "".join("sip:w@example.com"))
+    assert first[2] is again[2] and first[0] == "presence" and again[0] == "dialog"
