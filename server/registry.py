@@ -8,8 +8,9 @@ for its final status, which only the shard writes). Pure bookkeeping: it decides
 what to send where and the supervisor sends it.
 
 There is an entry for every subscription of the service, a million on a big
-node, so each is kept packed: the shard and seq in front and the three
-strings behind (:mod:`presence_b2b.packed_strings`), in the page blobs of a
+node, so each is kept packed: the shard, seq and a number for a known
+package in front, and the strings behind (:mod:`presence_b2b.packed_strings`),
+~60 bytes for a typical one, in the page blobs of a
 :class:`PackedIdMap` by subscription id, ~15 bytes around the entry's own
 (a bytes object of its own in an :class:`IdMap` took ~55 more, a dict slot
 and an entry object with its own strings ~300 more). A watcher's URI is
@@ -22,14 +23,14 @@ kept whole in a dict beside the blobs.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..ipc.channel import Sub, Unsub
 from ..ipc.messages import Subscribe, Unsubscribe
 from ..packed_map import PackedIdMap
-from ..packed_strings import pack_strings, unpack_strings
+from ..packed_strings import pack_counts, pack_strings, unpack_counts, unpack_strings
+from ..presence.packages import PACKAGE_TYPES
 from .routing import shard_of
 
 __all__ = ["Entry", "Registry"]
@@ -47,27 +48,35 @@ class Entry:
     """Unique per Sub sent; the shard echoes it when the subscription ends on its own."""
 
 
-#: The shard and seq of a packed entry, little-endian, before its strings.
-_HEAD = struct.Struct("<HQ")
+#: Packages an entry names by a number (1, 2, ...); 0: the name follows as a string.
+_PACKAGES = ("presence", *(p for p in PACKAGE_TYPES if p != "presence"), "presence.winfo")
+_PACKAGE_CODES = {name: code for code, name in enumerate(_PACKAGES, 1)}
 
 #: An entry as kept: packed, or as it is when it does not fit the packed widths.
 Kept = bytes | Entry
 
 
 def _pack(entry: Entry) -> Kept:
+    """Shard, seq and package code as counts (a byte or three each), then the
+    package's name if it has no code, the record and the subscriber."""
+    code = _PACKAGE_CODES.get(entry.package, 0)
+    out = bytearray()
     try:
-        return _HEAD.pack(entry.shard, entry.seq) + pack_strings(
-            entry.package, entry.record, entry.subscriber
-        )
-    except (struct.error, OverflowError):
-        return entry  # a string over 64 KiB or a number beyond the widths
+        pack_counts(out, (entry.shard, entry.seq, code))
+        strings = (entry.record, entry.subscriber)
+        out += pack_strings(*strings) if code else pack_strings(entry.package, *strings)
+    except OverflowError:
+        return entry  # a string over 64 KiB or a negative number
+    return bytes(out)
 
 
 def _unpack(kept: Kept) -> Entry:
     if isinstance(kept, Entry):
         return kept
-    shard, seq = _HEAD.unpack_from(kept)
-    package, record, subscriber = unpack_strings(kept, _HEAD.size)
+    (shard, seq, code), offset = unpack_counts(kept, 0, 3)
+    strings = unpack_strings(kept, offset)
+    package = _PACKAGES[code - 1] if code else strings.pop(0)
+    record, subscriber = strings
     return Entry(shard, package, record, subscriber, seq)
 
 
@@ -75,7 +84,7 @@ def _shard_seq(kept: Kept) -> tuple[int, int]:
     """The shard and seq of an entry, its strings left packed."""
     if isinstance(kept, Entry):
         return kept.shard, kept.seq
-    shard, seq = _HEAD.unpack_from(kept)
+    (shard, seq), _ = unpack_counts(kept, 0, 2)
     return shard, seq
 
 

@@ -143,6 +143,26 @@ def test_a_replay_gives_back_the_strings_as_they_were_asked_for() -> None:
     assert (sub.package, sub.record, sub.subscriber) == ("dialog", record, subscriber)
 
 
+def test_every_package_comes_back_from_its_packed_entry() -> None:
+    registry = _registry(1)
+    packages = ("presence", "dialog", "reg", "message-summary", "presence.winfo", "x-custom")
+    for sub_id, package in enumerate(packages, 1):
+        registry.subscribe(1, Subscribe(sub_id, package, f"sip:r{sub_id}@x", "sip:w@x"))
+    for sub_id, package in enumerate(packages, 1):
+        entry = registry.get(1, sub_id)
+        assert entry is not None and entry.package == package and entry.seq == sub_id
+
+
+def test_a_known_package_packs_as_one_byte() -> None:
+    registry = _registry(1)
+    registry.subscribe(1, Subscribe(1, "presence", "sip:r@x", "sip:w@x"))
+    registry.subscribe(1, Subscribe(2, "x-custom", "sip:r@x", "sip:w@x"))
+    known, custom = registry._clients[1].get(1), registry._clients[1].get(2)
+    assert isinstance(known, bytes) and isinstance(custom, bytes)
+    assert len(known) == 3 + 2 * 2 + len("sip:r@x") + len("sip:w@x")
+    assert len(custom) == len(known) + 2 + len("x-custom")
+
+
 def test_a_subscription_too_long_to_pack_is_kept_whole() -> None:
     registry = _registry(1)
     record = "sip:" + "b" * 70_000 + "@x"
