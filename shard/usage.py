@@ -268,11 +268,10 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
     times.append(usage.t1)
     strings = [dialog.call_id]
     raw = b""
-    call_random = _our_random(dialog.call_id, usage.sub_id)
-    if call_random is not None:
+    ours = _our_call_id(dialog.call_id, usage.sub_id)
+    if ours is not None:
         layout |= _OUR_CALL_ID
-        raw = call_random
-        strings[0] = dialog.call_id.rpartition("@")[2]
+        raw, strings[0] = ours
     local_tag = dialog.local_tag
     if _is_hex(local_tag, 2 * _TAG_RANDOM):
         layout |= _OUR_TAG
@@ -309,14 +308,17 @@ def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and all(c in _HEX for c in text)
 
 
-def _our_random(call_id: str, sub_id: int) -> bytes | None:
-    """The 16 random bytes of a Call-ID we made for ``sub_id``; None: another."""
+def _our_call_id(call_id: str, sub_id: int) -> tuple[bytes, str] | None:
+    """The 16 random bytes and the host of a Call-ID we made for ``sub_id``
+    (everything after the first ``@``); None: another Call-ID."""
     prefix = label(sub_id)
     at = len(prefix) + 2 * _CALL_ID_RANDOM
     if not call_id.startswith(prefix) or call_id[at : at + 1] != "@" or at + 1 == len(call_id):
         return None
     random_hex = call_id[len(prefix) : at]
-    return bytes.fromhex(random_hex) if _is_hex(random_hex, 2 * _CALL_ID_RANDOM) else None
+    if not _is_hex(random_hex, 2 * _CALL_ID_RANDOM):
+        return None
+    return bytes.fromhex(random_hex), call_id[at + 1 :]
 
 
 def _doubles(layout: int) -> int:

@@ -307,12 +307,13 @@ def test_a_typical_subscription_rests_in_under_ninety_bytes() -> None:
     assert len(h.engine._rest_data[1]) < 90
 
 
-def test_a_call_id_we_did_not_make_for_this_id_rests_as_it_is() -> None:
+def test_any_call_id_and_local_tag_come_back_from_rest_as_they_were() -> None:
     h = Harness()
     h.established()
     usage = h.engine.usage(1)
     assert usage is not None and usage.dialog is not None
     for call_id in ("abc@host", "7.74e8f58603b0a2a939f819cd2573e883@127.0.0.1",
+                    "1.74e8f58603b0a2a939f819cd2573e883@a@b",
                     "1.74E8F58603B0A2A939F819CD2573E883@127.0.0.1",
                     "1.74e8f58603b0a2a939f819cd2573e883@", "1.74e8f58603b0a2a939f819cd2573e8@h"):
         usage.dialog.call_id = call_id
