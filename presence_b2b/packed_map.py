@@ -35,11 +35,15 @@ _LONG = 0xFFFF
 _MIN_REWRITE = 512
 
 
-def _entry(value: bytes) -> bytes:
+def _append(blob: bytearray, value: bytes) -> None:
+    """``value`` at the end of ``blob``, behind its length."""
     size = len(value)
     if size < _LONG:
-        return size.to_bytes(2, "little") + value
-    return _LONG.to_bytes(2, "little") + size.to_bytes(4, "little") + value
+        blob.append(size & 0xFF)
+        blob.append(size >> 8)
+    else:
+        blob += _LONG.to_bytes(2, "little") + size.to_bytes(4, "little")
+    blob += value
 
 
 class _Page:
@@ -74,7 +78,7 @@ class _Page:
             if end < 0:
                 continue
             starts[slot] = len(blob)
-            blob += _entry(bytes(old[start:end]))
+            _append(blob, bytes(old[start:end]))
         self.blob = blob
         self.dead = 0
 
@@ -125,20 +129,26 @@ class PackedIdMap:
         else:
             page.dead += end - page.starts[slot]
         page.starts[slot] = len(page.blob)
-        page.blob += _entry(value)
+        _append(page.blob, value)
         self._tidy(page)
 
     def pop(self, key: int) -> bytes | None:
         """Remove ``key``; its value, or None if it was not there."""
+        value = self.get(key)
+        if value is not None:
+            self.discard(key)
+        return value
+
+    def discard(self, key: int) -> bool:
+        """Remove ``key`` without copying its value out; whether it was there."""
         number = key >> _PAGE_BITS
         page = self._pages.get(number)
         if page is None:
-            return None
+            return False
         slot = key & _MASK
-        start, end = page.span(slot)
+        end = page.span(slot)[1]
         if end < 0:
-            return None
-        value = bytes(page.blob[start:end])
+            return False
         page.dead += end - page.starts[slot]
         page.starts[slot] = _FREE
         page.used -= 1
@@ -147,7 +157,7 @@ class PackedIdMap:
             del self._pages[number]
         else:
             self._tidy(page)
-        return value
+        return True
 
     @staticmethod
     def _tidy(page: _Page) -> None:
@@ -160,7 +170,7 @@ class PackedIdMap:
             page.blob = bytearray(page.blob)
 
     def __delitem__(self, key: int) -> None:
-        if self.pop(key) is None:
+        if not self.discard(key):
             raise KeyError(key)
 
     def items(self) -> Iterator[tuple[int, bytes]]:

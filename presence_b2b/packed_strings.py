@@ -46,6 +46,9 @@ def pack_counts(out: bytearray, values: tuple[int, ...]) -> None:
     all but the last (LEB128): the counters of a record at rest are mostly
     below 128 and take one byte where a fixed width took four or eight. A
     negative value raises OverflowError, and the caller keeps it unpacked."""
+    if values and min(values) >= 0 and max(values) < 0x80:
+        out += bytes(values)  # the usual case: one byte each
+        return
     for value in values:
         if value < 0:
             raise OverflowError(f"cannot pack a negative count ({value})")
@@ -58,8 +61,11 @@ def pack_counts(out: bytearray, values: tuple[int, ...]) -> None:
 
 def unpack_counts(data: bytes, offset: int, count: int) -> tuple[list[int], int]:
     """``count`` values :func:`pack_counts` packed at ``offset``, and where they end."""
-    values: list[int] = []
     end = len(data)
+    head = data[offset : offset + count]
+    if len(head) == count and (not count or max(head) < 0x80):
+        return list(head), offset + count  # the usual case: one byte each
+    values: list[int] = []
     for _ in range(count):
         value = shift = 0
         while True:

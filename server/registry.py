@@ -106,7 +106,7 @@ class _ClientEntries:
 
     def put(self, sub_id: int, kept: Kept) -> None:
         if isinstance(kept, Entry):
-            self.packed.pop(sub_id)
+            self.packed.discard(sub_id)
             self.whole[sub_id] = kept
         else:
             self.whole.pop(sub_id, None)

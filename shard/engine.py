@@ -572,7 +572,7 @@ class Engine:
             except Exception as exc:
                 # It stays awake and whole: rest is an economy, never a step.
                 if resting is not None and self.usages.get(sub_id) is not resting:
-                    rest_data.pop(sub_id)
+                    rest_data.discard(sub_id)
                 self._unowned_error("rest", exc)
         if len(awake) * 4 < self._awake_peak:
             self._awake = dict(awake)
@@ -596,7 +596,7 @@ class Engine:
             self.queue.hand_over(resting, usage, packed_deadline(data))
         else:
             usage.armed_at = None  # its timer fired: the caller runs it
-        self._rest_data.pop(sub_id)
+        self._rest_data.discard(sub_id)
         self._touch(usage)
         return usage
 
@@ -617,7 +617,7 @@ class Engine:
         self.dialogs.swap(resting, None)
         self._note(resting, Change.TERMINATED)  # its stored row goes too
         del self.usages[sub_id]
-        self._rest_data.pop(sub_id)
+        self._rest_data.discard(sub_id)
         self._resting -= 1
         self._out.finished.append(sub_id)
 

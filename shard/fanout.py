@@ -212,7 +212,7 @@ class DialogEntry:
         is gone)."""
         kept = self.kept
         if isinstance(kept, PackedIdMap):
-            kept.pop(self.did)
+            kept.discard(self.did)
             self.kept = None
 
     @property

@@ -77,6 +77,8 @@ class Usage(Subscription):
 #: flags, routes), then its strings. A fixed struct took 97 bytes for what
 #: is 40 to 50 here; our own Call-ID and tag as raw bytes save 28 more.
 _DOUBLE = struct.Struct("<d")
+#: The times of a layout, by their count: 3, 4 or 5 doubles.
+_TIMES = (struct.Struct("<3d"), struct.Struct("<4d"), struct.Struct("<5d"))
 _COUNTS = 15
 _REFRESH_IS_DEADLINE = 1
 _HAS_LAST_RESUBSCRIBE = 2
@@ -141,15 +143,21 @@ class RestingUsage:
         one that went to rest (its timer entry is the caller's to hand over)."""
         layout = data[0]
         offset = 1
-        times: list[float] = []
-        for _ in range(_doubles(layout)):
-            times.append(_DOUBLE.unpack_from(data, offset)[0])
-            offset += 8
-        deadline = times.pop(0)
-        refresh_at = deadline if layout & _REFRESH_IS_DEADLINE else times.pop(0)
-        expires_at = times.pop(0)
-        last_resubscribe = times.pop(0) if layout & _HAS_LAST_RESUBSCRIBE else None
-        t1 = times.pop(0)
+        count = _doubles(layout)
+        times = _TIMES[count - 3].unpack_from(data, offset)
+        offset += 8 * count
+        deadline = times[0]
+        at = 1
+        if layout & _REFRESH_IS_DEADLINE:
+            refresh_at = deadline
+        else:
+            refresh_at = times[1]
+            at = 2
+        expires_at = times[at]
+        last_resubscribe: float | None = None
+        if layout & _HAS_LAST_RESUBSCRIBE:
+            last_resubscribe = times[at + 1]
+        t1 = times[count - 1]
         call_random = local_random = ""
         if layout & _OUR_CALL_ID:
             call_random = data[offset : offset + _CALL_ID_RANDOM].hex()
@@ -273,15 +281,15 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
         layout |= _OUR_CALL_ID
         raw, strings[0] = ours
     local_tag = dialog.local_tag
-    if _is_hex(local_tag, 2 * _TAG_RANDOM):
+    tag_random = _hex_bytes(local_tag, 2 * _TAG_RANDOM)
+    if tag_random is not None:
         layout |= _OUR_TAG
-        raw += bytes.fromhex(local_tag)
+        raw += tag_random
     else:
         strings.append(local_tag)
     out = bytearray((layout,))
     try:
-        for value in times:
-            out += _DOUBLE.pack(value)
+        out += _TIMES[len(times) - 3].pack(*times)
         out += raw
         pack_counts(out, (
             usage._expires, usage._txn, usage._redirects, usage.errors, usage.ignored,
@@ -300,12 +308,16 @@ def rest(usage: Usage, table: PackedIdMap) -> RestingUsage | None:
     return resting
 
 
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex(text: str, length: int) -> bool:
-    """``text`` is ``length`` lowercase hex digits (bytes.hex() gives them back)."""
-    return len(text) == length and all(c in _HEX for c in text)
+def _hex_bytes(text: str, length: int) -> bytes | None:
+    """The bytes whose lowercase hex ``text`` is, if it is ``length`` digits of
+    that form (``bytes.hex()`` gives it back exactly); None otherwise."""
+    if len(text) != length:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw.hex() == text else None
 
 
 def _our_call_id(call_id: str, sub_id: int) -> tuple[bytes, str] | None:
@@ -315,10 +327,8 @@ def _our_call_id(call_id: str, sub_id: int) -> tuple[bytes, str] | None:
     at = len(prefix) + 2 * _CALL_ID_RANDOM
     if not call_id.startswith(prefix) or call_id[at : at + 1] != "@" or at + 1 == len(call_id):
         return None
-    random_hex = call_id[len(prefix) : at]
-    if not _is_hex(random_hex, 2 * _CALL_ID_RANDOM):
-        return None
-    return bytes.fromhex(random_hex), call_id[at + 1 :]
+    raw = _hex_bytes(call_id[len(prefix) : at], 2 * _CALL_ID_RANDOM)
+    return None if raw is None else (raw, call_id[at + 1 :])
 
 
 def _doubles(layout: int) -> int:

@@ -136,3 +136,10 @@ def test_dense_ids_cost_their_bytes_and_a_tenth_more() -> None:
     per_object = _measured(objects) / n
     assert per_packed < size * 1.15
     assert per_object - per_packed > 30
+
+
+def test_discard_removes_without_a_value_and_says_whether_it_was_there() -> None:
+    values = PackedIdMap()
+    values[4] = b"four"
+    assert values.discard(4) is True and 4 not in values and len(values) == 0
+    assert values.discard(4) is False
