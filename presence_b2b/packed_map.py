@@ -7,12 +7,13 @@ own: 33 bytes of header, up to 15 of pymalloc's rounding and an 8-byte slot,
 among the transient objects made while it was written, and when those are
 freed the pool can be returned neither to the arena nor to the system.
 
-Here the values of 64 consecutive ids share one ``bytearray`` (each value
-behind its length) and the page keeps the start of each in an ``array``:
-~6 bytes per value and ~7 for its share of the page. The blobs are larger
-than pymalloc's largest block, so the C allocator keeps them apart from the
-small objects. A value replaced or removed leaves its bytes dead in the blob
-until dead bytes outweigh live ones; then the page is rewritten without them.
+Here the values of 64 consecutive ids (the pages of :class:`IdMap`) share
+one ``bytearray`` (each value behind its length) and the page keeps the
+start of each in an ``array``: ~6 bytes per value and ~7 for its share of
+the page. The blobs are larger than pymalloc's largest block, so the C
+allocator keeps them apart from the small objects. A value replaced or
+removed leaves its bytes dead in the blob until dead bytes outweigh live
+ones; then the page is rewritten without them.
 
 :meth:`PackedIdMap.get` copies a value out; nothing hands out a view into a
 blob that a later write could move.
@@ -23,10 +24,11 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 
+from .id_map import PAGE as _PAGE
+from .id_map import PAGE_BITS as _PAGE_BITS
+
 __all__ = ["PackedIdMap"]
 
-_PAGE_BITS = 6
-_PAGE = 1 << _PAGE_BITS
 _MASK = _PAGE - 1
 _FREE = 0xFFFFFFFF
 #: A length of this much or more is written as this marker and four bytes.
