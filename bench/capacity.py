@@ -428,6 +428,13 @@ def main() -> None:
                     refresh_cpu_s=cpu,
                     refresh_window_s=t_end - t_ref,
                 )
+                # Each refresh woke its subscription and it rests again after
+                # rest_after (6 s): the RSS once the wave has settled.
+                await asyncio.sleep(min(args.idle_wait, 15.0))
+                out.update(
+                    rss_after_refresh=sum(rss_of(svc.pids()).values()),
+                    memory_after_refresh=await memory_split(svc.control_socket),
+                )
             pauses = svc.scrape().histogram("gc_pause_seconds", generation="2")
             out.update(gc_full=pauses.count, gc_full_over_100ms=pauses.above(0.1))
             consumer.cancel()
@@ -472,6 +479,14 @@ def main() -> None:
         f" by pid {by_proc}"
     )
     print_memory(report, established)
+    after_refresh = int(report.get("rss_after_refresh", 0))  # type: ignore[call-overload]
+    if after_refresh:
+        print(
+            f"RSS after the refresh:  {after_refresh / 2**20:.1f} MiB = "
+            f"{after_refresh / max(established, 1):.0f} bytes per subscription"
+        )
+        print_memory({"memory": report.get("memory_after_refresh"),
+                      "memory_empty": report.get("memory_empty")}, established)
     if refreshes:
         print(
             f"refreshes:              {refreshes:.0f} in {span:.1f} s ({refreshes / span:.0f}/s "
@@ -513,6 +528,7 @@ def main() -> None:
             "failures": holder.failures,
             "code": version,
             "memory": report.get("memory", {}),
+            "rss_bytes_per_sub_after_refresh": round(after_refresh / max(established, 1), 1),
             "establish_cpu_share": {
                 k: round(v, 2)
                 for k, v in report.get("establish_cpu_share", {}).items()  # type: ignore[attr-defined]

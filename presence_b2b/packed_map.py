@@ -12,8 +12,10 @@ one ``bytearray`` (each value behind its length) and the page keeps the
 start of each in an ``array``: ~6 bytes per value and ~7 for its share of
 the page. The blobs are larger than pymalloc's largest block, so the C
 allocator keeps them apart from the small objects. A value replaced or
-removed leaves its bytes dead in the blob until dead bytes outweigh live
-ones; then the page is rewritten without them.
+removed leaves its bytes dead in the blob until they are a quarter of it;
+then the page is rewritten without them. (At a half, a refresh wave that
+wakes and rests every subscription once would leave each page exactly half
+dead, twice its size, and nothing rewritten.)
 
 :meth:`PackedIdMap.get` copies a value out; nothing hands out a view into a
 blob that a later write could move.
@@ -164,7 +166,7 @@ class PackedIdMap:
     @staticmethod
     def _tidy(page: _Page) -> None:
         size = len(page.blob)
-        if page.dead * 2 > size >= _MIN_REWRITE:
+        if page.dead * 4 > size >= _MIN_REWRITE:
             page.rewrite()
         elif page.used == _PAGE and not page.dead:
             # A page filled in one pass (ids come in order) keeps the slack its
