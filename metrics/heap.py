@@ -11,6 +11,7 @@ every arena to count them (a few ms at a million subscriptions).
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import sys
@@ -45,20 +46,37 @@ def parse_pymalloc_stats(text: str) -> dict[str, int]:
 
 
 def _pymalloc_report() -> str:
-    """What ``sys._debugmallocstats()`` writes to the C stderr, captured."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    """What ``sys._debugmallocstats()`` writes to the C stderr, captured.
+
+    For the few milliseconds of the capture, fd 2 is a temporary file: every
+    logging handler is held locked meanwhile, so a line another thread logs
+    (a shard's store writer) waits and goes to the real stderr afterwards."""
+    handlers = [h for logger in _loggers() for h in logger.handlers]
+    for handler in handlers:
+        handler.acquire()
     try:
-        with tempfile.TemporaryFile() as capture:
-            os.dup2(capture.fileno(), 2)
-            try:
-                sys._debugmallocstats()
-            finally:
-                os.dup2(saved, 2)
-            capture.seek(0)
-            return capture.read().decode("ascii", "replace")
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with tempfile.TemporaryFile() as capture:
+                os.dup2(capture.fileno(), 2)
+                try:
+                    sys._debugmallocstats()
+                finally:
+                    os.dup2(saved, 2)
+                capture.seek(0)
+                return capture.read().decode("ascii", "replace")
+        finally:
+            os.close(saved)
     finally:
-        os.close(saved)
+        for handler in reversed(handlers):
+            handler.release()
+
+
+def _loggers() -> list[logging.Logger]:
+    """The root logger and every logger made so far (each may have handlers)."""
+    made = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(x for x in made if isinstance(x, logging.Logger))]
 
 
 _MALLINFO2_FIELDS = (

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import threading
+import time
 
 from presence_b2b.metrics.heap import _pymalloc_report, heap_figures, parse_pymalloc_stats
 
@@ -56,3 +60,36 @@ def test_reading_the_report_leaves_stderr_where_it_was(capfd) -> None:  # type: 
 def test_the_c_heap_is_reported_on_glibc() -> None:
     malloc = heap_figures()["malloc"]
     assert malloc["in_use_bytes"] > 0 and malloc["heap_bytes"] + malloc["mmapped_bytes"] > 0
+
+
+class _Fd2:
+    """A stream that writes to whatever fd 2 is at the time, as a journal handler does."""
+
+    def write(self, text: str) -> None:
+        os.write(2, text.encode())
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_line_logged_by_another_thread_during_the_capture_reaches_stderr(  # type: ignore[no-untyped-def]
+    capfd, monkeypatch
+) -> None:
+    logger = logging.getLogger("heap-test")
+    handler = logging.StreamHandler(_Fd2())
+    logger.addHandler(handler)
+    writer = threading.Thread(target=logger.warning, args=("from the writer",))
+
+    def report_while_another_thread_logs() -> None:
+        writer.start()
+        time.sleep(0.2)  # the writer waits for the handler's lock meanwhile
+        os.write(2, b"# bytes in allocated blocks        =              1,000\n")
+
+    monkeypatch.setattr(sys, "_debugmallocstats", report_while_another_thread_logs)
+    try:
+        report = _pymalloc_report()
+        writer.join()
+    finally:
+        logger.removeHandler(handler)
+    assert "allocated blocks" in report and "from the writer" not in report
+    assert capfd.readouterr().err == "from the writer\n"
