@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from .. import __version__, compiled, limits, logs
 from .. import config as config_mod
+from ..ipc.messages import ADMIN_COMMANDS
 from ..toml_writer import toml_value
 
 EXIT_CONFIG = 2
@@ -254,9 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--control-socket", help="QSA control socket path")
     ctl.add_argument("--config", help="take the control socket path from this configuration")
     ctl.add_argument("--json", action="store_true", help="machine-readable output")
-    ctl.add_argument(
-        "command", choices=("stats", "memory", "list", "show", "kill", "refresh", "clients")
-    )
+    ctl.add_argument("command", choices=ADMIN_COMMANDS)
     ctl.add_argument("id", nargs="?", help="subscription id (shard:number) for show/kill/refresh")
     ctl.add_argument("--record", help="list: only records containing this")
     ctl.add_argument("--subscriber", help="list: only subscribers containing this")

@@ -120,8 +120,12 @@ class Refused(msgspec.Struct, tag="refused", frozen=True, gc=False):
     reason: str
 
 
+#: The commands of ``presence-b2b ctl`` the supervisor answers.
+ADMIN_COMMANDS = ("stats", "memory", "list", "show", "kill", "refresh", "clients")
+
+
 class AdminRequest(msgspec.Struct, tag="admin", frozen=True, gc=False):
-    """One command of ``presence-b2b ctl``: stats, list, show, kill, refresh."""
+    """One command of ``presence-b2b ctl`` (:data:`ADMIN_COMMANDS`)."""
 
     command: str
     args: dict[str, str] = msgspec.field(default_factory=dict)
@@ -227,6 +231,7 @@ def split_admin_reply(reply: AdminReply, limit: int = MAX_CONTROL_PACKET) -> lis
 
 
 __all__ = [
+    "ADMIN_COMMANDS",
     "FDS_PER_RING",
     "MAX_CONTROL_PACKET",
     "MAX_FDS_PER_PACKET",

@@ -18,12 +18,12 @@ import psutil
 from .. import __version__, compiled
 from ..config import Config
 from ..ipc.control import ConnectedClient, Peer
-from ..ipc.messages import AdminReply, AdminRequest
+from ..ipc.messages import ADMIN_COMMANDS, AdminReply, AdminRequest
 from ..metrics.heap import heap_figures
 from .registry import Registry
 from .shards import ShardPool
 
-COMMANDS = ("stats", "memory", "list", "show", "kill", "refresh", "clients")
+COMMANDS = ADMIN_COMMANDS
 
 
 def _process_figures(pid: int) -> dict[str, Any]:
